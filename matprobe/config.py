@@ -1,0 +1,76 @@
+"""Config validation against config/schema.yaml, with defaults filled in."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from matprobe import MatprobeError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+def _extend_with_defaults(validator_class):
+    """A validator that fills in each property's `default` before checking it (jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = _key_path(error)
+        keys = ", ".join(repr(k) for k in extra)
+        prefix = "" if where == "(top level)" else f"{where}."
+        return f"config: unknown key {prefix}{extra[0]} ({keys} not allowed at {where})"
+    if error.validator == "oneOf" and error.context:
+        error = min(error.context, key=lambda e: len(list(e.absolute_path)))
+    message = error.message.replace("\n", " ")
+    if len(message) > 160:
+        message = message[:157] + "..."
+    return f"config: {_key_path(error)}: {message}"
+
+
+def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate `config` in place, fill in defaults and return it; raise MatprobeError with one line."""
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    validator = _DefaultFillingValidator(schema)
+    # Defaults are filled while validating; sort errors so the shallowest, most specific comes first.
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    if errors:
+        raise MatprobeError(_one_line(errors[0]))
+    return config
+
+
+def load_config(path: Path | str) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise MatprobeError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise MatprobeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate_config(raw)

@@ -1,0 +1,209 @@
+"""Data stage: parse, check and normalise any source into results/data/{dataset}/materials.parquet.
+
+The table is the contract every later stage reads: one row per accepted crystal with `id`, `formula`,
+`reduced_formula`, `elements`, `nsites`, `volume`, one float column per target (NaN where missing), and the
+structure as `lattice` (9 floats, rows are lattice vectors), `frac_coords` (3n floats) and `numbers`.
+Beside it, rejected.parquet (id, reason, detail) and summary.json."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import multiprocessing
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from matprobe import MatprobeError
+from matprobe.io import write_json, write_parquet
+from matprobe.sources import RawRecord, iter_records, resolve_targets
+from matprobe.structures import (
+    DUPLICATE_ID,
+    UNPARSABLE,
+    Crystal,
+    RejectedStructure,
+    check_crystal,
+    crystal_from_arrays,
+    parse_cif,
+    parse_poscar,
+    parse_structure_any,
+    parse_structure_dict,
+)
+
+log = logging.getLogger("matprobe.data")
+
+STRUCTURE_COLUMNS = ["lattice", "frac_coords", "numbers"]
+
+
+def _to_float(value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _parse(record: RawRecord) -> Crystal:
+    kind, payload = record.kind, record.payload
+    if kind == "cif":
+        return parse_cif(payload)
+    if kind == "poscar":
+        return parse_poscar(payload)
+    if kind == "dict":
+        return parse_structure_dict(payload)
+    if kind == "any":
+        return parse_structure_any(payload)
+    if kind == "arrays":
+        lattice, coords, species, cartesian = payload
+        if lattice is None or coords is None or species is None:
+            raise RejectedStructure(UNPARSABLE, "entry has no atoms")
+        return crystal_from_arrays(lattice, coords, species, cartesian)
+    if kind == "crystal":
+        return Crystal.from_row(payload)
+    if kind == "missing":
+        raise RejectedStructure(UNPARSABLE, payload)
+    raise ValueError(f"unknown record kind {kind}")
+
+
+_SYMBOLS: list[str] = []
+
+
+def _symbol(z: int) -> str:
+    if not _SYMBOLS:
+        from pymatgen.core.periodic_table import Element
+
+        _SYMBOLS.extend([""] + [Element.from_Z(i).symbol for i in range(1, 119)])
+    return _SYMBOLS[z]
+
+
+def _formulas(numbers: np.ndarray) -> tuple[str, str, list[str]]:
+    from pymatgen.core import Composition
+
+    counts = Counter(_symbol(int(z)) for z in numbers)
+    composition = Composition(counts)
+    return composition.formula, composition.reduced_formula, sorted(counts)
+
+
+def normalise_record(record: RawRecord, min_distance: float) -> tuple[dict | None, dict | None]:
+    """(row, None) for an accepted record, (None, rejection) otherwise. Runs in worker processes."""
+    try:
+        crystal = check_crystal(_parse(record), min_distance)
+    except RejectedStructure as exc:
+        return None, {"id": record.id, "reason": exc.reason, "detail": exc.detail}
+    formula, reduced, elements = _formulas(crystal.numbers)
+    row = {
+        "id": record.id,
+        "formula": formula,
+        "reduced_formula": reduced,
+        "elements": elements,
+        "nsites": crystal.nsites,
+        "volume": crystal.volume,
+    }
+    row.update({name: _to_float(value) for name, value in record.targets.items()})
+    row.update(crystal.to_row())
+    return row, None
+
+
+def _normalise_star(args):
+    return normalise_record(*args)
+
+
+def normalise_records(records: Iterable[RawRecord], min_distance: float, threads: int = 1, progress: bool = True):
+    """Parse and check records in `threads` processes; first occurrence of an id wins."""
+    from tqdm import tqdm
+
+    seen: set[str] = set()
+    duplicates: list[dict] = []
+
+    def unique(records):
+        for record in records:
+            if record.id in seen:
+                duplicates.append({"id": record.id, "reason": DUPLICATE_ID, "detail": "id seen earlier in the source"})
+                continue
+            seen.add(record.id)
+            yield record
+
+    work = ((record, min_distance) for record in unique(records))
+    accepted, rejected = [], []
+    bar = tqdm(desc="normalise", unit="crystal", disable=not progress, mininterval=2.0)
+    if threads > 1:
+        # fork shares the already imported pymatgen; chunks amortise the pickling of CIF texts
+        with multiprocessing.get_context("fork").Pool(threads) as pool:
+            results = pool.imap(_normalise_star, work, chunksize=64)
+            for row, rejection in results:
+                (accepted.append(row) if row is not None else rejected.append(rejection))
+                bar.update()
+    else:
+        for row, rejection in map(_normalise_star, work):
+            (accepted.append(row) if row is not None else rejected.append(rejection))
+            bar.update()
+    bar.close()
+    return accepted, rejected + duplicates
+
+
+def normalise_dataset(
+    name: str,
+    spec: dict,
+    input_files: list[str | Path],
+    out_table: str | Path,
+    out_rejected: str | Path,
+    out_summary: str | Path,
+    min_distance: float = 0.5,
+    threads: int = 1,
+) -> dict:
+    """Normalise one configured dataset and write its table, rejections and summary (all atomic)."""
+    started = time.perf_counter()
+    targets = list(resolve_targets(spec))
+    records = iter_records(spec, [Path(p) for p in input_files])
+    if spec.get("limit"):
+        records = itertools.islice(records, spec["limit"])
+    accepted, rejected = normalise_records(records, min_distance, threads)
+    n_read = len(accepted) + len(rejected)
+    if not accepted:
+        reasons = Counter(r["reason"] for r in rejected).most_common(3)
+        raise MatprobeError(f"dataset {name}: nothing accepted out of {n_read} entries (most common reasons: {reasons})")
+
+    table = pd.DataFrame(accepted)
+    columns = ["id", "formula", "reduced_formula", "elements", "nsites", "volume", *targets, *STRUCTURE_COLUMNS]
+    table = table[columns].astype({t: "float64" for t in targets})
+    rejected_frame = pd.DataFrame(rejected, columns=["id", "reason", "detail"])
+
+    element_counts = Counter(itertools.chain.from_iterable(table["elements"]))
+    summary = {
+        "dataset": name,
+        "source": spec["source"],
+        "read": n_read,
+        "accepted": len(table),
+        "rejected": len(rejected_frame),
+        "rejected_by_reason": dict(Counter(rejected_frame["reason"]).most_common()),
+        "targets": {t: int(table[t].notna().sum()) for t in targets},
+        "elements": dict(sorted(element_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_parquet(table, out_table)
+    write_parquet(rejected_frame, out_rejected)
+    write_json(summary, out_summary)
+    log.info("dataset %s: %d read, %d accepted, rejected %s", name, n_read, len(table), summary["rejected_by_reason"])
+    return summary
+
+
+def load_materials(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a normalised materials.parquet; a missing or foreign file is a one-line error."""
+    path = Path(path)
+    if not path.exists():
+        raise MatprobeError(f"{path}: materials table not found (run `snakemake data` first)")
+    table = pd.read_parquet(path, columns=columns)
+    missing = {"id", *STRUCTURE_COLUMNS} - set(table.columns) if columns is None else set()
+    if missing:
+        raise MatprobeError(f"{path}: not a matprobe materials table (missing {sorted(missing)})")
+    return table
+
+
+def target_columns(table: pd.DataFrame) -> list[str]:
+    fixed = {"id", "formula", "reduced_formula", "elements", "nsites", "volume", *STRUCTURE_COLUMNS}
+    return [c for c in table.columns if c not in fixed]

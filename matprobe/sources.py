@@ -1,0 +1,422 @@
+"""Dataset sources. Each turns a `datasets:` entry of the config into raw records
+(id, structure payload, target values) that `matprobe.data` parses, checks and normalises.
+
+A source also declares the remote files it needs (`remote_files`), so that the workflow can download
+them in a rule of their own, before normalisation, and so that a mirror can be pre-staged."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from matprobe import MatprobeError
+
+log = logging.getLogger("matprobe.sources")
+
+EMBEDDED_FILE = Path(__file__).resolve().parent / "resources" / "flla_2015.parquet"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    filename: str
+    sha256: str | None = None  # None: the checksum of the first download is recorded and enforced after
+
+
+@dataclass
+class RawRecord:
+    id: str
+    kind: str  # how `payload` is parsed: cif, poscar, dict, any, arrays, crystal
+    payload: Any
+    targets: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    default_targets: dict[str, str]  # target name in the table -> column name in the source
+    remote_files: Callable[[dict], list[RemoteFile]]
+    reader: Callable[..., Iterator[RawRecord]]
+
+
+def _no_files(spec: dict) -> list[RemoteFile]:
+    return []
+
+
+# ---- embedded: the flla_2015 set shipped inside the package --------------------------------------
+
+
+def read_embedded(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    import pandas as pd
+
+    frame = pd.read_parquet(EMBEDDED_FILE)
+    _require_columns(EMBEDDED_FILE, frame.columns, targets)
+    for row in frame.itertuples(index=False):
+        payload = {"lattice": row.lattice, "frac_coords": row.frac_coords, "numbers": row.numbers}
+        yield RawRecord(str(row.id), "crystal", payload, {t: getattr(row, c) for t, c in targets.items()})
+
+
+# ---- cgcnn_dir: {id}.cif files and a header-less id_prop.csv, in a folder or a tar archive -------
+
+
+class _CgcnnTree:
+    """Uniform access to the files of a CGCNN dataset, whether unpacked or inside a .tar(.gz)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.exists():
+            raise MatprobeError(f"{path}: dataset path does not exist")
+        self._tar = tarfile.open(path) if path.is_file() else None
+        if self._tar is not None:
+            self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
+            id_props = sorted((n for n in self._members if Path(n).name == "id_prop.csv"), key=len)
+            if not id_props:
+                raise MatprobeError(f"{path}: archive holds no id_prop.csv")
+            self.prefix = str(Path(id_props[0]).parent)
+        else:
+            self.prefix = ""
+
+    def _name(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix not in ("", ".") else name
+
+    def read_text(self, name: str) -> str | None:
+        if self._tar is None:
+            file = self.path / name
+            return file.read_text() if file.exists() else None
+        member = self._members.get(self._name(name))
+        if member is None:
+            return None
+        return self._tar.extractfile(member).read().decode()
+
+    def iter_cifs(self, wanted: set[str]) -> Iterator[tuple[str, str]]:
+        """(stem, CIF text) for the wanted stems, in archive order for tars (one sequential pass)."""
+        if self._tar is None:
+            for stem in wanted:
+                file = self.path / f"{stem}.cif"
+                if file.exists():
+                    yield stem, file.read_text()
+            return
+        for member in self._tar:
+            name = Path(member.name)
+            if member.isfile() and name.suffix == ".cif" and name.stem in wanted:
+                yield name.stem, self._tar.extractfile(member).read().decode()
+
+
+def read_cgcnn_dir(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    path = Path(spec["path"])
+    tree = _CgcnnTree(path)
+    id_prop_text = tree.read_text("id_prop.csv")
+    if id_prop_text is None:
+        raise MatprobeError(f"{path}: no id_prop.csv found")
+    columns = spec.get("columns") or []
+    _require_columns(f"{path}/id_prop.csv (columns: {columns})", columns, targets)
+    index = {name: position + 1 for position, name in enumerate(columns)}
+
+    id_map = {}
+    if spec.get("id_map"):
+        map_path = Path(spec["id_map"])
+        text = map_path.read_text() if map_path.is_absolute() and map_path.exists() else tree.read_text(spec["id_map"])
+        if text is None:
+            raise MatprobeError(f"{path}: id map file {spec['id_map']} not found")
+        id_map = {row[0].strip(): row[1].strip() for row in csv.reader(io.StringIO(text)) if len(row) >= 2}
+
+    order, values = [], {}
+    for line_number, row in enumerate(csv.reader(io.StringIO(id_prop_text)), start=1):
+        if not row:
+            continue
+        if len(row) <= max(index.values(), default=0):
+            raise MatprobeError(f"{path}/id_prop.csv: line {line_number} has {len(row)} columns, config names {len(columns)} after the id")
+        stem = row[0].strip()
+        order.append(stem)
+        values[stem] = {t: row[index[c]] for t, c in targets.items()}
+    if spec.get("limit"):
+        order = order[: spec["limit"]]
+    wanted = set(order)
+    cif_texts = dict(tree.iter_cifs(wanted))
+    for stem in order:
+        text = cif_texts.pop(stem, None)
+        record_id = id_map.get(stem, stem)
+        if text is None:
+            yield RawRecord(record_id, "missing", f"{stem}.cif not found in {path}", values[stem])
+        else:
+            yield RawRecord(record_id, "cif", text, values[stem])
+
+
+# ---- downloaded JSON sources: JARVIS-DFT 3D, Matbench, MP 2018 -----------------------------------
+
+JARVIS_RELEASES = {
+    "2021": RemoteFile("https://ndownloader.figshare.com/files/29204826", "jdft_3d-8-18-2021.json.zip"),
+    "2022": RemoteFile("https://ndownloader.figshare.com/files/38521619", "jdft_3d-12-12-2022.json.zip"),
+}
+
+MATBENCH_TASKS = {
+    "matbench_mp_e_form": RemoteFile(
+        "https://ml.materialsproject.org/projects/matbench_mp_e_form.json.gz",
+        "matbench_mp_e_form.json.gz",
+        "dedcb1d4ba2e3e50dbdd45ba5bc647a00e9c2bcf8f8bf556dc8e92caa39eb21f",
+    ),
+    "matbench_mp_gap": RemoteFile(
+        "https://ml.materialsproject.org/projects/matbench_mp_gap.json.gz",
+        "matbench_mp_gap.json.gz",
+        "58b65746bd88329986ed66031a2ac1369c7c522f7bc9f9081528e07097c2c057",
+    ),
+}
+
+MP_2018 = RemoteFile(
+    "https://ndownloader.figshare.com/files/13309250",
+    "mp_all_20181018.json.gz",
+    "1f3de2dc7c68959647240921b841293fce918ea1708e6f3760ba35a9cdfe0500",
+)
+
+
+def _override(remote: RemoteFile, spec: dict) -> RemoteFile:
+    return RemoteFile(spec.get("url", remote.url), remote.filename, spec.get("sha256", remote.sha256))
+
+
+def jarvis_files(spec: dict) -> list[RemoteFile]:
+    version = str(spec.get("version", "2021"))
+    if version not in JARVIS_RELEASES:
+        raise MatprobeError(f"config: datasets: jarvis_dft_3d version {version!r} is not one of {sorted(JARVIS_RELEASES)}")
+    return [_override(JARVIS_RELEASES[version], spec)]
+
+
+def matbench_files(spec: dict) -> list[RemoteFile]:
+    task = spec.get("task", "matbench_mp_e_form")
+    if task not in MATBENCH_TASKS:
+        raise MatprobeError(f"config: datasets: matbench task {task!r} is not one of {sorted(MATBENCH_TASKS)}")
+    return [_override(MATBENCH_TASKS[task], spec)]
+
+
+def mp_2018_files(spec: dict) -> list[RemoteFile]:
+    return [_override(MP_2018, spec)]
+
+
+def _load_json_file(path: Path) -> Any:
+    """JSON from a .json, .json.gz or a zip holding one .json (JARVIS ships `*.json.zip`)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith(".json")]
+                if not names:
+                    raise MatprobeError(f"{path}: zip archive holds no .json file")
+                with zf.open(names[0]) as fh:
+                    return json.load(fh)
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt") as fh:
+            return json.load(fh)
+    except (OSError, ValueError, EOFError) as exc:
+        raise MatprobeError(f"{path}: cannot read JSON ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+
+
+def _missing(value: Any) -> Any:
+    # JARVIS writes "na" for a missing value
+    return None if isinstance(value, str) and value.strip().lower() in ("na", "nan", "") else value
+
+
+def read_jarvis(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    entries = _load_json_file(files[0])
+    if not isinstance(entries, list) or not entries:
+        raise MatprobeError(f"{files[0]}: expected a JSON list of JARVIS entries")
+    _require_columns(files[0], set().union(*(e.keys() for e in entries[:100])), targets)
+    for entry in entries[: spec.get("limit")]:
+        atoms = entry.get("atoms") or {}
+        payload = (atoms.get("lattice_mat"), atoms.get("coords"), atoms.get("elements"), bool(atoms.get("cartesian", False)))
+        yield RawRecord(str(entry.get("jid")), "arrays", payload, {t: _missing(entry.get(c)) for t, c in targets.items()})
+
+
+def _frame_records(data: Any, path: Path) -> tuple[list[str], list[dict]]:
+    """Ids and row dicts from the JSON layouts pandas and matminer write (split, records, columns)."""
+    if isinstance(data, dict) and "data" in data and "columns" in data:
+        columns = data["columns"]
+        rows = [dict(zip(columns, values)) for values in data["data"]]
+        ids = [str(i) for i in data.get("index", range(len(rows)))]
+        return ids, rows
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return [str(i) for i in range(len(data))], data
+    if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+        columns = list(data)
+        ids = list(next(iter(data.values())).keys())
+        return [str(i) for i in ids], [{c: data[c].get(i) for c in columns} for i in ids]
+    raise MatprobeError(f"{path}: unrecognised JSON table layout")
+
+
+def _read_json_table(spec: dict, path: Path, targets: dict[str, str], id_column: str | None) -> Iterator[RawRecord]:
+    ids, rows = _frame_records(_load_json_file(path), path)
+    columns = set(rows[0]) if rows else set()
+    _require_columns(path, columns, targets)
+    structure_column = spec.get("structure_column", "structure")
+    if structure_column not in columns:
+        raise MatprobeError(f"{path}: no structure column {structure_column!r} (columns: {sorted(columns)})")
+    limit = spec.get("limit")
+    for record_id, row in list(zip(ids, rows))[:limit]:
+        if id_column and id_column in row:
+            record_id = str(row[id_column])
+        yield RawRecord(record_id, "dict", row[structure_column], {t: row.get(c) for t, c in targets.items()})
+
+
+def read_matbench(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    return _read_json_table(spec, files[0], targets, id_column=None)
+
+
+def read_mp_2018(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    return _read_json_table(spec, files[0], targets, id_column=spec.get("id_column", "mpid"))
+
+
+def matbench_default_targets(spec: dict) -> dict[str, str]:
+    if spec.get("task") == "matbench_mp_gap":
+        return {"band_gap": "gap pbe"}
+    return {"formation_energy_per_atom": "e_form"}
+
+
+# ---- table: a local Parquet, CSV or JSON file -----------------------------------------------------
+
+
+def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    import pandas as pd
+
+    path = Path(spec["path"])
+    if not path.exists():
+        raise MatprobeError(f"{path}: table file does not exist")
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if ".parquet" in suffixes:
+            frame = pd.read_parquet(path)
+        elif ".csv" in suffixes:
+            frame = pd.read_csv(path, comment="#")
+        elif ".json" in suffixes:
+            ids, rows = _frame_records(_load_json_file(path), path)
+            frame = pd.DataFrame(rows, index=ids)
+        else:
+            raise MatprobeError(f"{path}: unknown table format (use .parquet, .csv or .json, optionally .gz)")
+    except MatprobeError:
+        raise
+    except Exception as exc:
+        raise MatprobeError(f"{path}: cannot read table ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    id_column = spec.get("id_column", "id")
+    structure_column = spec.get("structure_column", "structure")
+    for column in (id_column, structure_column):
+        if column not in frame.columns:
+            raise MatprobeError(f"{path}: no column {column!r} (columns: {list(frame.columns)})")
+    _require_columns(path, frame.columns, targets)
+    if spec.get("limit"):
+        frame = frame.head(spec["limit"])
+    for row in frame.to_dict("records"):
+        yield RawRecord(str(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
+
+
+def table_default_targets(spec: dict) -> dict[str, str]:
+    return {}
+
+
+# ---- materials_project: the live API through mp-api --------------------------------------------------
+
+MP_API_FIELDS = {"formation_energy_per_atom": "formation_energy_per_atom", "band_gap": "band_gap"}
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def read_materials_project(spec: dict, files: list[Path], targets: dict[str, str], client_factory=None) -> Iterator[RawRecord]:
+    """Query the Materials Project summary endpoint in chunks. The key comes from MP_API_KEY and is
+    never logged; any error text that might echo it is redacted."""
+    api_key = os.environ.get("MP_API_KEY")
+    if not api_key:
+        raise MatprobeError("materials_project: set the MP_API_KEY environment variable (the key is never written anywhere)")
+    if client_factory is None:
+        try:
+            from mp_api.client import MPRester
+        except ImportError:
+            raise MatprobeError("materials_project: install the optional extra: pip install 'matprobe[mp]'") from None
+        client_factory = MPRester
+    fields = ["material_id", "structure", *targets.values()]
+    query = {"fields": fields, "chunk_size": spec.get("chunk_size", 1000)}
+    if spec.get("elements"):
+        query["elements"] = spec["elements"]
+    if spec.get("limit"):
+        query["num_chunks"] = max(1, -(-spec["limit"] // query["chunk_size"]))
+    try:
+        with client_factory(api_key) as client:
+            documents = client.materials.summary.search(**query)
+    except Exception as exc:
+        raise MatprobeError(_redact(f"materials_project: query failed ({type(exc).__name__}: {exc})", api_key).splitlines()[0]) from None
+    for document in documents[: spec.get("limit")]:
+        get = document.get if isinstance(document, dict) else lambda k, d=None: getattr(document, k, d)
+        structure = get("structure")
+        payload = structure.as_dict() if hasattr(structure, "as_dict") else structure
+        yield RawRecord(str(get("material_id")), "dict", payload, {t: get(c) for t, c in targets.items()})
+
+
+# ---- registry ------------------------------------------------------------------------------------------
+
+
+def _require_columns(where, available, targets: dict[str, str]) -> None:
+    missing = [c for c in targets.values() if c not in set(available)]
+    if not targets:
+        raise MatprobeError(f"{where}: no target column given (set `targets:` for this dataset)")
+    if missing:
+        raise MatprobeError(f"{where}: target column(s) {missing} not found")
+
+
+SOURCES: dict[str, SourceInfo] = {
+    "embedded": SourceInfo(
+        {"formation_energy_per_atom": "formation_energy_per_atom", "e_above_hull": "e_above_hull"}, _no_files, read_embedded
+    ),
+    "cgcnn_dir": SourceInfo({}, _no_files, read_cgcnn_dir),
+    "jarvis_dft_3d": SourceInfo(
+        {
+            "formation_energy_per_atom": "formation_energy_peratom",
+            "band_gap": "optb88vdw_bandgap",
+            "band_gap_mbj": "mbj_bandgap",
+        },
+        jarvis_files,
+        read_jarvis,
+    ),
+    "matbench": SourceInfo({}, matbench_files, read_matbench),
+    "mp_2018": SourceInfo({"formation_energy_per_atom": "e_form", "band_gap": "gap pbe"}, mp_2018_files, read_mp_2018),
+    "materials_project": SourceInfo(MP_API_FIELDS, _no_files, read_materials_project),
+    "table": SourceInfo({}, _no_files, read_table),
+}
+
+
+def resolve_targets(spec: dict) -> dict[str, str]:
+    """Target name in the table -> column in the source, from the config or the source's defaults."""
+    source = spec["source"]
+    if spec.get("targets"):
+        return dict(spec["targets"])
+    if source == "cgcnn_dir":
+        return {name: name for name in spec.get("columns") or []}
+    if source == "matbench":
+        return matbench_default_targets(spec)
+    return dict(SOURCES[source].default_targets)
+
+
+def remote_files(spec: dict) -> list[RemoteFile]:
+    return SOURCES[spec["source"]].remote_files(spec)
+
+
+def local_inputs(spec: dict) -> list[str]:
+    """Local files a dataset reads, so that Snakemake re-normalises when they change."""
+    source = spec["source"]
+    if source == "embedded":
+        return [str(EMBEDDED_FILE)]
+    if source in ("cgcnn_dir", "table"):
+        return [spec["path"]]
+    return []
+
+
+def iter_records(spec: dict, files: list[Path]) -> Iterator[RawRecord]:
+    source = spec["source"]
+    if source in ("cgcnn_dir", "table") and "path" not in spec:
+        raise MatprobeError(f"config: datasets: source {source} needs a `path`")
+    return SOURCES[source].reader(spec, files, resolve_targets(spec))
