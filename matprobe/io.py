@@ -74,3 +74,19 @@ def setup_logging(log_path: os.PathLike | str | None = None, level: int = loggin
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
     return logging.getLogger("matprobe")
+
+
+def run_logged(log_path, func, *args, **kwargs):
+    """Run a stage function from a workflow script: log to the rule's log file, and turn a MatprobeError
+    into one line on stderr and exit status 1 instead of a traceback."""
+    import sys
+
+    from matprobe import MatprobeError
+
+    logger = setup_logging(log_path)
+    try:
+        return func(*args, **kwargs)
+    except MatprobeError as error:
+        logger.error("%s", error)
+        print(f"matprobe: error: {error}", file=sys.stderr)
+        sys.exit(1)

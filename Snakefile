@@ -1,0 +1,35 @@
+# matprobe: what has a materials graph neural network really learned?
+# Only includes, config validation and the default target live here; logic is in the matprobe package.
+from snakemake.utils import min_version
+
+from matprobe import MatprobeError
+from matprobe.config import validate_config
+
+min_version("9.0")
+
+
+# A named config (--configfile config/mp36k.yaml) replaces the default one rather than merging into it,
+# so that its datasets and splits are exactly the ones it lists.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+try:
+    validate_config(config)
+except MatprobeError as error:
+    raise SystemExit(f"matprobe: {error}")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/graphs.smk"
+include: "rules/splits.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.data.input,
+        rules.graphs.input,
+        rules.splits.input,

@@ -1,0 +1,33 @@
+# Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
+from pathlib import Path
+
+from matprobe.sources import local_inputs, remote_files
+from matprobe.splits import split_names
+from matprobe.graphs import graph_key
+
+DATASETS = list(config["datasets"])
+DOWNLOAD_DIR = config["data"]["download_dir"]
+GRAPH_KEY = graph_key(config["graph"])
+SPLITS = split_names(config["splits"], config["split_options"]["controls"])
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    split="[A-Za-z0-9_.-]+",
+
+
+def dataset_inputs(wildcards):
+    """Downloaded files (made by download_source_file) and local files a dataset reads."""
+    spec = config["datasets"][wildcards.dataset]
+    return {
+        "files": [f"{DOWNLOAD_DIR}/{remote.filename}" for remote in remote_files(spec)],
+        "local": local_inputs(spec),
+    }
+
+
+def remote_file_by_name(filename):
+    for spec in config["datasets"].values():
+        for remote in remote_files(spec):
+            if remote.filename == filename:
+                return remote
+    raise ValueError(f"no configured dataset downloads {filename}")

@@ -1,0 +1,45 @@
+# Stage 1: data. Download (local rule, network only here), then normalise to one Parquet table.
+
+
+localrules:
+    download_source_file,
+
+
+rule download_source_file:
+    output:
+        f"{DOWNLOAD_DIR}/{{filename}}",
+    params:
+        remote=lambda wildcards: remote_file_by_name(wildcards.filename),
+        mirror_dir=config["data"]["mirror_dir"],
+        retries=config["data"]["retries"],
+    log:
+        "logs/download/{filename}.log",
+    script:
+        "../workflow_scripts/download_source_file.py"
+
+
+rule normalise_dataset:
+    input:
+        unpack(dataset_inputs),
+    output:
+        table="results/data/{dataset}/materials.parquet",
+        rejected="results/data/{dataset}/rejected.parquet",
+        summary="results/data/{dataset}/summary.json",
+    params:
+        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        min_distance=config["data"]["min_distance"],
+    threads: 8
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        "logs/data/{dataset}.log",
+    benchmark:
+        "benchmarks/data/{dataset}.tsv"
+    script:
+        "../workflow_scripts/normalise_dataset.py"
+
+
+rule data:
+    input:
+        expand("results/data/{dataset}/materials.parquet", dataset=DATASETS),

@@ -1,0 +1,38 @@
+# Stage 2b: element-omission splits with size-matched controls, and random splits.
+
+
+rule make_split:
+    input:
+        "results/data/{dataset}/materials.parquet",
+    output:
+        "results/splits/{dataset}/{split}.json",
+    params:
+        definitions=config["splits"],
+        options=config["split_options"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/splits/{dataset}/{split}.log",
+    script:
+        "../workflow_scripts/make_split.py"
+
+
+rule split_stats:
+    input:
+        materials="results/data/{dataset}/materials.parquet",
+        splits=expand("results/splits/{{dataset}}/{split}.json", split=SPLITS),
+    output:
+        "results/splits/{dataset}/stats.parquet",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "logs/splits/{dataset}/stats.log",
+    script:
+        "../workflow_scripts/split_stats.py"
+
+
+rule splits:
+    input:
+        expand("results/splits/{dataset}/stats.parquet", dataset=DATASETS),

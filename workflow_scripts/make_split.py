@@ -1,0 +1,12 @@
+from matprobe.io import run_logged
+from matprobe.splits import write_split
+
+run_logged(
+    snakemake.log[0],
+    write_split,
+    snakemake.input[0],
+    snakemake.wildcards.split,
+    snakemake.params.definitions,
+    snakemake.params.options,
+    snakemake.output[0],
+)
