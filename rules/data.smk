@@ -14,6 +14,8 @@ rule download_source_file:
         retries=config["data"]["retries"],
     log:
         "logs/download/{filename}.log",
+    conda:
+        "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/download_source_file.py"
 
@@ -36,6 +38,8 @@ rule normalise_dataset:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
+    conda:
+        "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/normalise_dataset.py"
 

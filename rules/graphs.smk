@@ -19,6 +19,8 @@ rule build_graphs:
         f"logs/graphs/{{dataset}}/{GRAPH_KEY}.log",
     benchmark:
         f"benchmarks/graphs/{{dataset}}/{GRAPH_KEY}.tsv"
+    conda:
+        "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/build_graphs.py"
 

@@ -14,6 +14,8 @@ rule make_split:
         runtime=10,
     log:
         "logs/splits/{dataset}/{split}.log",
+    conda:
+        "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/make_split.py"
 
@@ -29,6 +31,8 @@ rule split_stats:
         runtime=10,
     log:
         "logs/splits/{dataset}/stats.log",
+    conda:
+        "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/split_stats.py"
 
