@@ -84,9 +84,13 @@ def _symbol(z: int) -> str:
 def _formulas(numbers: np.ndarray) -> tuple[str, str, list[str]]:
     from pymatgen.core import Composition
 
+    import warnings
+
     counts = Counter(_symbol(int(z)) for z in numbers)
-    composition = Composition(counts)
-    return composition.formula, composition.reduced_formula, sorted(counts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # noble gases have no electronegativity; formula order falls back quietly
+        composition = Composition(counts)
+        return composition.formula, composition.reduced_formula, sorted(counts)
 
 
 def normalise_record(record: RawRecord, min_distance: float) -> tuple[dict | None, dict | None]:

@@ -112,8 +112,15 @@ class _CgcnnTree:
                 yield name.stem, self._tar.extractfile(member).read().decode()
 
 
+def cgcnn_files(spec: dict) -> list[RemoteFile]:
+    """A CGCNN archive named by `url` is downloaded like any other source (checksum recorded or pinned)."""
+    if not spec.get("url"):
+        return []
+    return [RemoteFile(spec["url"], Path(spec["url"].split("?")[0]).name or "cgcnn.tar.gz", spec.get("sha256"))]
+
+
 def read_cgcnn_dir(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
-    path = Path(spec["path"])
+    path = Path(files[0]) if files else Path(spec["path"])
     tree = _CgcnnTree(path)
     id_prop_text = tree.read_text("id_prop.csv")
     if id_prop_text is None:
@@ -130,26 +137,23 @@ def read_cgcnn_dir(spec: dict, files: list[Path], targets: dict[str, str]) -> It
             raise MatprobeError(f"{path}: id map file {spec['id_map']} not found")
         id_map = {row[0].strip(): row[1].strip() for row in csv.reader(io.StringIO(text)) if len(row) >= 2}
 
-    order, values = [], {}
+    lines = []  # (stem, target values) in file order; a repeated stem stays, to be counted as a duplicate
     for line_number, row in enumerate(csv.reader(io.StringIO(id_prop_text)), start=1):
         if not row:
             continue
         if len(row) <= max(index.values(), default=0):
             raise MatprobeError(f"{path}/id_prop.csv: line {line_number} has {len(row)} columns, config names {len(columns)} after the id")
-        stem = row[0].strip()
-        order.append(stem)
-        values[stem] = {t: row[index[c]] for t, c in targets.items()}
+        lines.append((row[0].strip(), {t: row[index[c]] for t, c in targets.items()}))
     if spec.get("limit"):
-        order = order[: spec["limit"]]
-    wanted = set(order)
-    cif_texts = dict(tree.iter_cifs(wanted))
-    for stem in order:
-        text = cif_texts.pop(stem, None)
+        lines = lines[: spec["limit"]]
+    cif_texts = dict(tree.iter_cifs({stem for stem, _ in lines}))
+    for stem, values in lines:
+        text = cif_texts.get(stem)
         record_id = id_map.get(stem, stem)
         if text is None:
-            yield RawRecord(record_id, "missing", f"{stem}.cif not found in {path}", values[stem])
+            yield RawRecord(record_id, "missing", f"{stem}.cif not found in {path}", values)
         else:
-            yield RawRecord(record_id, "cif", text, values[stem])
+            yield RawRecord(record_id, "cif", text, values)
 
 
 # ---- downloaded JSON sources: JARVIS-DFT 3D, Matbench, MP 2018 -----------------------------------
@@ -372,7 +376,7 @@ SOURCES: dict[str, SourceInfo] = {
     "embedded": SourceInfo(
         {"formation_energy_per_atom": "formation_energy_per_atom", "e_above_hull": "e_above_hull"}, _no_files, read_embedded
     ),
-    "cgcnn_dir": SourceInfo({}, _no_files, read_cgcnn_dir),
+    "cgcnn_dir": SourceInfo({}, cgcnn_files, read_cgcnn_dir),
     "jarvis_dft_3d": SourceInfo(
         {
             "formation_energy_per_atom": "formation_energy_peratom",
@@ -410,13 +414,13 @@ def local_inputs(spec: dict) -> list[str]:
     source = spec["source"]
     if source == "embedded":
         return [str(EMBEDDED_FILE)]
-    if source in ("cgcnn_dir", "table"):
+    if source == "table" or (source == "cgcnn_dir" and not spec.get("url")):
         return [spec["path"]]
     return []
 
 
 def iter_records(spec: dict, files: list[Path]) -> Iterator[RawRecord]:
     source = spec["source"]
-    if source in ("cgcnn_dir", "table") and "path" not in spec:
-        raise MatprobeError(f"config: datasets: source {source} needs a `path`")
+    if source == "table" and "path" not in spec or source == "cgcnn_dir" and not ({"path", "url"} & set(spec)):
+        raise MatprobeError(f"config: datasets: source {source} needs a `path`" + (" or `url`" if source == "cgcnn_dir" else ""))
     return SOURCES[source].reader(spec, files, resolve_targets(spec))

@@ -1,0 +1,61 @@
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow
+from matprobe import MatprobeError
+from matprobe.config import load_config, validate_config
+
+
+def test_default_config_validates_and_fills_defaults():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["datasets"] == {"demo": {"source": "embedded"}}
+    assert config["data"]["mirror_dir"] is None
+    assert config["data"]["min_distance"] == 0.5
+    assert config["graph"]["max_neighbors"] == 12
+    assert config["split_options"]["controls"] is True
+
+
+def test_empty_config_gets_the_embedded_demo():
+    config = validate_config({})
+    assert config["datasets"]["demo"]["source"] == "embedded"
+    assert [s for s in config["splits"]] == [{"omit": "Fe"}, {"omit": "O"}, {"random": True}]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "mp36k.yaml"])
+def test_shipped_configs_validate(name):
+    load_config(REPO / "config" / name)
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"graph": {"cutof": 8.0}}, "unknown key graph.cutof"),
+        ({"grpah": {}}, "unknown key grpah"),
+        ({"datasets": {"x": {"source": "embedded", "colums": []}}}, "unknown key datasets.x.colums"),
+        ({"graph": {"cutoff": "eight"}}, "graph.cutoff"),
+        ({"datasets": {"x": {"source": "ftp"}}}, "datasets.x.source"),
+        ({"splits": [{"omit": 26}]}, "splits.0.omit"),
+        ({"data": {"retries": 0}}, "data.retries"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(config, expected):
+    with pytest.raises(MatprobeError) as error:
+        validate_config(config)
+    message = str(error.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_snakemake_stops_on_bad_config_with_one_line(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"graph": {"cutof": 8.0}}))
+    result = subprocess.run(
+        ["snakemake", "-n", "--configfile", str(bad)], cwd=workdir, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if "unknown key graph.cutof" in line]
+    assert lines, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

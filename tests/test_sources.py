@@ -1,0 +1,220 @@
+"""Every data source on small inputs the tests write themselves."""
+
+import gzip
+import json
+import tarfile
+import zipfile
+
+import pandas as pd
+import pytest
+
+from conftest import rocksalt
+from matprobe import MatprobeError
+from matprobe.data import normalise_dataset
+from matprobe.sources import read_materials_project
+
+BAD_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\n"
+
+
+def normalise(tmp_path, name, spec, files=()):
+    out = tmp_path / "out" / name
+    summary = normalise_dataset(
+        name, spec, list(files), out / "materials.parquet", out / "rejected.parquet", out / "summary.json", threads=1
+    )
+    return pd.read_parquet(out / "materials.parquet"), pd.read_parquet(out / "rejected.parquet"), summary
+
+
+def write_cgcnn_folder(root, crystals):
+    root.mkdir(parents=True)
+    lines, id_map = [], []
+    for index, (name, structure) in enumerate(crystals.items()):
+        (root / f"{index}.cif").write_text(structure.to(fmt="cif"))
+        lines.append(f"{index},{-1.0 - index / 10},{index / 2},9.9")
+        id_map.append(f"{index},mp-{100 + index}")
+    # a broken CIF, a missing CIF and a duplicate line
+    (root / "90.cif").write_text(BAD_CIF)
+    lines += ["90,-0.5,0.1,0", "91,-0.5,0.1,0", "0,-9.0,9.0,0"]
+    id_map += ["90,mp-990", "91,mp-991"]
+    (root / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    (root / "material_id_hash.csv").write_text("\n".join(id_map) + "\n")
+    return root
+
+
+def test_cgcnn_folder_with_id_map(tmp_path, crystals):
+    root = write_cgcnn_folder(tmp_path / "cg", crystals)
+    spec = {"source": "cgcnn_dir", "path": str(root), "columns": ["formation_energy_per_atom", "band_gap"], "id_map": "material_id_hash.csv"}
+    table, rejected, summary = normalise(tmp_path, "cg", spec)
+    assert len(table) == 5 and table["id"].tolist()[0] == "mp-100"
+    assert table.loc[table["id"] == "mp-100", "formation_energy_per_atom"].item() == -1.0  # first of a duplicate kept
+    assert set(rejected["reason"]) == {"unparsable", "duplicate_id"}
+    assert summary["read"] == 8 and summary["accepted"] + summary["rejected"] == 8
+    assert summary["targets"] == {"formation_energy_per_atom": 5, "band_gap": 5}
+    feo = table[table["reduced_formula"] == "FeO"].iloc[0]
+    assert list(feo["elements"]) == ["Fe", "O"] and feo["nsites"] == 8 and feo["formula"] == "Fe4 O4"
+    assert feo["volume"] == pytest.approx(crystals["FeO"].volume)
+
+
+def test_cgcnn_tar_archive_equals_folder(tmp_path, crystals):
+    root = write_cgcnn_folder(tmp_path / "cg" / "set", crystals)
+    archive = tmp_path / "set.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="set")
+    spec = {"source": "cgcnn_dir", "columns": ["formation_energy_per_atom", "band_gap"]}
+    from_folder, _, _ = normalise(tmp_path, "a", {**spec, "path": str(root)})
+    from_tar, _, _ = normalise(tmp_path, "b", {**spec, "path": str(archive)})
+    pd.testing.assert_frame_equal(from_folder, from_tar)
+    assert from_tar["id"].tolist()[:2] == ["0", "1"]  # no id map: the CIF index is the id
+
+
+def test_fatal_problems_name_the_file(tmp_path, crystals):
+    with pytest.raises(MatprobeError, match="does not exist"):
+        normalise(tmp_path, "x", {"source": "cgcnn_dir", "path": str(tmp_path / "nowhere"), "columns": ["e"]})
+    root = write_cgcnn_folder(tmp_path / "cg", crystals)
+    with pytest.raises(MatprobeError, match="no target column"):
+        normalise(tmp_path, "x", {"source": "cgcnn_dir", "path": str(root)})
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"id": ["a"], "structure": [BAD_CIF], "e": [1.0]}).to_csv(table, index=False)
+    with pytest.raises(MatprobeError, match="nothing accepted"):
+        normalise(tmp_path, "x", {"source": "table", "path": str(table), "targets": {"e": "e"}})
+    with pytest.raises(MatprobeError, match=r"t.csv: target column\(s\) \['gap'\] not found"):
+        normalise(tmp_path, "x", {"source": "table", "path": str(table), "targets": {"band_gap": "gap"}})
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json"])
+def test_table_with_dict_cif_and_poscar_structures(tmp_path, crystals, suffix):
+    frame = pd.DataFrame(
+        {
+            "material": ["dict", "cif", "poscar", "close"],
+            "structure": [
+                json.dumps(crystals["NaCl"].as_dict()),
+                crystals["FeO"].to(fmt="cif"),
+                crystals["Si"].to(fmt="poscar"),
+                rocksalt(0.6).to(fmt="poscar"),  # atoms 0.3 A apart
+            ],
+            "gap": [5.0, float("nan"), 0.6, 1.0],
+        }
+    )
+    path = tmp_path / f"table{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records")
+    spec = {"source": "table", "path": str(path), "id_column": "material", "targets": {"band_gap": "gap"}}
+    table, rejected, summary = normalise(tmp_path, "t", spec)
+    assert table["reduced_formula"].tolist() == ["NaCl", "FeO", "Si"]
+    assert table["band_gap"].isna().tolist() == [False, True, False]
+    assert rejected["reason"].tolist() == ["atoms_too_close"]
+
+
+def test_jarvis_zip_with_missing_values(tmp_path, crystals):
+    entries = []
+    for index, (name, structure) in enumerate(crystals.items()):
+        cartesian = index % 2 == 0
+        entries.append(
+            {
+                "jid": f"JVASP-{index}",
+                "atoms": {
+                    "lattice_mat": structure.lattice.matrix.tolist(),
+                    "coords": (structure.cart_coords if cartesian else structure.frac_coords).tolist(),
+                    "elements": [site.specie.symbol for site in structure],
+                    "cartesian": cartesian,
+                },
+                "formation_energy_peratom": -1.0 * index,
+                "optb88vdw_bandgap": "na" if index == 1 else 0.5,
+                "mbj_bandgap": "na",
+            }
+        )
+    entries.append({"jid": "JVASP-broken", "atoms": {}, "formation_energy_peratom": 0.0, "optb88vdw_bandgap": 0.0, "mbj_bandgap": 0.0})
+    archive = tmp_path / "jdft_3d-8-18-2021.json.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("jdft_3d-8-18-2021.json", json.dumps(entries))
+    table, rejected, summary = normalise(tmp_path, "j", {"source": "jarvis_dft_3d", "version": "2021"}, [archive])
+    assert len(table) == 5 and rejected["id"].tolist() == ["JVASP-broken"]
+    assert summary["targets"] == {"formation_energy_per_atom": 5, "band_gap": 4, "band_gap_mbj": 0}
+    assert sorted(table["reduced_formula"]) == sorted(["NaCl", "FeO", "MgO", "Si", "CsCl"])
+
+
+def test_matbench_and_mp2018_json_gz(tmp_path, crystals):
+    structures = list(crystals.values())
+    matbench = {
+        "index": [f"mb-mp-e_form-{i:05d}" for i in range(len(structures))],
+        "columns": ["structure", "e_form"],
+        "data": [[s.as_dict(), -0.1 * i] for i, s in enumerate(structures)],
+    }
+    path = tmp_path / "matbench_mp_e_form.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(matbench, fh)
+    table, _, summary = normalise(tmp_path, "mb", {"source": "matbench", "task": "matbench_mp_e_form"}, [path])
+    assert table["id"].tolist()[0] == "mb-mp-e_form-00000"
+    assert summary["targets"] == {"formation_energy_per_atom": 5}
+
+    mp2018 = {
+        "columns": ["mpid", "e_form", "gap pbe", "structure"],
+        "index": list(range(len(structures))),
+        "data": [[f"mp-{i}", -0.2 * i, 0.1 * i, s.as_dict()] for i, s in enumerate(structures)],
+    }
+    path = tmp_path / "mp_all_20181018.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(mp2018, fh)
+    table, _, summary = normalise(tmp_path, "mp", {"source": "mp_2018"}, [path])
+    assert table["id"].tolist() == [f"mp-{i}" for i in range(5)]
+    assert table["band_gap"].tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+class _FakeSummary:
+    def __init__(self, documents, fail_with=None):
+        self.documents, self.fail_with, self.queries = documents, fail_with, []
+
+    def search(self, **query):
+        self.queries.append(query)
+        if self.fail_with:
+            raise RuntimeError(self.fail_with)
+        return self.documents
+
+
+class _FakeRester:
+    """Stands in for mp_api.client.MPRester: same context-manager protocol and summary.search call."""
+
+    def __init__(self, summary):
+        self.materials = type("materials", (), {"summary": summary})()
+
+    def __call__(self, api_key):
+        self.api_key = api_key
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def test_materials_project_api_in_chunks_without_leaking_the_key(monkeypatch, crystals):
+    key = "SECRET-KEY-1234567890abcdef"
+    monkeypatch.setenv("MP_API_KEY", key)
+    documents = [{"material_id": f"mp-{i}", "structure": s, "formation_energy_per_atom": -1.0, "band_gap": 2.0} for i, s in enumerate(crystals.values())]
+    summary = _FakeSummary(documents)
+    client = _FakeRester(summary)
+    spec = {"source": "materials_project", "elements": ["O"], "chunk_size": 2, "limit": 3}
+    targets = {"formation_energy_per_atom": "formation_energy_per_atom", "band_gap": "band_gap"}
+    records = list(read_materials_project(spec, [], targets, client_factory=client))
+    assert [r.id for r in records] == ["mp-0", "mp-1", "mp-2"]
+    assert client.api_key == key
+    assert summary.queries[0]["elements"] == ["O"] and summary.queries[0]["chunk_size"] == 2
+    assert summary.queries[0]["num_chunks"] == 2
+    failing = _FakeRester(_FakeSummary([], fail_with=f"401 Unauthorized for key {key}"))
+    with pytest.raises(MatprobeError) as error:
+        list(read_materials_project(spec, [], targets, client_factory=failing))
+    assert key not in str(error.value) and "***" in str(error.value)
+    monkeypatch.delenv("MP_API_KEY")
+    with pytest.raises(MatprobeError, match="MP_API_KEY"):
+        list(read_materials_project(spec, [], targets, client_factory=client))
+
+
+def test_embedded_demo_normalises_completely(tmp_path):
+    table, rejected, summary = normalise(tmp_path, "demo", {"source": "embedded"})
+    assert len(table) == 3938 and len(rejected) == 0
+    assert table["id"].is_unique
+    assert summary["elements"]["Fe"] > 100 and summary["elements"]["O"] > 1000

@@ -1,0 +1,78 @@
+"""The workflow driven through snakemake itself, in a copy of the workflow files."""
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import copy_workflow
+
+
+def snakemake(workdir, *args, timeout=600):
+    result = subprocess.run(["snakemake", *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_dry_run_plans_every_stage(workdir):
+    result = snakemake(workdir, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule in ("normalise_dataset", "build_graphs", "make_split", "split_stats"):
+        assert rule in result.stdout
+
+
+@pytest.mark.slow
+def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
+    result = snakemake(workdir, "--cores", "2", "data")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_parquet(workdir / "results/data/demo/materials.parquet")
+    assert len(table) >= 3900 and table["id"].is_unique
+    summary = json.loads((workdir / "results/data/demo/summary.json").read_text())
+    assert summary["accepted"] + summary["rejected"] == summary["read"] == 3938
+    assert (workdir / "logs/data/demo.log").exists() and (workdir / "benchmarks/data/demo.tsv").exists()
+    again = snakemake(workdir, "--cores", "2", "data")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_graphs_and_splits_on_the_default_config(workdir, tmp_path):
+    result = snakemake(workdir, "--cores", "2", "graphs", "splits")
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = pd.read_parquet(workdir / "results/splits/demo/stats.parquet")
+    assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control", "random"}
+    graph_summary = json.loads((workdir / "results/graphs/demo/cutoff8-nn12/summary.json").read_text())
+    assert graph_summary["graphs"] == 3938 and graph_summary["mean_edges_per_atom"] == 12.0
+    # another cutoff is another cache: the old graphs stay, new ones are planned
+    other = tmp_path / "cutoff6.yaml"
+    other.write_text("graph:\n  cutoff: 6.0\n")
+    plan = snakemake(workdir, "-n", "graphs", "--configfile", str(other))
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "results/graphs/demo/cutoff6-nn12/graphs.pt" in plan.stdout + plan.stderr
+
+
+def test_bad_dataset_fails_with_one_line_and_keeps_earlier_results(workdir, tmp_path):
+    demo = workdir / "results/data/demo/materials.parquet"
+    before = demo.stat().st_mtime if demo.exists() else None
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/nowhere.tar.gz\n    columns: [e]\n")
+    result = snakemake(workdir, "data", "--cores", "1", "--configfile", str(config))
+    assert result.returncode != 0
+    assert "Missing input files" in result.stderr and f"{tmp_path}/nowhere.tar.gz" in result.stderr
+    (tmp_path / "empty").mkdir()
+    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/empty\n    columns: [e]\n")
+    result = snakemake(workdir, "data", "--cores", "1", "--configfile", str(config))
+    assert result.returncode != 0
+    assert f"matprobe: error: {tmp_path}/empty: no id_prop.csv found" in result.stderr
+    assert not (workdir / "results/data/broken/materials.parquet").exists()
+    if before is not None:
+        assert demo.stat().st_mtime == before
