@@ -1,5 +1,7 @@
 # matprobe: what has a materials graph neural network really learned?
 # Only includes, config validation and the default target live here; logic is in the matprobe package.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 from matprobe import MatprobeError
@@ -16,7 +18,7 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    validate_config(config)
+    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
 except MatprobeError as error:
     raise SystemExit(f"matprobe: {error}")
 

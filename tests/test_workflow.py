@@ -76,3 +76,49 @@ def test_bad_dataset_fails_with_one_line_and_keeps_earlier_results(workdir, tmp_
     assert not (workdir / "results/data/broken/materials.parquet").exists()
     if before is not None:
         assert demo.stat().st_mtime == before
+
+
+def test_download_source_through_the_workflow(workdir, tmp_path, crystals):
+    """A JARVIS-style release served on 127.0.0.1: downloaded by its local rule, recorded, normalised."""
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    served = tmp_path / "served"
+    served.mkdir()
+    entries = [
+        {
+            "jid": f"JVASP-{i}",
+            "atoms": {
+                "lattice_mat": s.lattice.matrix.tolist(),
+                "coords": s.frac_coords.tolist(),
+                "elements": [site.specie.symbol for site in s],
+                "cartesian": False,
+            },
+            "formation_energy_peratom": -0.5 * i,
+            "optb88vdw_bandgap": "na",
+            "mbj_bandgap": 1.0,
+        }
+        for i, s in enumerate(crystals.values())
+    ]
+    with zipfile.ZipFile(served / "release.zip", "w") as zf:
+        zf.writestr("jdft_3d-8-18-2021.json", json.dumps(entries))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "jarvis.yaml"
+        config.write_text(
+            "datasets:\n  jv:\n    source: jarvis_dft_3d\n"
+            f"    url: http://127.0.0.1:{httpd.server_address[1]}/release.zip\n"
+            f"data:\n  download_dir: {tmp_path}/downloads\n"
+        )
+        result = snakemake(workdir, "data", "--cores", "1", "--configfile", str(config))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "downloads" / "jdft_3d-8-18-2021.json.zip.sha256").exists()
+    table = pd.read_parquet(workdir / "results/data/jv/materials.parquet")
+    assert len(table) == 5 and table["band_gap"].isna().all() and table["band_gap_mbj"].notna().all()
