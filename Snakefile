@@ -27,6 +27,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/graphs.smk"
 include: "rules/splits.smk"
+include: "rules/train.smk"
 
 
 rule all:
@@ -35,3 +36,4 @@ rule all:
         rules.data.input,
         rules.graphs.input,
         rules.splits.input,
+        rules.train.input,

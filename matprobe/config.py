@@ -74,3 +74,8 @@ def load_config(path: Path | str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise MatprobeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return validate_config(raw)
+
+
+def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The options a model is built with: its config section plus the graph settings it must agree with."""
+    return {**config["model_options"][model], "node_features": config["graph"]["node_features"], "cutoff": float(config["graph"]["cutoff"])}

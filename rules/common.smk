@@ -1,6 +1,7 @@
 # Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
 from pathlib import Path
 
+from matprobe.config import model_options_for
 from matprobe.sources import local_inputs, remote_files
 from matprobe.splits import split_names
 from matprobe.graphs import graph_key
@@ -9,11 +10,24 @@ DATASETS = list(config["datasets"])
 DOWNLOAD_DIR = config["data"]["download_dir"]
 GRAPH_KEY = graph_key(config["graph"])
 SPLITS = split_names(config["splits"], config["split_options"]["controls"])
+TARGETS = config["targets"]
+MODELS = config["models"]
+SEEDS = config["seeds"]
+GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
+MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
+
+
+def all_model_dirs():
+    """One folder per (dataset, target, split, model, seed) combination in the config."""
+    return expand(MODEL_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     split="[A-Za-z0-9_.-]+",
+    target="[A-Za-z0-9_]+",
+    model="|".join(MODELS),
+    seed="[0-9]+",
 
 
 def dataset_inputs(wildcards):

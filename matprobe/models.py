@@ -1,0 +1,186 @@
+"""Crystal graph neural networks with atom-wise readouts (PyTorch Geometric).
+
+Both models predict a contribution per atom and average them, so a crystal's prediction is exactly the mean
+of its atom contributions (formation energy per atom and band gap are per-atom or intensive quantities);
+this is SchNetPack's `Atomwise` readout with mean aggregation. Besides the prediction, `forward` returns the
+per-atom contributions and a per-crystal latent vector (the mean of the atom representations the head
+reads); `element_representation()` returns the vector the model gives each element.
+
+The forward pass is split at its inputs, so that attribution can differentiate with respect to them:
+`node_inputs(z)` (physical feature rows or learned embeddings) and `edge_inputs(dist)` (the radial
+basis expansion of distances), then `forward_from_inputs`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import CGConv
+from torch_geometric.nn.models.schnet import InteractionBlock, ShiftedSoftplus
+from torch_geometric.utils import scatter
+
+from matprobe.features import MAX_Z, node_feature_table
+
+# Gaussian tails underflow into float32 denormals, which make CPU matrix products several times slower
+# (shared/notes/performance.md: 4.4x in training). Values this small carry no information: zero them.
+DENORMAL_FLOOR = 1e-30
+
+
+class GaussianExpansion(nn.Module):
+    """exp(-(d - mu_k)^2 / width^2) on evenly spaced centres mu_k from `start` to `stop` (CGCNN, SchNet)."""
+
+    def __init__(self, start: float, stop: float, num: int, width: float | None = None):
+        super().__init__()
+        centres = torch.linspace(start, stop, num)
+        self.register_buffer("centres", centres)
+        self.width = float(width if width is not None else (stop - start) / (num - 1))
+
+    def forward(self, distances: Tensor) -> Tensor:
+        expanded = torch.exp(-((distances[:, None] - self.centres[None, :]) ** 2) / self.width**2)
+        return torch.where(expanded < DENORMAL_FLOOR, torch.zeros_like(expanded), expanded)
+
+
+class ElementEncoder(nn.Module):
+    """Atomic number -> node input (`physical`: fixed 91-wide property vector; `onehot`: learned
+    embedding), then -> hidden representation."""
+
+    def __init__(self, kind: str, hidden: int):
+        super().__init__()
+        self.kind = kind
+        if kind == "physical":
+            self.register_buffer("table", torch.from_numpy(node_feature_table("physical")))
+            self.project = nn.Linear(self.table.shape[1], hidden)
+        elif kind == "onehot":
+            self.embedding = nn.Embedding(MAX_Z + 1, hidden)
+        else:
+            raise ValueError(f"unknown node feature kind {kind!r}")
+
+    def node_inputs(self, z: Tensor) -> Tensor:
+        return self.table[z] if self.kind == "physical" else self.embedding(z)
+
+    def embed(self, node_inputs: Tensor) -> Tensor:
+        return self.project(node_inputs) if self.kind == "physical" else node_inputs
+
+    def element_representation(self) -> Tensor:
+        """(MAX_Z + 1, hidden): the hidden vector each element starts from."""
+        if self.kind == "physical":
+            return self.project(self.table)
+        return self.embedding.weight
+
+
+class AtomwiseMean(nn.Module):
+    """Per-atom MLP to one contribution each; the crystal value is their mean (SchNetPack's Atomwise)."""
+
+    def __init__(self, hidden: int, head_hidden: int, activation: nn.Module):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, head_hidden), activation, nn.Linear(head_hidden, 1))
+
+    def forward(self, atoms: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
+        contributions = self.net(atoms).squeeze(-1)
+        prediction = scatter(contributions, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        latent = scatter(atoms, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        return prediction, contributions, latent
+
+
+class CrystalModel(nn.Module):
+    """Shared plumbing: inputs, readout and outputs; subclasses define `interact`."""
+
+    encoder: ElementEncoder
+    expansion: GaussianExpansion
+    readout: AtomwiseMean
+
+    def node_inputs(self, z: Tensor) -> Tensor:
+        return self.encoder.node_inputs(z)
+
+    def edge_inputs(self, edge_dist: Tensor) -> Tensor:
+        return self.expansion(edge_dist)
+
+    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs) -> dict[str, Tensor]:
+        atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist)
+        prediction, contributions, latent = self.readout(atoms, batch, num_graphs)
+        return {"prediction": prediction, "contributions": contributions, "latent": latent}
+
+    def forward(self, data) -> dict[str, Tensor]:
+        return self.forward_from_inputs(
+            self.node_inputs(data.z), self.edge_inputs(data.edge_dist), data.edge_index, data.edge_dist, data.batch, data.num_graphs
+        )
+
+    def element_representation(self) -> Tensor:
+        return self.encoder.element_representation()
+
+
+@dataclass
+class CGCNNConfig:
+    node_features: str = "physical"
+    hidden: int = 64
+    layers: int = 3
+    head_hidden: int = 128
+    cutoff: float = 8.0
+    gaussian_step: float = 0.2
+
+
+class CGCNN(CrystalModel):
+    """Xie & Grossman's crystal graph convolution: gated edge convolutions over (x_i, x_j, e_ij) with batch
+    norm (PyG `CGConv`), softplus between layers, Gaussian distance expansion (0 to cutoff, step 0.2 Å)."""
+
+    def __init__(self, config: CGCNNConfig):
+        super().__init__()
+        self.config = config
+        num = int(round(config.cutoff / config.gaussian_step)) + 1
+        self.expansion = GaussianExpansion(0.0, config.cutoff, num, width=config.gaussian_step)
+        self.encoder = ElementEncoder(config.node_features, config.hidden)
+        self.convs = nn.ModuleList(CGConv(config.hidden, dim=num, batch_norm=True) for _ in range(config.layers))
+        self.readout = AtomwiseMean(config.hidden, config.head_hidden, nn.Softplus())
+
+    def interact(self, x, edge_inputs, edge_index, edge_dist):
+        for conv in self.convs:
+            x = nn.functional.softplus(conv(x, edge_index, edge_inputs))
+        return x
+
+
+@dataclass
+class SchNetConfig:
+    node_features: str = "physical"
+    hidden: int = 64
+    filters: int = 64
+    interactions: int = 3
+    gaussians: int = 50
+    cutoff: float = 8.0
+
+
+class SchNet(CrystalModel):
+    """Schütt et al.'s continuous-filter convolutions (PyG's `InteractionBlock`: filter network on a
+    Gaussian expansion of distances times a cosine cutoff), residual updates, atom-wise head. It runs on
+    the precomputed periodic edges, unlike PyG's `SchNet` model, which builds a non-periodic radius graph."""
+
+    def __init__(self, config: SchNetConfig):
+        super().__init__()
+        self.config = config
+        self.expansion = GaussianExpansion(0.0, config.cutoff, config.gaussians)
+        self.encoder = ElementEncoder(config.node_features, config.hidden)
+        self.interactions = nn.ModuleList(
+            InteractionBlock(config.hidden, config.gaussians, config.filters, config.cutoff) for _ in range(config.interactions)
+        )
+        self.readout = AtomwiseMean(config.hidden, max(config.hidden // 2, 1), ShiftedSoftplus())
+
+    def interact(self, x, edge_inputs, edge_index, edge_dist):
+        for interaction in self.interactions:
+            x = x + interaction(x, edge_index, edge_dist, edge_inputs)
+        return x
+
+
+MODELS = {"cgcnn": (CGCNN, CGCNNConfig), "schnet": (SchNet, SchNetConfig)}
+
+
+def build_model(name: str, options: dict) -> CrystalModel:
+    """A model from its name and options (unknown options are an error, so typos cannot pass silently)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    cls, config_cls = MODELS[name]
+    return cls(config_cls(**options))
+
+
+def model_options(model: CrystalModel) -> dict:
+    return asdict(model.config)

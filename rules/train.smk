@@ -1,0 +1,34 @@
+# Stage 3: one training job per (dataset, target, split, model, seed); resumable from its checkpoint.
+
+
+rule train_model:
+    input:
+        graphs=GRAPHS,
+        materials="results/data/{dataset}/materials.parquet",
+        split="results/splits/{dataset}/{split}.json",
+    output:
+        model=f"{MODEL_DIR}/model.pt",
+        metrics=f"{MODEL_DIR}/metrics.json",
+        predictions=f"{MODEL_DIR}/predictions.parquet",
+        latents=f"{MODEL_DIR}/latents.parquet",
+        history=f"{MODEL_DIR}/history.parquet",
+    params:
+        model_options=lambda wildcards: model_options_for(config, wildcards.model),
+        training=config["training"],
+    threads: config["training"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=720,
+    log:
+        f"logs/{MODEL_DIR}/train.log",
+    benchmark:
+        f"benchmarks/{MODEL_DIR}/train.tsv"
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+rule train:
+    input:
+        [f"{directory}/metrics.json" for directory in all_model_dirs()],

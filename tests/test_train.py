@@ -1,0 +1,156 @@
+"""Models and training on a small slice of the embedded demo (real Materials Project crystals)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matprobe import MatprobeError
+from matprobe.data import normalise_dataset
+from matprobe.graphs import build_graphs
+from matprobe.models import GaussianExpansion, build_model
+from matprobe.splits import write_split
+from matprobe.train import graph_data, load_split_data, load_trained_model, train_model
+from torch_geometric.loader import DataLoader
+
+TRAINING = {"epochs": 4, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-5, "patience": 10, "clip_norm": 5.0,
+            "device": "cpu", "deterministic": True, "knn": 3}
+TARGET = "formation_energy_per_atom"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """300 demo crystals: materials table, graphs and an omit-O split."""
+    root = tmp_path_factory.mktemp("small")
+    normalise_dataset("demo", {"source": "embedded", "limit": 300}, [], root / "materials.parquet",
+                      root / "rejected.parquet", root / "summary.json", threads=2)
+    build_graphs(root / "materials.parquet", root / "graphs.pt", root / "grej.parquet", root / "gsum.json", threads=2, progress=False)
+    options = {"seed": 0, "val_fraction": 0.15, "id_test_fraction": 0.15, "min_ood": 5, "controls": True}
+    write_split(root / "materials.parquet", "omit-O", [{"omit": "O"}], options, root / "omit-O.json")
+    return root
+
+
+def run(small, out_dir, model="cgcnn", options=None, training=TRAINING, **kwargs):
+    return train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", out_dir, TARGET, model,
+                       options or {"hidden": 16}, training, seed=0, threads=1, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("model", ["cgcnn", "schnet"])
+@pytest.mark.parametrize("features", ["physical", "onehot"])
+def test_prediction_is_exactly_the_mean_of_atom_contributions(small, model, features):
+    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    torch.manual_seed(0)
+    net = build_model(model, {"hidden": 16, "node_features": features}).eval()
+    batch = next(iter(DataLoader(sets["ood_test"]["data"], batch_size=32)))
+    out = net(batch)
+    means = torch.zeros(batch.num_graphs).index_add_(0, batch.batch, out["contributions"]) / torch.bincount(batch.batch)
+    torch.testing.assert_close(out["prediction"], means, atol=1e-5, rtol=0)
+    assert out["latent"].shape == (batch.num_graphs, 16)
+    assert net.element_representation().shape == (101, 16)
+
+
+def test_distance_expansion_holds_no_denormals():
+    expansion = GaussianExpansion(0.0, 8.0, 41, width=0.2)
+    values = expansion(torch.linspace(0.0, 8.0, 5000))
+    tiny = (values != 0) & (values.abs() < torch.finfo(torch.float32).tiny)
+    assert not tiny.any()
+    assert (values == 0).any()  # the far tails really were flushed, not absent by luck
+
+
+def test_training_writes_consistent_outputs(small, tmp_path):
+    metrics = run(small, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    predictions = pd.read_parquet(tmp_path / "run" / "predictions.parquet")
+    for set_name in ("train", "val", "id_test", "ood_test"):
+        subset = predictions[predictions["set"] == set_name]
+        assert saved[set_name]["n"] == len(subset) > 0
+        assert saved[set_name]["mae"] == pytest.approx(np.mean(np.abs(subset["y_pred"] - subset["y_true"])))
+        assert saved[set_name]["bias"] == pytest.approx(np.mean(subset["y_pred"] - subset["y_true"]))
+    assert saved["ood_id_mae_ratio"] == pytest.approx(saved["ood_test"]["mae"] / saved["id_test"]["mae"])
+    ood = predictions[predictions["set"] == "ood_test"]
+    assert all("O" in e for e in ood["elements"])
+    assert saved["ood_mae_by_element"]["O"]["n"] == len(ood)
+    assert saved["latent_knn_distance"]["ood_test"] > 0 and saved["latent_knn_distance"]["id_test"] > 0
+    latents = pd.read_parquet(tmp_path / "run" / "latents.parquet")
+    assert len(latents) == len(predictions) and len(latents["latent"].iloc[0]) == 16
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    assert list(history.columns) == ["epoch", "train_loss", "val_mae", "lr", "seconds"] and len(history) == 4
+
+
+def test_model_file_loads_with_weights_only_and_reproduces_predictions(small, tmp_path):
+    run(small, tmp_path / "run", model="schnet")
+    record = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert record["model"] == "schnet" and record["metadata"]["torch"] == torch.__version__
+    model, record = load_trained_model(tmp_path / "run" / "model.pt")
+    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    batch = next(iter(DataLoader(sets["id_test"]["data"], batch_size=1000)))
+    with torch.no_grad():
+        again = model(batch)["prediction"].numpy() * record["target_std"] + record["target_mean"]
+    stored = pd.read_parquet(tmp_path / "run" / "predictions.parquet").query("set == 'id_test'")["y_pred"].to_numpy()
+    np.testing.assert_allclose(again, stored, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_checkpoint(small, tmp_path, monkeypatch):
+    real_l1 = torch.nn.functional.l1_loss
+    calls = {"n": 0}
+    batches_per_epoch = None
+
+    def poisoned(prediction, target):
+        calls["n"] += 1
+        loss = real_l1(prediction, target)
+        return loss * float("nan") if calls["n"] == batches_per_epoch + 3 else loss
+
+    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    batches_per_epoch = -(-len(sets["train"]["ids"]) // TRAINING["batch_size"])
+    monkeypatch.setattr(torch.nn.functional, "l1_loss", poisoned)
+    with pytest.raises(MatprobeError, match="non-finite training loss .* at epoch 2, batch 3"):
+        run(small, tmp_path / "run")
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["epoch"] == 1
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+KILL_SCRIPT = """
+import sys, json
+from pathlib import Path
+from matprobe.train import train_model
+small, out = Path(sys.argv[1]), sys.argv[2]
+training = json.loads(sys.argv[3])
+train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", out, "formation_energy_per_atom",
+            "cgcnn", {"hidden": 16}, training, seed=0, threads=1, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_to_the_same_result(small, tmp_path):
+    training = {**TRAINING, "epochs": 8}
+    uninterrupted = run(small, tmp_path / "clean", training=training)
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(small), str(out), json.dumps(training)])
+    checkpoint = out / "checkpoint.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill mid-way through the third epoch, after two checkpoints
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["state"]["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "metrics.json").exists(), "the job finished before it could be killed"
+    stopped_at = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
+    assert 2 <= stopped_at < 8
+
+    resumed = run(small, out, training=training)
+    assert resumed == uninterrupted
+    clean = pd.read_parquet(tmp_path / "clean" / "predictions.parquet")
+    again = pd.read_parquet(out / "predictions.parquet")
+    pd.testing.assert_frame_equal(clean, again)
