@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import CGConv
 from torch_geometric.nn.models.schnet import InteractionBlock, ShiftedSoftplus
 from torch_geometric.utils import scatter
 
@@ -68,6 +67,32 @@ class ElementEncoder(nn.Module):
         if self.kind == "physical":
             return self.project(self.table)
         return self.embedding.weight
+
+
+class CrystalGraphConv(nn.Module):
+    """CGCNN's gated convolution, x_i + BN(sum_j sigmoid(z_ij W_f + b_f) * softplus(z_ij W_s + b_s)) with
+    z_ij = [x_i, x_j, e_ij]: the same parameters (and state-dict names) as PyG's `CGConv`, evaluated the
+    cheap way. The x_i and x_j blocks of W are applied to the N atoms before gathering to the E >> N edges,
+    and the gate and core share one matmul per block; only the edge features are multiplied at edge level."""
+
+    def __init__(self, channels: int, edge_dim: int):
+        super().__init__()
+        self.channels = channels
+        self.lin_f = nn.Linear(2 * channels + edge_dim, channels)
+        self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
+        self.bn = nn.BatchNorm1d(channels)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        h = self.channels
+        weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2h, 2h + edge_dim)
+        bias = torch.cat([self.lin_f.bias, self.lin_s.bias])
+        source, target = edge_index
+        centre = x @ weight[:, :h].T
+        neighbour = x @ weight[:, h : 2 * h].T
+        z = centre[target] + neighbour[source] + torch.addmm(bias, edge_attr, weight[:, 2 * h :].T)
+        messages = z[:, :h].sigmoid() * nn.functional.softplus(z[:, h:])
+        summed = torch.zeros_like(x).index_add_(0, target, messages)
+        return x + self.bn(summed)
 
 
 class AtomwiseMean(nn.Module):
@@ -123,7 +148,8 @@ class CGCNNConfig:
 
 class CGCNN(CrystalModel):
     """Xie & Grossman's crystal graph convolution: gated edge convolutions over (x_i, x_j, e_ij) with batch
-    norm (PyG `CGConv`), softplus between layers, Gaussian distance expansion (0 to cutoff, step 0.2 Å)."""
+    norm (PyG's `CGConv` parameters, see CrystalGraphConv), softplus between layers, Gaussian distance
+    expansion (0 to cutoff, step 0.2 Å)."""
 
     def __init__(self, config: CGCNNConfig):
         super().__init__()
@@ -131,7 +157,7 @@ class CGCNN(CrystalModel):
         num = int(round(config.cutoff / config.gaussian_step)) + 1
         self.expansion = GaussianExpansion(0.0, config.cutoff, num, width=config.gaussian_step)
         self.encoder = ElementEncoder(config.node_features, config.hidden)
-        self.convs = nn.ModuleList(CGConv(config.hidden, dim=num, batch_norm=True) for _ in range(config.layers))
+        self.convs = nn.ModuleList(CrystalGraphConv(config.hidden, num) for _ in range(config.layers))
         self.readout = AtomwiseMean(config.hidden, config.head_hidden, nn.Softplus())
 
     def interact(self, x, edge_inputs, edge_index, edge_dist):

@@ -154,3 +154,21 @@ def test_killed_job_resumes_to_the_same_result(small, tmp_path):
     clean = pd.read_parquet(tmp_path / "clean" / "predictions.parquet")
     again = pd.read_parquet(out / "predictions.parquet")
     pd.testing.assert_frame_equal(clean, again)
+
+
+def test_crystal_graph_conv_equals_pyg_cgconv(small):
+    from torch_geometric.nn import CGConv
+
+    from matprobe.models import CrystalGraphConv
+
+    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    batch = next(iter(DataLoader(sets["train"]["data"], batch_size=64)))
+    torch.manual_seed(1)
+    reference = CGConv(16, dim=41, batch_norm=True)
+    ours = CrystalGraphConv(16, 41)
+    ours.load_state_dict(reference.state_dict())  # the same parameter names and shapes
+    x = torch.randn(batch.num_nodes, 16)
+    edge_attr = GaussianExpansion(0.0, 8.0, 41, width=0.2)(batch.edge_dist)
+    for mode in (True, False):
+        reference.train(mode), ours.train(mode)
+        torch.testing.assert_close(ours(x, batch.edge_index, edge_attr), reference(x, batch.edge_index, edge_attr), atol=1e-5, rtol=1e-5)
