@@ -12,36 +12,13 @@ import argparse
 import multiprocessing
 import resource
 import statistics
-import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from real_data import DEFAULT_TAR, load_real_graph_data
 
-
-def load_data(tar_path: Path, n: int):
-    from matprobe.graphs import build_graph, collate_graphs
-    from matprobe.structures import check_crystal, parse_cif
-    from matprobe.train import graph_data
-
-    ids, graphs, targets = [], [], {}
-    with tarfile.open(tar_path) as tar:
-        id_prop = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("id_prop.csv"))).read().decode()
-        targets = {line.split(",")[0]: float(line.split(",")[1]) for line in id_prop.splitlines() if line}
-        for member in tar:
-            if member.name.endswith(".cif"):
-                crystal = check_crystal(parse_cif(tar.extractfile(member).read().decode()), 0.5)
-                ids.append(Path(member.name).stem)
-                graphs.append(build_graph(crystal, 8.0, 12))
-                if len(ids) == n:
-                    break
-    stored = collate_graphs(ids, graphs, {"cutoff": 8.0, "max_neighbors": 12})
-    y = np.array([targets[i] for i in ids])
-    data = graph_data(stored, ids, (y - y.mean()) / y.std())
-    return data
 
 
 def _measure(model_name, data, epochs, threads, keep_denormals, queue):
@@ -87,9 +64,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tar", default=str(REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz"))
+    parser.add_argument("--tar", default=str(DEFAULT_TAR))
     args = parser.parse_args()
-    data = load_data(Path(args.tar), args.n)
+    data = load_real_graph_data(Path(args.tar), args.n)
     print(f"{len(data)} real crystals, batch 64, {args.threads} threads, median of {args.epochs} epochs after one warm-up")
     results = {
         "cgcnn": measure("cgcnn", data, args.epochs, args.threads),

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models.schnet import InteractionBlock, ShiftedSoftplus
-from torch_geometric.utils import scatter
 
 from matprobe.features import MAX_Z, node_feature_table
 
@@ -82,17 +81,35 @@ class CrystalGraphConv(nn.Module):
         self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
         self.bn = nn.BatchNorm1d(channels)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, neighbors: int | None = None) -> Tensor:
+        """`neighbors=k` declares that every atom has exactly k edges, grouped by target atom in order (as
+        matprobe's k-nearest graphs are): the centre term then broadcasts and the sum is a reshape, with no
+        gather or scatter over edges."""
         h = self.channels
         weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2h, 2h + edge_dim)
         bias = torch.cat([self.lin_f.bias, self.lin_s.bias])
         source, target = edge_index
         centre = x @ weight[:, :h].T
         neighbour = x @ weight[:, h : 2 * h].T
-        z = centre[target] + neighbour[source] + torch.addmm(bias, edge_attr, weight[:, 2 * h :].T)
-        messages = z[:, :h].sigmoid() * nn.functional.softplus(z[:, h:])
-        summed = torch.zeros_like(x).index_add_(0, target, messages)
+        edge_term = torch.addmm(bias, edge_attr, weight[:, 2 * h :].T)
+        if neighbors:
+            z = (neighbour[source] + edge_term).view(-1, neighbors, 2 * h) + centre[:, None, :]
+            summed = (z[..., :h].sigmoid() * nn.functional.softplus(z[..., h:])).sum(dim=1)
+        else:
+            z = centre[target] + neighbour[source] + edge_term
+            messages = z[:, :h].sigmoid() * nn.functional.softplus(z[:, h:])
+            summed = torch.zeros_like(x).index_add(0, target, messages)
         return x + self.bn(summed)
+
+
+def regular_neighbors(edge_index: Tensor, num_nodes: int) -> int | None:
+    """k if every node is the target of exactly k edges, stored grouped by target in node order; else None."""
+    edges = edge_index.shape[1]
+    if num_nodes == 0 or edges % num_nodes:
+        return None
+    k = edges // num_nodes
+    expected = torch.arange(num_nodes, device=edge_index.device).repeat_interleave(k)
+    return k if k and torch.equal(edge_index[1], expected) else None
 
 
 class AtomwiseMean(nn.Module):
@@ -104,8 +121,10 @@ class AtomwiseMean(nn.Module):
 
     def forward(self, atoms: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
         contributions = self.net(atoms).squeeze(-1)
-        prediction = scatter(contributions, batch, dim=0, dim_size=num_graphs, reduce="mean")
-        latent = scatter(atoms, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        # out-of-place index_add rather than a scatter: it has batching rules, so vmap over parameter sets works
+        counts = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device).index_add(0, batch, torch.ones_like(batch, dtype=atoms.dtype))
+        prediction = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device).index_add(0, batch, contributions) / counts
+        latent = torch.zeros(num_graphs, atoms.shape[-1], dtype=atoms.dtype, device=atoms.device).index_add(0, batch, atoms) / counts[:, None]
         return prediction, contributions, latent
 
 
@@ -122,14 +141,18 @@ class CrystalModel(nn.Module):
     def edge_inputs(self, edge_dist: Tensor) -> Tensor:
         return self.expansion(edge_dist)
 
-    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs) -> dict[str, Tensor]:
-        atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist)
+    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None) -> dict[str, Tensor]:
+        atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors)
         prediction, contributions, latent = self.readout(atoms, batch, num_graphs)
         return {"prediction": prediction, "contributions": contributions, "latent": latent}
 
-    def forward(self, data) -> dict[str, Tensor]:
+    def forward(self, data, edge_inputs: Tensor | None = None, neighbors: int | None = None) -> dict[str, Tensor]:
+        """`edge_inputs` may be passed precomputed: the distance expansion has no parameters, so callers that
+        evaluate one batch many times (loss landscapes) expand once. `neighbors`: see `regular_neighbors`."""
+        if edge_inputs is None:
+            edge_inputs = self.edge_inputs(data.edge_dist)
         return self.forward_from_inputs(
-            self.node_inputs(data.z), self.edge_inputs(data.edge_dist), data.edge_index, data.edge_dist, data.batch, data.num_graphs
+            self.node_inputs(data.z), edge_inputs, data.edge_index, data.edge_dist, data.batch, data.num_graphs, neighbors
         )
 
     def element_representation(self) -> Tensor:
@@ -160,9 +183,9 @@ class CGCNN(CrystalModel):
         self.convs = nn.ModuleList(CrystalGraphConv(config.hidden, num) for _ in range(config.layers))
         self.readout = AtomwiseMean(config.hidden, config.head_hidden, nn.Softplus())
 
-    def interact(self, x, edge_inputs, edge_index, edge_dist):
+    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None):
         for conv in self.convs:
-            x = nn.functional.softplus(conv(x, edge_index, edge_inputs))
+            x = nn.functional.softplus(conv(x, edge_index, edge_inputs, neighbors))
         return x
 
 
@@ -191,7 +214,7 @@ class SchNet(CrystalModel):
         )
         self.readout = AtomwiseMean(config.hidden, max(config.hidden // 2, 1), ShiftedSoftplus())
 
-    def interact(self, x, edge_inputs, edge_index, edge_dist):
+    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None):
         for interaction in self.interactions:
             x = x + interaction(x, edge_index, edge_dist, edge_inputs)
         return x

@@ -25,7 +25,7 @@ from matprobe import MatprobeError, __version__
 from matprobe.data import load_materials
 from matprobe.graphs import load_graphs
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.models import build_model, model_options
+from matprobe.models import build_model, model_options, regular_neighbors
 from matprobe.splits import SETS
 
 log = logging.getLogger("matprobe.train")
@@ -101,7 +101,8 @@ def predict(model, data: list[Data], batch_size: int, device) -> dict[str, np.nd
     model.eval()
     predictions, latents, contributions = [], [], []
     for batch in _epoch_loader(data, batch_size, 0, 0, shuffle=False):
-        out = model(batch.to(device))
+        batch = batch.to(device)
+        out = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))
         predictions.append(out["prediction"].cpu())
         latents.append(out["latent"].cpu())
         contributions.append(out["contributions"].cpu())
@@ -178,7 +179,8 @@ def train_model(
         for batch_number, batch in enumerate(_epoch_loader(sets["train"]["data"], training["batch_size"], seed, epoch, True), start=1):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.l1_loss(model(batch)["prediction"], batch.y_std)
+            prediction = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))["prediction"]
+            loss = torch.nn.functional.l1_loss(prediction, batch.y_std)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"{out_dir}: non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch_number}; "
                                     f"the checkpoint of epoch {state['epoch']} is kept")

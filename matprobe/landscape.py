@@ -1,0 +1,468 @@
+"""Loss landscapes around trained weights, on train (a fixed subset), val, id_test and ood_test with the
+same directions, so that their shapes can be compared.
+
+Directions are random Gaussian with filter normalisation (Li et al. 2018: each output filter of a weight
+tensor scaled to the norm of the trained filter; options `layer`, `model`, `none`), over the weight tensors
+only by default (biases and batch-norm parameters stay at their trained values: perturbing them is the
+known cause of NaN landscapes), the second orthogonalised to the first; or the Hessian eigenvectors of the
+largest and smallest eigenvalue. Batch-norm statistics stay fixed (eval mode) while the weights move.
+
+The loss at a point is the training loss, the MAE on standardised targets, over the whole set; `mae` is
+the same in physical units. Evaluation is fast: batches and distance expansions are built once, then the
+trained weights are moved in place, one point at a time through a compiled model on CPU, or many points
+per pass with `vmap` over stacked parameter sets (torch.func.functional_call) on a GPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import Batch
+
+from matprobe import MatprobeError
+from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.models import regular_neighbors
+from matprobe.train import load_split_data, load_trained_model
+
+log = logging.getLogger("matprobe.landscape")
+
+SET_ORDER = ("train", "val", "id_test", "ood_test")
+
+
+# ---- evaluation sets ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedBatch:
+    batch: Batch
+    edge_inputs: torch.Tensor
+    y_std: torch.Tensor  # standardised targets
+    neighbors: int | None  # k for k-regular graphs (the conv's fast path), see models.regular_neighbors
+
+
+@dataclass
+class EvalSet:
+    name: str
+    ids: list[str]
+    batches: list[PreparedBatch]
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def prepare_sets(model, record, graphs_path, materials_path, split_path, max_crystals: int, seed: int,
+                 batch_size: int, device) -> dict[str, EvalSet]:
+    """Each set capped at `max_crystals` by a seeded sample (the train subset is fixed this way), batched
+    once, with its distance expansions precomputed."""
+    _, sets, _ = load_split_data(graphs_path, materials_path, split_path, record["target"])
+    mean, std = record["target_mean"], record["target_std"]
+    prepared = {}
+    for name in SET_ORDER:
+        if name not in sets or not sets[name]["ids"]:
+            continue
+        content = sets[name]
+        order = np.arange(len(content["ids"]))
+        if len(order) > max_crystals:
+            order = np.sort(np.random.default_rng([seed, SET_ORDER.index(name)]).choice(len(order), max_crystals, replace=False))
+        data = [content["data"][k] for k in order]
+        batches = []
+        for start in range(0, len(data), batch_size):
+            batch = Batch.from_data_list(data[start : start + batch_size]).to(device)
+            with torch.no_grad():
+                edge_inputs = model.edge_inputs(batch.edge_dist)
+            neighbors = regular_neighbors(batch.edge_index, batch.num_nodes)
+            batches.append(PreparedBatch(batch, edge_inputs, ((batch.y - mean) / std).to(device), neighbors))
+        prepared[name] = EvalSet(name, [content["ids"][k] for k in order], batches)
+    return prepared
+
+
+# ---- parameters and directions ------------------------------------------------------------------------
+
+
+def direction_parameters(model, include_biases: bool = False) -> dict[str, torch.Tensor]:
+    """The trained tensors a direction moves: weight matrices (and embedding tables); 1-D tensors (biases,
+    batch-norm scales and shifts) only when asked for."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.dim() > 1 or include_biases}
+
+
+def _flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def normalise_direction(direction: dict, weights: dict, normalisation: str) -> dict:
+    """Scale a direction to the trained weights (Li et al. 2018)."""
+    out = {}
+    if normalisation == "model":
+        scale = _flat(weights).norm() / _flat(direction).norm()
+        return {name: d * scale for name, d in direction.items()}
+    for name, d in direction.items():
+        w = weights[name]
+        if normalisation == "filter" and d.dim() > 1:
+            # each output filter (row of the weight, first axis) gets the norm of the trained filter
+            d_norm = d.reshape(d.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+            w_norm = w.reshape(w.shape[0], -1).norm(dim=1)
+            out[name] = d * (w_norm / d_norm).reshape(-1, *([1] * (d.dim() - 1)))
+        elif normalisation in ("filter", "layer"):
+            out[name] = d * (w.norm() / d.norm().clamp_min(1e-12))
+        elif normalisation == "none":
+            out[name] = d
+        else:
+            raise ValueError(f"unknown normalisation {normalisation!r}")
+    return out
+
+
+def random_directions(weights: dict, normalisation: str, seed: int) -> tuple[dict, dict]:
+    generator = torch.Generator().manual_seed(seed)
+    first = normalise_direction({n: torch.randn(w.shape, generator=generator).to(w) for n, w in weights.items()}, weights, normalisation)
+    second = normalise_direction({n: torch.randn(w.shape, generator=generator).to(w) for n, w in weights.items()}, weights, normalisation)
+    return first, orthogonalise(second, first)
+
+
+def orthogonalise(direction: dict, against: dict) -> dict:
+    """Remove from `direction` its component along `against`, keeping its length."""
+    d, a = _flat(direction), _flat(against)
+    projected = d - (d @ a) / (a @ a) * a
+    projected = projected * (d.norm() / projected.norm())
+    return _unflat(projected, direction)
+
+
+def _unflat(vector: torch.Tensor, template: dict) -> dict:
+    out, start = {}, 0
+    for name, t in template.items():
+        out[name] = vector[start : start + t.numel()].reshape(t.shape)
+        start += t.numel()
+    return out
+
+
+# ---- loss of one parameter point --------------------------------------------------------------------
+
+
+class LandscapeEvaluator:
+    """Loss and MAE of every set at points theta0 + alpha*d1 + beta*d2."""
+
+    def __init__(self, model, sets: dict[str, EvalSet], weights: dict, d1: dict, d2: dict | None, target_std: float,
+                 compile_model: bool = False, points_per_pass: int = 1):
+        self.model = model.eval()
+        self.sets = sets
+        self.weights, self.d1 = weights, d1
+        self.d2 = d2 if d2 is not None else {n: torch.zeros_like(w) for n, w in weights.items()}
+        self.std = float(target_std)
+        self.points_per_pass = max(1, int(points_per_pass))
+        self.parameters = dict(model.named_parameters())
+        self.forward = torch.compile(model, dynamic=True) if compile_model else model
+
+    @torch.no_grad()
+    def _set_point(self, alpha: float, beta: float) -> None:
+        for name, w in self.weights.items():
+            self.parameters[name].copy_(w + alpha * self.d1[name] + beta * self.d2[name])
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        self._set_point(0.0, 0.0)
+
+    @torch.no_grad()
+    def evaluate(self, points: list[tuple[float, float]]) -> list[dict[str, float]]:
+        """Per point, {set: loss}; loss is the MAE on standardised targets over the whole set."""
+        if self.points_per_pass > 1:
+            results = []
+            for start in range(0, len(points), self.points_per_pass):
+                results.extend(self._evaluate_vmapped(points[start : start + self.points_per_pass]))
+            return results
+        results = []
+        try:
+            for alpha, beta in points:
+                self._set_point(alpha, beta)
+                row = {}
+                for name, eval_set in self.sets.items():
+                    total = 0.0
+                    for prepared in eval_set.batches:
+                        prediction = self.forward(prepared.batch, prepared.edge_inputs, prepared.neighbors)["prediction"]
+                        total += float((prediction - prepared.y_std).abs().sum())
+                    row[name] = total / eval_set.n
+                results.append(row)
+        finally:
+            self.restore()
+        return results
+
+    def _evaluate_vmapped(self, points: list[tuple[float, float]]) -> list[dict[str, float]]:
+        from torch.func import functional_call, vmap
+
+        alphas = torch.tensor([p[0] for p in points], dtype=torch.float32, device=next(iter(self.weights.values())).device)
+        betas = torch.tensor([p[1] for p in points], dtype=alphas.dtype, device=alphas.device)
+        stacked = {}
+        for name, w in self.weights.items():
+            shape = (-1,) + (1,) * w.dim()
+            stacked[name] = w[None] + alphas.reshape(shape) * self.d1[name][None] + betas.reshape(shape) * self.d2[name][None]
+
+        rows = [dict() for _ in points]
+        for name, eval_set in self.sets.items():
+            total = torch.zeros(len(points), device=alphas.device)
+            for prepared in eval_set.batches:
+                b = prepared.batch
+                batched = vmap(
+                    lambda params: self._forward_inputs(params, b, prepared.edge_inputs, prepared.neighbors), in_dims=(0,), randomness="error"
+                )(stacked)
+                total += (batched - prepared.y_std[None]).abs().sum(dim=1)
+            for k, value in enumerate((total / eval_set.n).tolist()):
+                rows[k][name] = value
+        return rows
+
+    def _forward_inputs(self, params, batch, edge_inputs, neighbors):
+        from torch.func import functional_call
+
+        return functional_call(self.model, params, (batch, edge_inputs, neighbors), strict=False)["prediction"]
+
+
+def naive_point_loss(model, state_dict: dict, data_lists: dict, batch_size: int, mean: float, std: float) -> dict[str, float]:
+    """The reference libraries' way, kept as the baseline and the check: load a perturbed state dict, loop over
+    freshly collated batches, eager mode, one point at a time."""
+    from torch_geometric.loader import DataLoader
+
+    model.load_state_dict(state_dict)
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for name, data in data_lists.items():
+            total, n = 0.0, 0
+            for batch in DataLoader(data, batch_size=batch_size):
+                prediction = model(batch)["prediction"]
+                total += float((prediction - (batch.y - mean) / std).abs().sum())
+                n += batch.num_graphs
+            out[name] = total / n
+    return out
+
+
+def perturbed_state_dict(model, weights: dict, d1: dict, d2: dict, alpha: float, beta: float) -> dict:
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, w in weights.items():
+        state[name] = w + alpha * d1[name] + beta * d2[name]
+    return state
+
+
+# ---- grids, chunks and the stage functions -------------------------------------------------------------
+
+
+def grid_points(options: dict) -> pd.DataFrame:
+    """Every point of the 1D and 2D grids, in a fixed order (the order chunks are cut from)."""
+    low1, high1 = options["grid_1d"]["range"]
+    low2, high2 = options["grid_2d"]["range"]
+    line = np.linspace(low1, high1, options["grid_1d"]["points"])
+    plane = np.linspace(low2, high2, options["grid_2d"]["points"])
+    one = pd.DataFrame({"grid": "1d", "alpha": line, "beta": 0.0})
+    alpha, beta = np.meshgrid(plane, plane, indexing="ij")
+    two = pd.DataFrame({"grid": "2d", "alpha": alpha.ravel(), "beta": beta.ravel()})
+    return pd.concat([one, two], ignore_index=True)
+
+
+def chunk_points(options: dict, chunk: int, chunks: int) -> pd.DataFrame:
+    points = grid_points(options)
+    if not 0 <= chunk < chunks:
+        raise ValueError(f"chunk {chunk} outside 0..{chunks - 1}")
+    return points.iloc[np.array_split(np.arange(len(points)), chunks)[chunk]]
+
+
+def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options: dict):
+    device = torch.device("cuda" if options["device"] == "auto" and torch.cuda.is_available() else
+                          ("cpu" if options["device"] == "auto" else options["device"]))
+    model, record = load_trained_model(model_path)
+    model.to(device)
+    sets = prepare_sets(model, record, graphs_path, materials_path, split_path, options["max_crystals"], options["seed"],
+                        options["batch_size"], device)
+    return model, record, sets, device
+
+
+def compute_directions(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
+    """Seeded directions, saved so that a landscape can be recomputed or extended exactly."""
+    from matprobe.hessian import extreme_eigenpairs, set_hvp, unflatten
+
+    torch.set_num_threads(max(1, threads))
+    torch.set_flush_denormal(True)
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    weights = direction_parameters(model, options["include_biases"])
+    if options["directions"] == "random":
+        d1, d2 = random_directions(weights, options["normalization"], options["seed"])
+        extra = {}
+    else:
+        # the plane of the Hessian's extreme eigenvectors on the (fixed) train subset
+        dim = sum(w.numel() for w in weights.values())
+        pairs = extreme_eigenpairs(set_hvp(model, sets["train"], weights), dim, options["hessian"]["lanczos_steps"], 1,
+                                   options["seed"], device)
+        scale = torch.cat([w.reshape(-1) for w in weights.values()]).norm()
+        # unit eigenvectors scaled to the weight norm, so that alpha has the same meaning as for random directions
+        d1 = unflatten(pairs["top_vector"].to(device) * scale, weights)
+        d2 = unflatten(pairs["bottom_vector"].to(device) * scale, weights)
+        extra = {"top_eigenvalue": pairs["top"][0], "min_eigenvalue": pairs["bottom"]}
+    saved = {
+        "kind": options["directions"],
+        "normalization": options["normalization"] if options["directions"] == "random" else "weight-norm",
+        "seed": options["seed"],
+        "include_biases": options["include_biases"],
+        "batch_norm": "eval mode: running statistics fixed while weights move",
+        "names": list(weights),
+        "d1": {k: v.cpu() for k, v in d1.items()},
+        "d2": {k: v.cpu() for k, v in d2.items()},
+        "sets": {name: s.ids for name, s in sets.items()},
+        **extra,
+    }
+    write_torch(saved, out_path)
+    return saved
+
+
+def load_directions(path, device) -> dict:
+    saved = torch.load(path, weights_only=True, map_location=device)
+    if not {"d1", "d2", "names"} <= set(saved):
+        raise MatprobeError(f"{path}: not a matprobe directions file")
+    return saved
+
+
+def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directions_path, out_path, options: dict,
+                   chunk: int, chunks: int, threads: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Loss and MAE of every set at the grid points of one chunk."""
+    from tqdm import tqdm
+
+    torch.set_num_threads(max(1, threads))
+    torch.set_flush_denormal(True)
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    saved = load_directions(directions_path, device)
+    if {name: s.ids for name, s in sets.items()} != saved["sets"]:
+        raise MatprobeError(f"{directions_path}: its evaluation sets differ from this run's (landscape settings changed?)")
+    weights = {name: dict(model.named_parameters())[name].detach().clone() for name in saved["names"]}
+    per_pass = options["points_per_pass"]
+    if per_pass == "auto":
+        per_pass = 16 if device.type == "cuda" else 1
+    compile_model = options["compile"] == "always" or (options["compile"] == "auto" and device.type == "cpu" and per_pass == 1)
+    evaluator = LandscapeEvaluator(model, sets, weights, saved["d1"], saved["d2"], record["target_std"],
+                                   compile_model=compile_model, points_per_pass=per_pass)
+    points = chunk_points(options, chunk, chunks)
+    started = time.perf_counter()
+    rows = []
+    coordinates = list(zip(points["alpha"].tolist(), points["beta"].tolist()))
+    step = max(per_pass, 1)
+    with tqdm(total=len(coordinates), desc=f"landscape chunk {chunk}", unit="point", disable=not progress) as bar:
+        for start in range(0, len(coordinates), step):
+            block = coordinates[start : start + step]
+            for (alpha, beta), grid, losses in zip(block, points["grid"].iloc[start : start + step], evaluator.evaluate(block)):
+                for set_name, loss in losses.items():
+                    rows.append({"grid": grid, "alpha": alpha, "beta": beta, "set": set_name, "loss": loss,
+                                 "mae": loss * record["target_std"]})
+            bar.update(len(block))
+    frame = pd.DataFrame(rows)
+    write_parquet(frame, out_path)
+    log.info("chunk %d/%d: %d points in %.1f s", chunk, chunks, len(coordinates), time.perf_counter() - started)
+    return frame
+
+
+def merge_chunks(chunk_paths: list, out_path) -> pd.DataFrame:
+    frame = pd.concat([pd.read_parquet(p) for p in chunk_paths], ignore_index=True)
+    frame = frame.sort_values(["grid", "set", "alpha", "beta"], kind="stable").reset_index(drop=True)
+    write_parquet(frame, out_path)
+    return frame
+
+
+def compute_hessian(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
+    from matprobe.hessian import hessian_summary, set_hvp
+
+    torch.set_num_threads(max(1, threads))
+    torch.set_flush_denormal(True)
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    weights = direction_parameters(model, options["include_biases"])
+    dim = sum(w.numel() for w in weights.values())
+    result = {"loss": "MAE on standardised targets", "parameters": list(weights), "sets": {}}
+    for name, eval_set in sets.items():
+        started = time.perf_counter()
+        summary = hessian_summary(set_hvp(model, eval_set, weights), dim, options["hessian"], device)
+        summary.pop("_vectors")
+        summary["n"] = eval_set.n
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        result["sets"][name] = summary
+        log.info("hessian %s: top %.4g, trace %.4g (%.1f s)", name, summary["top_eigenvalue_mean"], summary["trace_mean"], summary["seconds"])
+    write_json(result, out_path)
+    return result
+
+
+# ---- flatness metrics -----------------------------------------------------------------------------------
+
+
+def flat_radius(alphas: np.ndarray, losses: np.ndarray, threshold: float) -> tuple[float, bool]:
+    """Mean over the two rays (alpha < 0, alpha > 0) of the distance at which the loss first exceeds
+    `threshold`, linearly interpolated; a ray that never exceeds it counts its full length (censored=True)."""
+    order = np.argsort(alphas)
+    alphas, losses = alphas[order], losses[order]
+    origin = int(np.argmin(np.abs(alphas)))
+    radii, censored = [], False
+    for direction in (1, -1):
+        index = range(origin, len(alphas)) if direction == 1 else range(origin, -1, -1)
+        previous = None
+        radius = None
+        for k in index:
+            if losses[k] > threshold and previous is not None:
+                a0, l0 = abs(alphas[previous]), losses[previous]
+                a1, l1 = abs(alphas[k]), losses[k]
+                radius = a0 + (threshold - l0) / (l1 - l0) * (a1 - a0)
+                break
+            previous = k
+        if radius is None:
+            radius = abs(alphas[index[-1]]) if len(index) else 0.0
+            censored = True
+        radii.append(radius)
+    return float(np.mean(radii)), censored
+
+
+def landscape_metrics(grid: pd.DataFrame, hessian: dict | None, options: dict) -> dict:
+    """Flatness metrics per set (definitions in the README) and ID/OOD landscape divergences."""
+    epsilon, delta = options["flatness"]["epsilon"], options["flatness"]["delta"]
+    metrics: dict = {"epsilon": epsilon, "delta": delta, "sets": {}}
+    normalised = {}
+    for set_name, frame in grid.groupby("set", sort=False):
+        plane = frame[frame["grid"] == "2d"]
+        line = frame[frame["grid"] == "1d"]
+        origin = plane.loc[(plane["alpha"].abs() < 1e-12) & (plane["beta"].abs() < 1e-12), "loss"]
+        l0 = float(origin.iloc[0]) if len(origin) else float(line.loc[line["alpha"].abs() < 1e-12, "loss"].iloc[0])
+        radius = np.hypot(plane["alpha"], plane["beta"])
+        within = plane[radius <= epsilon + 1e-12]
+        sharpness = float((within["loss"].max() - l0) / l0) if len(within) else math.nan
+        radius_1d, censored_1d = flat_radius(line["alpha"].to_numpy(), line["loss"].to_numpy(), (1 + delta) * l0)
+        axis_a = plane[plane["beta"].abs() < 1e-12]
+        axis_b = plane[plane["alpha"].abs() < 1e-12]
+        ra, ca = flat_radius(axis_a["alpha"].to_numpy(), axis_a["loss"].to_numpy(), (1 + delta) * l0)
+        rb, cb = flat_radius(axis_b["beta"].to_numpy(), axis_b["loss"].to_numpy(), (1 + delta) * l0)
+        minimum = plane.loc[plane["loss"].idxmin()]
+        entry = {
+            "loss_at_origin": l0,
+            "mae_at_origin": l0 * float(frame["mae"].iloc[0] / frame["loss"].iloc[0]) if frame["loss"].iloc[0] else math.nan,
+            "epsilon_sharpness": sharpness,
+            "flat_radius_1d": radius_1d,
+            "flat_radius_1d_censored": censored_1d,
+            "flat_radius_2d": float(np.mean([ra, rb])),
+            "flat_radius_2d_censored": bool(ca or cb),
+            "grid_minimum_offset": float(np.hypot(minimum["alpha"], minimum["beta"])),
+            "grid_minimum_relative_loss": float(minimum["loss"] / l0),
+        }
+        if hessian and set_name in hessian.get("sets", {}):
+            entry["top_eigenvalue"] = hessian["sets"][set_name]["top_eigenvalue_mean"]
+            entry["top_eigenvalue_std"] = hessian["sets"][set_name]["top_eigenvalue_std"]
+            entry["trace"] = hessian["sets"][set_name]["trace_mean"]
+            entry["trace_std"] = hessian["sets"][set_name]["trace_std"]
+        metrics["sets"][set_name] = entry
+        normalised[set_name] = plane.sort_values(["alpha", "beta"])["loss"].to_numpy() / l0
+    for a, b in (("id_test", "ood_test"), ("train", "ood_test"), ("train", "id_test")):
+        if a in normalised and b in normalised and np.std(normalised[a]) > 0 and np.std(normalised[b]) > 0:
+            metrics[f"divergence_{a}_{b}"] = float(1.0 - np.corrcoef(normalised[a], normalised[b])[0, 1])
+    return metrics
+
+
+def write_landscape_metrics(grid_path, hessian_path, out_path, options: dict) -> dict:
+    grid = pd.read_parquet(grid_path)
+    hessian = json.loads(Path(hessian_path).read_text()) if hessian_path else None
+    metrics = landscape_metrics(grid, hessian, options)
+    write_json(metrics, out_path)
+    return metrics
+
