@@ -28,6 +28,7 @@ include: "rules/data.smk"
 include: "rules/graphs.smk"
 include: "rules/splits.smk"
 include: "rules/train.smk"
+include: "rules/landscapes.smk"
 
 
 rule all:
@@ -37,3 +38,4 @@ rule all:
         rules.graphs.input,
         rules.splits.input,
         rules.train.input,
+        rules.landscapes.input,

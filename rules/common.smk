@@ -28,6 +28,7 @@ wildcard_constraints:
     target="[A-Za-z0-9_]+",
     model="|".join(MODELS),
     seed="[0-9]+",
+    chunk="[0-9]+",
 
 
 def dataset_inputs(wildcards):

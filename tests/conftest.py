@@ -79,3 +79,31 @@ def real_crystals(mp36k_tar):
                 if len(found) == 150:
                     break
     return found
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """300 crystals of the embedded demo (real Materials Project data): materials table, graphs, omit-O split."""
+    from matprobe.data import normalise_dataset
+    from matprobe.graphs import build_graphs
+    from matprobe.splits import write_split
+
+    root = tmp_path_factory.mktemp("small")
+    normalise_dataset("demo", {"source": "embedded", "limit": 300}, [], root / "materials.parquet",
+                      root / "rejected.parquet", root / "summary.json", threads=2)
+    build_graphs(root / "materials.parquet", root / "graphs.pt", root / "grej.parquet", root / "gsum.json", threads=2, progress=False)
+    options = {"seed": 0, "val_fraction": 0.15, "id_test_fraction": 0.15, "min_ood": 5, "controls": True}
+    write_split(root / "materials.parquet", "omit-O", [{"omit": "O"}], options, root / "omit-O.json")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(small):
+    """A deliberately tiny CGCNN trained for 3 epochs on `small`: small enough for an exact Hessian."""
+    from matprobe.train import train_model
+
+    training = {"epochs": 3, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-5, "patience": 10, "clip_norm": 5.0,
+                "device": "cpu", "deterministic": True, "knn": 3}
+    train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", small / "tiny", "formation_energy_per_atom",
+                "cgcnn", {"hidden": 4, "layers": 1, "head_hidden": 4}, training, seed=0, threads=1, progress=False)
+    return small / "tiny" / "model.pt"

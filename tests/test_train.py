@@ -13,28 +13,13 @@ import pytest
 import torch
 
 from matprobe import MatprobeError
-from matprobe.data import normalise_dataset
-from matprobe.graphs import build_graphs
 from matprobe.models import GaussianExpansion, build_model
-from matprobe.splits import write_split
 from matprobe.train import graph_data, load_split_data, load_trained_model, train_model
 from torch_geometric.loader import DataLoader
 
 TRAINING = {"epochs": 4, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-5, "patience": 10, "clip_norm": 5.0,
             "device": "cpu", "deterministic": True, "knn": 3}
 TARGET = "formation_energy_per_atom"
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """300 demo crystals: materials table, graphs and an omit-O split."""
-    root = tmp_path_factory.mktemp("small")
-    normalise_dataset("demo", {"source": "embedded", "limit": 300}, [], root / "materials.parquet",
-                      root / "rejected.parquet", root / "summary.json", threads=2)
-    build_graphs(root / "materials.parquet", root / "graphs.pt", root / "grej.parquet", root / "gsum.json", threads=2, progress=False)
-    options = {"seed": 0, "val_fraction": 0.15, "id_test_fraction": 0.15, "min_ood": 5, "controls": True}
-    write_split(root / "materials.parquet", "omit-O", [{"omit": "O"}], options, root / "omit-O.json")
-    return root
 
 
 def run(small, out_dir, model="cgcnn", options=None, training=TRAINING, **kwargs):

@@ -1,0 +1,117 @@
+# Stage 4: loss landscapes. Directions first, then grid chunks (separate jobs, so that a cluster spreads
+# one landscape over nodes), merged; Hessian spectra; flatness metrics from both.
+
+LANDSCAPE_DIR = "results/landscape/{dataset}/{target}/{split}/{model}/seed{seed}"
+LANDSCAPE_CHUNKS = config["landscape"]["chunks"]
+
+
+rule landscape_directions:
+    input:
+        model=f"{MODEL_DIR}/model.pt",
+        graphs=GRAPHS,
+        materials="results/data/{dataset}/materials.parquet",
+        split="results/splits/{dataset}/{split}.json",
+    output:
+        f"{LANDSCAPE_DIR}/directions.pt",
+    params:
+        options=config["landscape"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    log:
+        f"logs/{LANDSCAPE_DIR}/directions.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_directions.py"
+
+
+rule landscape_chunk:
+    input:
+        directions=f"{LANDSCAPE_DIR}/directions.pt",
+        model=f"{MODEL_DIR}/model.pt",
+        graphs=GRAPHS,
+        materials="results/data/{dataset}/materials.parquet",
+        split="results/splits/{dataset}/{split}.json",
+    output:
+        temp(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet"),
+    params:
+        options=config["landscape"],
+        chunks=LANDSCAPE_CHUNKS,
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    log:
+        f"logs/{LANDSCAPE_DIR}/chunk_{{chunk}}.log",
+    benchmark:
+        f"benchmarks/{LANDSCAPE_DIR}/chunk_{{chunk}}.tsv"
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_chunk.py"
+
+
+rule landscape_grid:
+    input:
+        expand(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet", chunk=range(LANDSCAPE_CHUNKS), allow_missing=True),
+    output:
+        f"{LANDSCAPE_DIR}/grid.parquet",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"logs/{LANDSCAPE_DIR}/merge.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_grid.py"
+
+
+rule landscape_hessian:
+    input:
+        model=f"{MODEL_DIR}/model.pt",
+        graphs=GRAPHS,
+        materials="results/data/{dataset}/materials.parquet",
+        split="results/splits/{dataset}/{split}.json",
+    output:
+        f"{LANDSCAPE_DIR}/hessian.json",
+    params:
+        options=config["landscape"],
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=240,
+    log:
+        f"logs/{LANDSCAPE_DIR}/hessian.log",
+    benchmark:
+        f"benchmarks/{LANDSCAPE_DIR}/hessian.tsv"
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_hessian.py"
+
+
+rule landscape_metrics:
+    input:
+        grid=f"{LANDSCAPE_DIR}/grid.parquet",
+        hessian=f"{LANDSCAPE_DIR}/hessian.json",
+    output:
+        f"{LANDSCAPE_DIR}/metrics.json",
+    params:
+        options=config["landscape"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        f"logs/{LANDSCAPE_DIR}/metrics.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_metrics.py"
+
+
+rule landscapes:
+    input:
+        [f"{d}/metrics.json" for d in expand(LANDSCAPE_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],

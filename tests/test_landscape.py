@@ -1,0 +1,142 @@
+"""Loss landscapes and Hessian spectra, checked against the naive evaluation and the exact Hessian."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matprobe.config import validate_config
+from matprobe.hessian import extreme_eigenpairs, flatten, hutchinson_trace, set_hvp, spectral_density, unflatten
+from matprobe.landscape import (
+    LandscapeEvaluator,
+    compute_directions,
+    direction_parameters,
+    evaluate_chunk,
+    flat_radius,
+    grid_points,
+    landscape_metrics,
+    merge_chunks,
+    naive_point_loss,
+    perturbed_state_dict,
+    prepare_sets,
+    random_directions,
+)
+from matprobe.train import load_split_data, load_trained_model
+
+OPTIONS = validate_config({"landscape": {"grid_1d": {"points": 5}, "grid_2d": {"points": 5}, "max_crystals": 40, "batch_size": 16,
+                                         "compile": "never", "hessian": {"lanczos_steps": 10, "trace_samples": 4, "slq_runs": 2, "seeds": 2}}})["landscape"]
+
+
+@pytest.fixture(scope="module")
+def loaded(small, tiny_model):
+    torch.set_flush_denormal(True)
+    model, record = load_trained_model(tiny_model)
+    sets = prepare_sets(model, record, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu")
+    return model, record, sets
+
+
+def test_directions_are_filter_normalised_orthogonal_and_skip_biases(loaded):
+    model, _, _ = loaded
+    weights = direction_parameters(model)
+    assert all(w.dim() > 1 for w in weights.values())
+    assert not any("bn" in name or name.endswith("bias") for name in weights)
+    d1, d2 = random_directions(weights, "filter", seed=3)
+    for name, w in weights.items():
+        torch.testing.assert_close(d1[name].reshape(w.shape[0], -1).norm(dim=1), w.reshape(w.shape[0], -1).norm(dim=1))
+    assert abs(float(flatten(d1) @ flatten(d2))) < 1e-4 * float(flatten(d1).norm() * flatten(d2).norm())
+    again, _ = random_directions(weights, "filter", seed=3)
+    assert all(torch.equal(d1[n], again[n]) for n in d1)
+    layer, _ = random_directions(weights, "layer", seed=3)
+    for name, w in weights.items():
+        assert float(layer[name].norm()) == pytest.approx(float(w.norm()), rel=1e-5)
+
+
+@pytest.mark.parametrize("compile_model, per_pass", [(False, 1), (False, 3), (True, 1)])
+def test_grid_values_equal_the_naive_evaluation(small, loaded, compile_model, per_pass):
+    model, record, sets = loaded
+    weights = direction_parameters(model)
+    d1, d2 = random_directions(weights, "filter", seed=0)
+    points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 1.0)]
+    fast = LandscapeEvaluator(model, sets, weights, d1, d2, record["target_std"], compile_model=compile_model, points_per_pass=per_pass)
+    values = fast.evaluate(points)
+    _, all_sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record["target"])
+    data = {n: [all_sets[n]["data"][all_sets[n]["ids"].index(i)] for i in s.ids] for n, s in sets.items()}
+    reference_model, _ = load_trained_model(small / "tiny" / "model.pt")
+    for (alpha, beta), row in zip(points, values):
+        state = perturbed_state_dict(model, weights, d1, d2, alpha, beta)
+        naive = naive_point_loss(reference_model, state, data, 7, record["target_mean"], record["target_std"])
+        for name in naive:
+            assert row[name] == pytest.approx(naive[name], rel=1e-5)
+    # the trained weights are back in place afterwards
+    for name, w in weights.items():
+        assert torch.equal(dict(model.named_parameters())[name].detach(), w)
+
+
+def test_chunked_grid_merges_to_the_one_job_grid(small, tiny_model, tmp_path):
+    paths = {k: small / k for k in ("graphs.pt", "materials.parquet", "omit-O.json")}
+    args = (tiny_model, paths["graphs.pt"], paths["materials.parquet"], paths["omit-O.json"])
+    saved = compute_directions(*args, tmp_path / "directions.pt", OPTIONS)
+    assert saved["batch_norm"].startswith("eval mode") and saved["kind"] == "random"
+    one = evaluate_chunk(*args, tmp_path / "directions.pt", tmp_path / "one.parquet", OPTIONS, 0, 1, progress=False)
+    parts = [evaluate_chunk(*args, tmp_path / "directions.pt", tmp_path / f"part{k}.parquet", OPTIONS, k, 3, progress=False) for k in range(3)]
+    assert sum(len(p) for p in parts) == len(one)
+    merged = merge_chunks([tmp_path / f"part{k}.parquet" for k in range(3)], tmp_path / "grid.parquet")
+    single = merge_chunks([tmp_path / "one.parquet"], tmp_path / "grid1.parquet")
+    pd.testing.assert_frame_equal(merged, single)
+    assert set(merged.columns) >= {"alpha", "beta", "set", "loss", "mae"}
+    assert len(merged) == len(grid_points(OPTIONS)) * 4 and set(merged["set"]) == {"train", "val", "id_test", "ood_test"}
+
+
+def _exact_hessian(model, eval_set, weights):
+    def loss(vector):
+        params = unflatten(vector, weights)
+        total = 0.0
+        for prepared in eval_set.batches:
+            prediction = torch.func.functional_call(model, params, (prepared.batch, prepared.edge_inputs, prepared.neighbors), strict=False)["prediction"]
+            total = total + (prediction - prepared.y_std).abs().sum()
+        return total / eval_set.n
+
+    return torch.func.hessian(loss)(flatten(weights)).detach().double()
+
+
+def test_hessian_estimates_match_the_exact_hessian_of_a_small_model(loaded):
+    model, _, sets = loaded
+    weights = direction_parameters(model)
+    dim = sum(w.numel() for w in weights.values())
+    hvp = set_hvp(model, sets["train"], weights)
+    exact = _exact_hessian(model, sets["train"], weights)
+    vector = torch.randn(dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(hvp(vector).double(), exact @ vector.double(), atol=1e-5, rtol=1e-4)
+    eigenvalues = torch.linalg.eigvalsh(exact)
+    pairs = extreme_eigenpairs(hvp, dim, steps=80, top_k=3, seed=0)
+    np.testing.assert_allclose(pairs["top"], eigenvalues.flip(0)[:3].numpy(), rtol=1e-3, atol=1e-5)
+    assert pairs["bottom"] == pytest.approx(float(eigenvalues[0]), rel=1e-3, abs=1e-5)
+    top = pairs["top_vector"].double()
+    assert float(top @ exact @ top) == pytest.approx(float(eigenvalues[-1]), rel=1e-3)
+    mean, error = hutchinson_trace(hvp, dim, samples=300, seed=0)
+    assert abs(mean - float(exact.trace())) < 4 * error
+    density = spectral_density(hvp, dim, steps=30, runs=2, seed=0)
+    assert np.trapezoid(density["density"], density["grid"]) == pytest.approx(1.0, abs=0.05)
+    assert all(sum(w) == pytest.approx(1.0, abs=1e-6) for w in density["weights"])
+
+
+def test_flatness_metrics_on_a_known_quadratic_landscape():
+    axis = np.linspace(-1, 1, 41)
+    rows = []
+    for set_name, curvature in (("id_test", 1.0), ("ood_test", 4.0)):
+        for a in axis:
+            rows.append({"grid": "1d", "alpha": a, "beta": 0.0, "set": set_name, "loss": 2.0 * (1 + curvature * a**2), "mae": 0.0})
+        for a in axis:
+            for b in axis:
+                rows.append({"grid": "2d", "alpha": a, "beta": b, "set": set_name, "loss": 2.0 * (1 + curvature * (a**2 + b**2)), "mae": 0.0})
+    metrics = landscape_metrics(pd.DataFrame(rows), None, {"flatness": {"epsilon": 0.3, "delta": 0.1}})
+    flat, sharp = metrics["sets"]["id_test"], metrics["sets"]["ood_test"]
+    assert flat["loss_at_origin"] == 2.0
+    assert flat["flat_radius_1d"] == pytest.approx(np.sqrt(0.1), abs=0.01)
+    assert sharp["flat_radius_2d"] == pytest.approx(np.sqrt(0.1 / 4), abs=0.01)
+    assert flat["epsilon_sharpness"] == pytest.approx(0.3**2, abs=0.01)
+    assert sharp["epsilon_sharpness"] == pytest.approx(4 * 0.3**2, abs=0.04)
+    assert flat["grid_minimum_offset"] == 0.0
+    assert metrics["divergence_id_test_ood_test"] < 0.05  # same shape up to scale: nearly perfectly correlated
+    radius, censored = flat_radius(axis, np.ones_like(axis), 1.1)
+    assert radius == 1.0 and censored
