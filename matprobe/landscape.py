@@ -372,7 +372,9 @@ def compute_hessian(model_path, graphs_path, materials_path, split_path, out_pat
 
     torch.set_num_threads(max(1, threads))
     torch.set_flush_denormal(True)
-    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    limit = options["hessian"].get("max_crystals") or options["max_crystals"]
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path,
+                                                        {**options, "max_crystals": min(limit, options["max_crystals"])})
     weights = direction_parameters(model, options["include_biases"])
     dim = sum(w.numel() for w in weights.values())
     result = {"loss": "MAE on standardised targets", "parameters": list(weights), "sets": {}}
