@@ -79,3 +79,13 @@ def load_config(path: Path | str) -> dict[str, Any]:
 def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:
     """The options a model is built with: its config section plus the graph settings it must agree with."""
     return {**config["model_options"][model], "node_features": config["graph"]["node_features"], "cutoff": float(config["graph"]["cutoff"])}
+
+
+def gpus_per_job(config: dict[str, Any]) -> int:
+    """1 if GPU jobs should claim a GPU (the `gpu` resource), else 0."""
+    import shutil
+
+    setting = config.get("gpu", "auto")
+    if setting == "auto":
+        return 1 if shutil.which("nvidia-smi") else 0
+    return 1 if setting else 0

@@ -1,7 +1,7 @@
 # Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
 from pathlib import Path
 
-from matprobe.config import model_options_for
+from matprobe.config import gpus_per_job, model_options_for
 from matprobe.sources import local_inputs, remote_files
 from matprobe.splits import split_names
 from matprobe.graphs import graph_key
@@ -15,6 +15,18 @@ MODELS = config["models"]
 SEEDS = config["seeds"]
 GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
 MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
+GPU = gpus_per_job(config)
+
+
+def scaled(base, per_input_mb):
+    """Memory that grows with the size of the job's input and with each retry (a job killed for lack of
+    memory comes back with more). Known once the inputs exist: a dry run shows <TBD>."""
+    return lambda wildcards, input, attempt: int((base + per_input_mb * input.size_mb) * attempt)
+
+
+def by_attempt(minutes):
+    """Runtime that grows with each retry (a job killed at its time limit comes back with more)."""
+    return lambda wildcards, attempt: int(minutes * attempt)
 
 
 def all_model_dirs():

@@ -12,6 +12,7 @@ rule download_source_file:
         remote=lambda wildcards: remote_file_by_name(wildcards.filename),
         mirror_dir=config["data"]["mirror_dir"],
         retries=config["data"]["retries"],
+    threads: 1
     log:
         "logs/download/{filename}.log",
     conda:
@@ -32,8 +33,8 @@ rule normalise_dataset:
         min_distance=config["data"]["min_distance"],
     threads: 8
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=scaled(2000, 4.0),
+        runtime=by_attempt(30),
     log:
         "logs/data/{dataset}.log",
     benchmark:

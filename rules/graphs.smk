@@ -13,8 +13,8 @@ rule build_graphs:
         max_neighbors=config["graph"]["max_neighbors"],
     threads: 8
     resources:
-        mem_mb=6000,
-        runtime=60,
+        mem_mb=scaled(2000, 10.0),
+        runtime=by_attempt(20),
     log:
         f"logs/graphs/{{dataset}}/{GRAPH_KEY}.log",
     benchmark:

@@ -17,8 +17,9 @@ rule landscape_directions:
         options=config["landscape"],
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=scaled(3000, 3.0),
+        runtime=by_attempt(60),
+        gpu=GPU,
     log:
         f"logs/{LANDSCAPE_DIR}/directions.log",
     conda:
@@ -41,8 +42,9 @@ rule landscape_chunk:
         chunks=LANDSCAPE_CHUNKS,
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=240,
+        mem_mb=scaled(3000, 3.0),
+        runtime=by_attempt(240),
+        gpu=GPU,
     log:
         f"logs/{LANDSCAPE_DIR}/chunk_{{chunk}}.log",
     benchmark:
@@ -58,9 +60,10 @@ rule landscape_grid:
         expand(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet", chunk=range(LANDSCAPE_CHUNKS), allow_missing=True),
     output:
         f"{LANDSCAPE_DIR}/grid.parquet",
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(1000, 4.0),
+        runtime=by_attempt(10),
     log:
         f"logs/{LANDSCAPE_DIR}/merge.log",
     conda:
@@ -81,8 +84,9 @@ rule landscape_hessian:
         options=config["landscape"],
     threads: 2
     resources:
-        mem_mb=6000,
-        runtime=240,
+        mem_mb=scaled(3000, 3.0),
+        runtime=by_attempt(240),
+        gpu=GPU,
     log:
         f"logs/{LANDSCAPE_DIR}/hessian.log",
     benchmark:
@@ -101,9 +105,10 @@ rule landscape_metrics:
         f"{LANDSCAPE_DIR}/metrics.json",
     params:
         options=config["landscape"],
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(1000, 4.0),
+        runtime=by_attempt(10),
     log:
         f"logs/{LANDSCAPE_DIR}/metrics.log",
     conda:

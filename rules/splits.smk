@@ -9,9 +9,10 @@ rule make_split:
     params:
         definitions=config["splits"],
         options=config["split_options"],
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(1000, 2.0),
+        runtime=by_attempt(10),
     log:
         "logs/splits/{dataset}/{split}.log",
     conda:
@@ -26,9 +27,10 @@ rule split_stats:
         splits=expand("results/splits/{{dataset}}/{split}.json", split=SPLITS),
     output:
         "results/splits/{dataset}/stats.parquet",
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=scaled(1000, 2.0),
+        runtime=by_attempt(10),
     log:
         "logs/splits/{dataset}/stats.log",
     conda:

@@ -17,8 +17,9 @@ rule train_model:
         training=config["training"],
     threads: config["training"]["threads"]
     resources:
-        mem_mb=6000,
-        runtime=720,
+        mem_mb=scaled(3000, 3.0),
+        runtime=by_attempt(240),
+        gpu=GPU,
     log:
         f"logs/{MODEL_DIR}/train.log",
     benchmark:
