@@ -29,6 +29,7 @@ include: "rules/graphs.smk"
 include: "rules/splits.smk"
 include: "rules/train.smk"
 include: "rules/landscapes.smk"
+include: "rules/attribution.smk"
 
 
 rule all:
@@ -39,3 +40,4 @@ rule all:
         rules.splits.input,
         rules.train.input,
         rules.landscapes.input,
+        rules.attributions.input,

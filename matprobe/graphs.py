@@ -3,7 +3,8 @@
 Each atom is joined to its neighbours within `cutoff` (periodic images included, an atom's own images
 too), keeping the `max_neighbors` nearest (CGCNN keeps 12) or, with `max_neighbors=None`, all of them.
 When the k-th neighbour sits in a shell of equal distances, the tie is broken by (distance rounded to
-1e-5 Å, neighbour index, image offset), so the graph never depends on a library's internal order.
+1e-5 Å, atomic number, neighbour index, image offset), so the graph never depends on a library's internal
+order, and the (distance, element) pairs an atom keeps do not depend on site order or the choice of cell.
 
 Neighbour search uses vesin (fastest measured here; see bench/graphs.py). The whole dataset is stored as
 one file of concatenated tensors (PyG's InMemoryDataset layout) that loads with weights_only=True."""
@@ -27,7 +28,7 @@ from matprobe.structures import Crystal, RejectedStructure
 log = logging.getLogger("matprobe.graphs")
 
 ISOLATED_ATOM = "isolated_atom"
-GRAPH_FORMAT = 1
+GRAPH_FORMAT = 2  # 2: ties broken by atomic number before neighbour index
 
 
 def graph_key(graph_config: dict) -> str:
@@ -45,7 +46,9 @@ def neighbour_list(crystal: Crystal, cutoff: float, max_neighbors: int | None):
     calculator = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shifts, d, vectors = calculator.compute(points=points, box=crystal.lattice, periodic=True, quantities="ijSdD")
     rounded = np.rint(d * 1e5).astype(np.int64)
-    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, rounded, i))
+    # ties at equal distance go to the lighter element first: the kept (distance, element) multiset of each atom,
+    # and so everything a model computes, then depends neither on the order of the sites nor on the choice of cell
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, crystal.numbers[j], rounded, i))
     i, j, shifts, d, vectors = i[order], j[order], shifts[order], d[order], vectors[order]
     if max_neighbors is not None and i.size:
         starts = np.searchsorted(i, i, side="left")

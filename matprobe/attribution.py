@@ -1,0 +1,351 @@
+"""What a trained model attends to, reported on id_test and ood_test separately, with the atoms of an omitted
+element isolated.
+
+1. Atom-wise contributions (Schütt et al. 2017): the readout's per-atom terms, whose mean is the prediction.
+2. Element representations against the periodic table: PCA of the model's element vectors; how well group,
+   period, electronegativity and Mendeleev number follow from the leading components; where the omitted
+   element sits relative to its periodic-table neighbours.
+3. Integrated gradients (Captum) on the node input features, summed per atom, with the completeness residual;
+   per element, the attribution times the crystal's number of sites (the prediction is a mean over atoms).
+4. Transformation importance (TRIM): attributions in domain spaces rather than raw inputs — (a) the element
+   properties the physical node features encode, (b) bands of interatomic distance of the radial basis.
+   Each is integrated gradients over per-crystal scaling variables s (one per property or band) that
+   multiply the corresponding input block, from s = 0 to s = 1, so that the attributions of a crystal add up
+   to f(x) - f(x with those inputs switched off).
+5. Topology: rank correlation of persistent-homology descriptors with the absolute OOD error and with the
+   representation-space OOD distance."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import Batch
+
+from matprobe.features import element_properties, physical_feature_layout
+from matprobe.io import write_json, write_parquet
+from matprobe.models import regular_neighbors
+from matprobe.train import knn_distance, load_split_data, load_trained_model
+
+log = logging.getLogger("matprobe.attribution")
+
+TEST_SETS = ("id_test", "ood_test")
+DEFAULT_BANDS = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
+
+
+def _batches(data, batch_size):
+    for start in range(0, len(data), batch_size):
+        yield start, Batch.from_data_list(data[start : start + batch_size])
+
+
+def _forward(model, batch, node_inputs=None, edge_inputs=None):
+    node_inputs = model.node_inputs(batch.z) if node_inputs is None else node_inputs
+    edge_inputs = model.edge_inputs(batch.edge_dist) if edge_inputs is None else edge_inputs
+    return model.forward_from_inputs(node_inputs, edge_inputs, batch.edge_index, batch.edge_dist, batch.batch,
+                                     batch.num_graphs, regular_neighbors(batch.edge_index, batch.num_nodes))
+
+
+def _symbols(z: torch.Tensor) -> list[str]:
+    table = element_properties()["symbol"]
+    return [table[int(v)] for v in z]
+
+
+# ---- 1. atom-wise contributions -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def atom_contributions(model, record, sets, batch_size: int = 64) -> tuple[pd.DataFrame, float]:
+    """One row per atom of the test sets (contribution in physical units) and the largest completeness
+    residual |mean(contributions) - prediction| over all crystals (physical units)."""
+    rows, worst = [], 0.0
+    mean, std = record["target_mean"], record["target_std"]
+    for set_name in TEST_SETS:
+        if set_name not in sets:
+            continue
+        ids = sets[set_name]["ids"]
+        for start, batch in _batches(sets[set_name]["data"], batch_size):
+            out = _forward(model, batch)
+            contributions = out["contributions"] * std + mean
+            means = torch.zeros(batch.num_graphs).index_add(0, batch.batch, contributions) / torch.bincount(batch.batch, minlength=batch.num_graphs)
+            worst = max(worst, float((means - (out["prediction"] * std + mean)).abs().max()))
+            site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+            symbols = _symbols(batch.z)
+            for k in range(batch.num_nodes):
+                rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]),
+                             "element": symbols[k], "contribution": float(contributions[k])})
+    return pd.DataFrame(rows), worst
+
+
+def per_element(atoms: pd.DataFrame, value: str, omitted: list[str]) -> pd.DataFrame:
+    grouped = atoms.groupby(["set", "element"])[value].agg(["mean", "std", "count"]).reset_index()
+    grouped["omitted"] = grouped["element"].isin(omitted)
+    return grouped
+
+
+# ---- 2. element representations -------------------------------------------------------------------------
+
+
+def element_embedding_analysis(model, elements_seen: set[str], elements_in_data: set[str], omitted: list[str], components: int = 3):
+    """PCA of the element vectors of the elements in the dataset; R² and Spearman correlation of periodic-table
+    properties against the leading components; the omitted elements' distances to their neighbours."""
+    from scipy.stats import spearmanr
+
+    props = element_properties()
+    with torch.no_grad():
+        vectors = model.element_representation().numpy()
+    chosen = props[props["symbol"].isin(elements_in_data)]
+    z = chosen.index.to_numpy()
+    x = vectors[z]
+    centred = x - x.mean(axis=0)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(components, len(s))
+    scores = centred @ vt[:k].T
+    explained = (s**2 / (s**2).sum())[:k]
+    frame = pd.DataFrame({"Z": z, "symbol": chosen["symbol"].to_numpy(), "group": chosen["group"].to_numpy(),
+                          "period": chosen["period"].to_numpy(), "electronegativity": chosen["electronegativity"].to_numpy(),
+                          "mendeleev_number": chosen["mendeleev_number"].to_numpy()})
+    for c in range(k):
+        frame[f"pc{c + 1}"] = scores[:, c]
+    frame["seen_in_training"] = frame["symbol"].isin(elements_seen)
+    frame["omitted"] = frame["symbol"].isin(omitted)
+
+    explained_by = {}
+    design = np.column_stack([np.ones(len(frame)), scores[:, : min(2, k)]])
+    for name in ("group", "period", "electronegativity", "mendeleev_number"):
+        y = frame[name].to_numpy(dtype=float)
+        ok = np.isfinite(y)
+        coef, *_ = np.linalg.lstsq(design[ok], y[ok], rcond=None)
+        residual = y[ok] - design[ok] @ coef
+        r2 = 1 - residual.var() / y[ok].var() if y[ok].var() > 0 else float("nan")
+        rho = max(abs(spearmanr(scores[ok, c], y[ok]).statistic) for c in range(min(2, k)))
+        explained_by[name] = {"r2_pc1_pc2": float(r2), "max_abs_spearman_pc1_pc2": float(rho)}
+
+    distances = np.linalg.norm(x[:, None, :] - x[None, :, :], axis=-1)
+    median_pair = float(np.median(distances[np.triu_indices(len(x), 1)])) if len(x) > 1 else float("nan")
+    placement = {}
+    for symbol in omitted:
+        if symbol not in set(frame["symbol"]):
+            continue
+        row = props[props["symbol"] == symbol].iloc[0]
+        same_group = chosen[(chosen["group"] == row["group"]) & ((chosen["period"] - row["period"]).abs() == 1)]
+        same_period = chosen[(chosen["period"] == row["period"]) & ((chosen["group"] - row["group"]).abs() == 1)]
+        neighbours = pd.concat([same_group, same_period])
+        i = int(np.flatnonzero(z == row.name)[0])
+        near = [float(distances[i, int(np.flatnonzero(z == n)[0])]) for n in neighbours.index]
+        nearest = chosen["symbol"].to_numpy()[np.argsort(distances[i])[1:4]].tolist()
+        placement[symbol] = {"periodic_neighbours": neighbours["symbol"].tolist(),
+                             "mean_distance_to_periodic_neighbours": float(np.mean(near)) if near else None,
+                             "median_pairwise_distance": median_pair,
+                             "relative_distance": float(np.mean(near) / median_pair) if near else None,
+                             "nearest_in_representation": nearest}
+    summary = {"explained_variance_ratio": explained.tolist(), "properties": explained_by, "omitted": placement,
+               "representation": model.encoder.kind}
+    return frame, summary
+
+
+# ---- 3. integrated gradients on node inputs ---------------------------------------------------------------
+
+
+def integrated_gradients(model, record, sets, baseline: str = "zeros", steps: int = 32, batch_size: int = 64, train_mean_input=None):
+    """Per atom, the IG attribution of its node input features (summed over features), physical units.
+    Crystals in a batch are independent graphs, so IG of the batch's summed prediction gives each atom its own
+    crystal's attribution exactly. Returns the atom table and per-crystal completeness residuals."""
+    from captum.attr import IntegratedGradients
+
+    std = record["target_std"]
+    rows, residuals = [], []
+    for set_name in TEST_SETS:
+        if set_name not in sets:
+            continue
+        ids = sets[set_name]["ids"]
+        for start, batch in _batches(sets[set_name]["data"], batch_size):
+            with torch.no_grad():
+                inputs = model.node_inputs(batch.z).detach()
+                edge_inputs = model.edge_inputs(batch.edge_dist)
+            if baseline == "zeros":
+                base = torch.zeros_like(inputs)
+            elif baseline == "train_mean":
+                base = train_mean_input.expand_as(inputs).clone()
+            else:
+                raise ValueError(f"unknown integrated-gradients baseline {baseline!r}")
+
+            def summed(x):  # (k, N, F) -> (k,): each copy's summed predictions
+                return torch.stack([_forward(model, batch, node_inputs=xi, edge_inputs=edge_inputs)["prediction"].sum() for xi in x])
+
+            attributions = IntegratedGradients(summed).attribute(inputs[None], baselines=base[None], n_steps=steps,
+                                                                 method="gausslegendre", internal_batch_size=steps)[0]
+            per_atom = attributions.sum(dim=1).detach() * std
+            with torch.no_grad():
+                f_x = _forward(model, batch, node_inputs=inputs, edge_inputs=edge_inputs)["prediction"] * std
+                f_base = _forward(model, batch, node_inputs=base, edge_inputs=edge_inputs)["prediction"] * std
+            per_crystal = torch.zeros(batch.num_graphs).index_add(0, batch.batch, per_atom)
+            residuals.extend((per_crystal - (f_x - f_base)).abs().tolist())
+            site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+            nsites = torch.bincount(batch.batch, minlength=batch.num_graphs)[batch.batch]
+            symbols = _symbols(batch.z)
+            for k in range(batch.num_nodes):
+                # the prediction is a mean over atoms, so an atom's share shrinks with the cell; times the number of
+                # sites it is comparable across crystals and the same for any choice of cell
+                rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]), "element": symbols[k],
+                             "attribution": float(per_atom[k]), "attribution_times_nsites": float(per_atom[k] * nsites[k])})
+    return pd.DataFrame(rows), np.array(residuals)
+
+
+# ---- 4. TRIM: attributions in element-property and distance-band space -------------------------------------
+
+
+def trim_attributions(model, record, sets, space: str, bands=DEFAULT_BANDS, steps: int = 32, batch_size: int = 64) -> pd.DataFrame:
+    """Per crystal and per domain variable (property or distance band), the IG attribution to a scaling
+    variable s in [0, 1] that switches that block of the inputs on (physical units)."""
+    from captum.attr import IntegratedGradients
+
+    std = record["target_std"]
+    if space == "properties":
+        if model.encoder.kind != "physical":
+            return pd.DataFrame(columns=["id", "set", "space", "name", "attribution"])
+        layout = physical_feature_layout()
+        names = [name for name, _ in layout]
+        masks = torch.zeros(len(layout), model.encoder.table.shape[1])
+        for k, (_, columns) in enumerate(layout):
+            masks[k, columns] = 1.0
+    elif space == "distance_bands":
+        centres = model.expansion.centres
+        names = [f"{low:g}-{high:g} Å" for low, high in zip(bands[:-1], bands[1:])]
+        masks = torch.stack([((centres >= low) & (centres < high)).float() for low, high in zip(bands[:-1], bands[1:])])
+        masks[-1] += (centres >= bands[-1]).float()  # the last centre sits on the cutoff
+    else:
+        raise ValueError(f"unknown TRIM space {space!r}")
+
+    rows = []
+    for set_name in TEST_SETS:
+        if set_name not in sets:
+            continue
+        ids = sets[set_name]["ids"]
+        for start, batch in _batches(sets[set_name]["data"], batch_size):
+            with torch.no_grad():
+                node_inputs = model.node_inputs(batch.z)
+                edge_inputs = model.edge_inputs(batch.edge_dist)
+            edge_crystal = batch.batch[batch.edge_index[1]]
+
+            def predict(scales):  # (k * B, n_vars) -> (k * B,)
+                copies = scales.reshape(-1, batch.num_graphs, scales.shape[-1])
+                outputs = []
+                for s in copies:
+                    if space == "properties":
+                        x = node_inputs * (s[batch.batch] @ masks)
+                        outputs.append(_forward(model, batch, node_inputs=x, edge_inputs=edge_inputs)["prediction"])
+                    else:
+                        e = edge_inputs * (s[edge_crystal] @ masks)
+                        outputs.append(_forward(model, batch, node_inputs=node_inputs, edge_inputs=e)["prediction"])
+                return torch.cat(outputs)
+
+            ones = torch.ones(batch.num_graphs, len(names))
+            attributions = IntegratedGradients(predict).attribute(ones, baselines=torch.zeros_like(ones), n_steps=steps,
+                                                                  method="gausslegendre", internal_batch_size=batch.num_graphs * steps)
+            attributions = attributions.detach() * std
+            for b in range(batch.num_graphs):
+                for k, name in enumerate(names):
+                    rows.append({"id": ids[start + b], "set": set_name, "space": space, "name": name, "attribution": float(attributions[b, k])})
+    return pd.DataFrame(rows)
+
+
+def trim_summary(trim: pd.DataFrame) -> pd.DataFrame:
+    """Importance per set and domain variable: mean absolute and mean signed attribution."""
+    if trim.empty:
+        return pd.DataFrame(columns=["set", "space", "name", "mean_abs_attribution", "mean_attribution"])
+    grouped = trim.groupby(["set", "space", "name"], sort=False)["attribution"]
+    return pd.DataFrame({"mean_abs_attribution": grouped.apply(lambda a: a.abs().mean()), "mean_attribution": grouped.mean()}).reset_index()
+
+
+# ---- 5. topology against error ------------------------------------------------------------------------------
+
+
+def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Spearman correlation of each descriptor with |error| and with the latent kNN distance, per test set."""
+    from scipy.stats import spearmanr
+
+    from matprobe.topology import DESCRIPTORS
+
+    train = np.stack(latents.loc[latents["set"] == "train", "latent"].to_numpy())
+    rows = []
+    for set_name in TEST_SETS:
+        subset = predictions[predictions["set"] == set_name]
+        if subset.empty:
+            continue
+        latent = latents[latents["set"] == set_name].set_index("id").loc[subset["id"], "latent"]
+        distance = knn_distance(np.stack(latent.to_numpy()), train, k)
+        merged = subset.assign(abs_error=(subset["y_pred"] - subset["y_true"]).abs().to_numpy(), latent_distance=distance).merge(ph, on="id")
+        for descriptor in DESCRIPTORS:
+            for against in ("abs_error", "latent_distance"):
+                values = merged[descriptor].to_numpy()
+                rho = spearmanr(values, merged[against]).statistic if np.std(values) > 0 else np.nan
+                rows.append({"set": set_name, "descriptor": descriptor, "against": against, "spearman": float(rho), "n": len(merged)})
+    return pd.DataFrame(rows)
+
+
+# ---- the stage --------------------------------------------------------------------------------------------
+
+
+def run_attribution(model_path, graphs_path, materials_path, split_path, predictions_path, latents_path, ph_path,
+                    out_dir, options: dict, threads: int = 1) -> dict:
+    out_dir = Path(out_dir)
+    torch.set_num_threads(max(1, threads))
+    torch.set_flush_denormal(True)
+    model, record = load_trained_model(model_path)
+    split, sets, _ = load_split_data(graphs_path, materials_path, split_path, record["target"])
+    limit = options["max_crystals"]
+    for set_name in TEST_SETS:  # a seeded subsample keeps the gradient methods affordable on large test sets
+        if set_name in sets and len(sets[set_name]["ids"]) > limit:
+            keep = np.sort(np.random.default_rng([options["seed"], TEST_SETS.index(set_name)]).choice(len(sets[set_name]["ids"]), limit, replace=False))
+            content = sets[set_name]
+            sets[set_name] = {"ids": [content["ids"][k] for k in keep], "data": [content["data"][k] for k in keep],
+                              "elements": [content["elements"][k] for k in keep], "y": content["y"][keep]}
+    omitted = split["omitted_elements"] if split["kind"] != "random" else []
+    summary: dict = {"split": split["name"], "omitted": omitted, "target": record["target"]}
+
+    atoms, worst = atom_contributions(model, record, sets)
+    write_parquet(atoms, out_dir / "atoms.parquet")
+    write_parquet(per_element(atoms, "contribution", omitted), out_dir / "elements.parquet")
+    summary["contributions"] = {"completeness_max_abs_residual": worst, "atoms": len(atoms)}
+    if omitted:
+        mask = atoms["element"].isin(omitted)
+        summary["contributions"]["omitted_atoms_mean"] = float(atoms.loc[mask, "contribution"].mean()) if mask.any() else None
+        summary["contributions"]["other_atoms_mean"] = float(atoms.loc[~mask, "contribution"].mean())
+
+    train_elements = {e for elements in sets["train"]["elements"] for e in elements}
+    data_elements = train_elements | {e for s in TEST_SETS if s in sets for elements in sets[s]["elements"] for e in elements}
+    pca, embedding = element_embedding_analysis(model, train_elements, data_elements, omitted)
+    write_parquet(pca, out_dir / "element_pca.parquet")
+    summary["element_representation"] = embedding
+
+    train_mean_input = None
+    if options["ig_baseline"] == "train_mean":
+        with torch.no_grad():
+            train_z = torch.cat([d.z for d in sets["train"]["data"]])
+            train_mean_input = model.node_inputs(train_z).mean(dim=0, keepdim=True)
+    ig_atoms, residuals = integrated_gradients(model, record, sets, options["ig_baseline"], options["ig_steps"], train_mean_input=train_mean_input)
+    write_parquet(ig_atoms, out_dir / "ig_atoms.parquet")
+    write_parquet(per_element(ig_atoms, "attribution_times_nsites", omitted), out_dir / "ig_elements.parquet")
+    summary["integrated_gradients"] = {"baseline": options["ig_baseline"], "steps": options["ig_steps"],
+                                       "completeness_max_abs_residual": float(residuals.max()) if len(residuals) else None,
+                                       "completeness_mean_abs_residual": float(residuals.mean()) if len(residuals) else None}
+
+    trim = pd.concat([trim_attributions(model, record, sets, "properties", steps=options["ig_steps"]),
+                      trim_attributions(model, record, sets, "distance_bands", options["distance_bands"], steps=options["ig_steps"])],
+                     ignore_index=True)
+    write_parquet(trim, out_dir / "trim.parquet")
+    write_parquet(trim_summary(trim), out_dir / "trim_summary.parquet")
+
+    if ph_path:
+        ph = pd.read_parquet(ph_path)
+        predictions, latents = pd.read_parquet(predictions_path), pd.read_parquet(latents_path)
+        correlations = topology_correlations(ph, predictions, latents, options["knn"])
+        write_parquet(correlations, out_dir / "topology_correlations.parquet")
+        top = correlations[correlations["against"] == "abs_error"].dropna().sort_values("spearman", key=abs, ascending=False).head(3)
+        summary["topology_top_error_correlations"] = top.to_dict("records")
+    write_json(summary, out_dir / "summary.json")
+    return summary
