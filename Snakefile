@@ -10,6 +10,9 @@ from matprobe.config import validate_config
 min_version("9.0")
 
 
+report: "report/workflow.rst"
+
+
 # A named config (--configfile config/mp36k.yaml) replaces the default one rather than merging into it,
 # so that its datasets and splits are exactly the ones it lists.
 if not workflow.overwrite_configfiles:
@@ -30,6 +33,7 @@ include: "rules/splits.smk"
 include: "rules/train.smk"
 include: "rules/landscapes.smk"
 include: "rules/attribution.smk"
+include: "rules/figures.smk"
 
 
 rule all:
@@ -41,3 +45,4 @@ rule all:
         rules.train.input,
         rules.landscapes.input,
         rules.attributions.input,
+        rules.figures.input,

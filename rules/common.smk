@@ -58,3 +58,8 @@ def remote_file_by_name(filename):
             if remote.filename == filename:
                 return remote
     raise ValueError(f"no configured dataset downloads {filename}")
+
+
+def dataset_runs(wildcards, folder, filename):
+    """One file of every run of a dataset (folder is a MODEL_DIR-like pattern)."""
+    return [f"{d}/{filename}" for d in expand(folder, dataset=wildcards.dataset, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)]

@@ -1,0 +1,101 @@
+# Stage 6: figures from stored results (never re-training), the summary table, and the report captions.
+
+FIG_DIR = "results/figures/{dataset}"
+MODEL_FIG_DIR = "results/figures/{dataset}/{target}/{split}/{model}/seed{seed}"
+
+
+localrules:
+    dataset_figures,
+    model_figures,
+    summary_table,
+
+
+rule dataset_figures:
+    input:
+        metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
+        histories=lambda w: dataset_runs(w, MODEL_DIR, "history.parquet"),
+        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json"),
+        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet"),
+    output:
+        headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
+        headline_pdf=f"{FIG_DIR}/headline.pdf",
+        curves=report(f"{FIG_DIR}/training_curves.png", caption="../report/training_curves.rst", category="2 Training"),
+        curves_pdf=f"{FIG_DIR}/training_curves.pdf",
+        flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
+        flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
+        landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
+        landscapes_pdf=f"{FIG_DIR}/landscapes_1d.pdf",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        "logs/figures/{dataset}.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/dataset_figures.py"
+
+
+rule model_figures:
+    input:
+        predictions=f"{MODEL_DIR}/predictions.parquet",
+        split="results/splits/{dataset}/{split}.json",
+        grid=f"{LANDSCAPE_DIR}/grid.parquet",
+        hessian=f"{LANDSCAPE_DIR}/hessian.json",
+        atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
+        elements=f"{ATTRIBUTION_DIR}/elements.parquet",
+        element_pca=f"{ATTRIBUTION_DIR}/element_pca.parquet",
+        trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
+        topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
+        materials="results/data/{dataset}/materials.parquet",
+    output:
+        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory="{target} {split} {model} seed{seed}"),
+        landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
+        landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
+        hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
+        periodic=report(f"{MODEL_FIG_DIR}/periodic_tables.png", caption="../report/periodic_tables.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
+        structures=report(f"{MODEL_FIG_DIR}/structures.png", caption="../report/structures.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
+        element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
+        trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
+        topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
+        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("parity", "landscape_2d", "landscape_3d", "hessian_density", "periodic_tables", "structures", "element_map", "trim", "topology")],
+    params:
+        radius=config["topology"]["radius"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        f"logs/{MODEL_FIG_DIR}/figures.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/model_figures.py"
+
+
+rule summary_table:
+    input:
+        models=[f"{d}/metrics.json" for d in all_model_dirs()],
+        landscapes=[f"{d}/metrics.json" for d in expand(LANDSCAPE_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        attributions=[f"{d}/summary.json" for d in expand(ATTRIBUTION_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+    output:
+        parquet="results/summary/runs.parquet",
+        csv=report("results/summary/runs.csv", caption="../report/summary.rst", category="1 Headline"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(10),
+    log:
+        "logs/summary.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/summary_table.py"
+
+
+rule figures:
+    input:
+        expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
+        [f"{d}/parity.png" for d in expand(MODEL_FIG_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        "results/summary/runs.parquet",
