@@ -1,0 +1,87 @@
+"""The whole workflow through snakemake on a tiny dataset the test writes, then the HTML report."""
+
+import subprocess
+
+import pandas as pd
+import pytest
+
+from conftest import copy_workflow
+from matprobe.sources import EMBEDDED_FILE
+
+CONFIG = """
+datasets:
+  tiny:
+    source: table
+    path: tiny.parquet
+    id_column: id
+    structure_column: structure
+    targets: {formation_energy_per_atom: formation_energy_per_atom}
+splits: [{omit: Fe}]
+split_options: {min_ood: 3, val_fraction: 0.15, id_test_fraction: 0.2}
+targets: [formation_energy_per_atom]
+models: [cgcnn, schnet]
+seeds: [0]
+model_options: {cgcnn: {hidden: 16, layers: 2}, schnet: {hidden: 16, filters: 16, interactions: 2}}
+training: {epochs: 3, batch_size: 8, patience: 3, threads: 1}
+landscape:
+  grid_1d: {points: 5}
+  grid_2d: {points: 5}
+  max_crystals: 12
+  chunks: 2
+  compile: never
+  hessian: {lanczos_steps: 4, trace_samples: 2, slq_runs: 1, seeds: 2}
+attribution: {max_crystals: 8, ig_steps: 4}
+topology: {radius: 4.0}
+"""
+
+
+def _tiny_table(path):
+    """48 real crystals of the embedded demo, 12 with Fe, written as a table of pymatgen dicts."""
+    import json
+
+    from matprobe.structures import Crystal
+
+    demo = pd.read_parquet(EMBEDDED_FILE)
+    from pymatgen.core.periodic_table import Element
+
+    iron = demo["numbers"].map(lambda numbers: Element("Fe").Z in set(numbers))
+    small = demo["numbers"].map(len) <= 12
+    chosen = pd.concat([demo[iron & small].head(12), demo[~iron & small].head(36)])
+    rows = [{"id": r.id, "formation_energy_per_atom": r.formation_energy_per_atom,
+             "structure": json.dumps(Crystal.from_row(r._asdict()).to_pymatgen().as_dict())} for r in chosen.itertuples()]
+    pd.DataFrame(rows).to_parquet(path)
+
+
+@pytest.mark.slow
+def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    _tiny_table(workdir / "tiny.parquet")
+    (workdir / "tiny.yaml").write_text(CONFIG)
+
+    def snakemake(*args):
+        return subprocess.run(["snakemake", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True, text=True, timeout=1200)
+
+    run = snakemake("--cores", "2")
+    assert run.returncode == 0, run.stderr[-4000:]
+    plan = snakemake("-n")
+    assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr  # every declared output exists
+    for model in ("cgcnn", "schnet"):
+        for split in ("omit-Fe", "omit-Fe-control"):
+            base = f"tiny/formation_energy_per_atom/{split}/{model}/seed0"
+            assert (workdir / "results/models" / base / "model.pt").exists()
+            assert (workdir / "results/landscape" / base / "grid.parquet").exists()
+            assert (workdir / "results/attribution" / base / "atoms.parquet").exists()
+            assert (workdir / "results/figures" / base / "parity.png").stat().st_size > 10_000
+    grid = pd.read_parquet(workdir / "results/landscape/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0/grid.parquet")
+    assert len(grid) == (5 + 25) * 4
+    runs = pd.read_parquet(workdir / "results/summary/runs.parquet")
+    assert len(runs) == 4 and {"train.ood_test.mae", "landscape.sets.ood_test.epsilon_sharpness"} <= set(runs.columns)
+    report = snakemake("--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (workdir / "results/report.html").stat().st_size > 100_000
+    # editing a plotting function re-runs figure jobs only
+    figures = workdir / "workflow_scripts" / "model_figures.py"
+    figures.write_text(figures.read_text() + "\n# touched\n")
+    plan = snakemake("-n", "--quiet", "rules")
+    planned = plan.stdout + plan.stderr
+    assert "model_figures" in planned and "train_model" not in planned and "landscape_chunk" not in planned
