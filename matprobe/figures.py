@@ -208,14 +208,14 @@ def landscape_2d(grid_path, target: str, out_png, out_3d_png) -> None:
     plane = grid[grid["grid"] == "2d"]
     sets = [s for s in SET_ORDER if s in set(plane["set"])]
     levels = np.linspace(plane["mae"].min(), np.quantile(plane["mae"], 0.95), 15)
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.8), squeeze=False, sharey=True, constrained_layout=True)
     for ax, set_name in zip(axes[0], sets):
         subset = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="mae")
         contour = ax.contourf(subset.columns, subset.index, subset.values, levels=levels, cmap="viridis", extend="max")
         ax.plot(0, 0, "w+", ms=10)
         ax.set_title(f"{SET_LABELS[set_name]}", fontsize=9)
         ax.set_xlabel("α along d1 (filter-normalised)")
-        ax.set_ylabel("β along d2 (filter-normalised)")
+    axes[0, 0].set_ylabel("β along d2 (filter-normalised)")
     fig.colorbar(contour, ax=axes[0].tolist(), label=f"MAE ({units(target)})")
     fig.suptitle("2D loss landscapes with the same directions and contour levels for every set (+: trained weights)", fontsize=10)
     save(fig, out_png)

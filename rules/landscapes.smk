@@ -15,7 +15,7 @@ rule landscape_directions:
         f"{LANDSCAPE_DIR}/directions.pt",
     params:
         options=config["landscape"],
-    threads: 2
+    threads: config["landscape"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(60),
@@ -40,7 +40,7 @@ rule landscape_chunk:
     params:
         options=config["landscape"],
         chunks=LANDSCAPE_CHUNKS,
-    threads: 2
+    threads: config["landscape"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(240),
@@ -82,7 +82,7 @@ rule landscape_hessian:
         f"{LANDSCAPE_DIR}/hessian.json",
     params:
         options=config["landscape"],
-    threads: 2
+    threads: config["landscape"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(240),
