@@ -42,6 +42,18 @@ def _batches(data, batch_size):
         yield start, Batch.from_data_list(data[start : start + batch_size])
 
 
+def _test_batches(model, sets, batch_size):
+    """(set name, ids, offset, batch, node inputs, edge inputs) for every batch of the test sets present."""
+    for set_name in TEST_SETS:
+        if set_name not in sets:
+            continue
+        for start, batch in _batches(sets[set_name]["data"], batch_size):
+            with torch.no_grad():
+                node_inputs = model.node_inputs(batch.z).detach()
+                edge_inputs = model.edge_inputs(batch.edge_dist)
+            yield set_name, sets[set_name]["ids"], start, batch, node_inputs, edge_inputs
+
+
 def _forward(model, batch, node_inputs=None, edge_inputs=None):
     node_inputs = model.node_inputs(batch.z) if node_inputs is None else node_inputs
     edge_inputs = model.edge_inputs(batch.edge_dist) if edge_inputs is None else edge_inputs
@@ -63,20 +75,16 @@ def atom_contributions(model, record, sets, batch_size: int = 64) -> tuple[pd.Da
     residual |mean(contributions) - prediction| over all crystals (physical units)."""
     rows, worst = [], 0.0
     mean, std = record["target_mean"], record["target_std"]
-    for set_name in TEST_SETS:
-        if set_name not in sets:
-            continue
-        ids = sets[set_name]["ids"]
-        for start, batch in _batches(sets[set_name]["data"], batch_size):
-            out = _forward(model, batch)
-            contributions = out["contributions"] * std + mean
-            means = torch.zeros(batch.num_graphs).index_add(0, batch.batch, contributions) / torch.bincount(batch.batch, minlength=batch.num_graphs)
-            worst = max(worst, float((means - (out["prediction"] * std + mean)).abs().max()))
-            site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
-            symbols = _symbols(batch.z)
-            for k in range(batch.num_nodes):
-                rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]),
-                             "element": symbols[k], "contribution": float(contributions[k])})
+    for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(model, sets, batch_size):
+        out = _forward(model, batch, node_inputs, edge_inputs)
+        contributions = out["contributions"] * std + mean
+        means = torch.zeros(batch.num_graphs).index_add(0, batch.batch, contributions) / torch.bincount(batch.batch, minlength=batch.num_graphs)
+        worst = max(worst, float((means - (out["prediction"] * std + mean)).abs().max()))
+        site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+        symbols = _symbols(batch.z)
+        for k in range(batch.num_nodes):
+            rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]),
+                         "element": symbols[k], "contribution": float(contributions[k])})
     return pd.DataFrame(rows), worst
 
 
@@ -158,40 +166,33 @@ def integrated_gradients(model, record, sets, baseline: str = "zeros", steps: in
 
     std = record["target_std"]
     rows, residuals = [], []
-    for set_name in TEST_SETS:
-        if set_name not in sets:
-            continue
-        ids = sets[set_name]["ids"]
-        for start, batch in _batches(sets[set_name]["data"], batch_size):
-            with torch.no_grad():
-                inputs = model.node_inputs(batch.z).detach()
-                edge_inputs = model.edge_inputs(batch.edge_dist)
-            if baseline == "zeros":
-                base = torch.zeros_like(inputs)
-            elif baseline == "train_mean":
-                base = train_mean_input.expand_as(inputs).clone()
-            else:
-                raise ValueError(f"unknown integrated-gradients baseline {baseline!r}")
+    for set_name, ids, start, batch, inputs, edge_inputs in _test_batches(model, sets, batch_size):
+        if baseline == "zeros":
+            base = torch.zeros_like(inputs)
+        elif baseline == "train_mean":
+            base = train_mean_input.expand_as(inputs).clone()
+        else:
+            raise ValueError(f"unknown integrated-gradients baseline {baseline!r}")
 
-            def summed(x):  # (k, N, F) -> (k,): each copy's summed predictions
-                return torch.stack([_forward(model, batch, node_inputs=xi, edge_inputs=edge_inputs)["prediction"].sum() for xi in x])
+        def summed(x):  # (k, N, F) -> (k,): each copy's summed predictions
+            return torch.stack([_forward(model, batch, node_inputs=xi, edge_inputs=edge_inputs)["prediction"].sum() for xi in x])
 
-            attributions = IntegratedGradients(summed).attribute(inputs[None], baselines=base[None], n_steps=steps,
-                                                                 method="gausslegendre", internal_batch_size=steps)[0]
-            per_atom = attributions.sum(dim=1).detach() * std
-            with torch.no_grad():
-                f_x = _forward(model, batch, node_inputs=inputs, edge_inputs=edge_inputs)["prediction"] * std
-                f_base = _forward(model, batch, node_inputs=base, edge_inputs=edge_inputs)["prediction"] * std
-            per_crystal = torch.zeros(batch.num_graphs).index_add(0, batch.batch, per_atom)
-            residuals.extend((per_crystal - (f_x - f_base)).abs().tolist())
-            site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
-            nsites = torch.bincount(batch.batch, minlength=batch.num_graphs)[batch.batch]
-            symbols = _symbols(batch.z)
-            for k in range(batch.num_nodes):
-                # the prediction is a mean over atoms, so an atom's share shrinks with the cell; times the number of
-                # sites it is comparable across crystals and the same for any choice of cell
-                rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]), "element": symbols[k],
-                             "attribution": float(per_atom[k]), "attribution_times_nsites": float(per_atom[k] * nsites[k])})
+        attributions = IntegratedGradients(summed).attribute(inputs[None], baselines=base[None], n_steps=steps,
+                                                             method="gausslegendre", internal_batch_size=steps)[0]
+        per_atom = attributions.sum(dim=1).detach() * std
+        with torch.no_grad():
+            f_x = _forward(model, batch, node_inputs=inputs, edge_inputs=edge_inputs)["prediction"] * std
+            f_base = _forward(model, batch, node_inputs=base, edge_inputs=edge_inputs)["prediction"] * std
+        per_crystal = torch.zeros(batch.num_graphs).index_add(0, batch.batch, per_atom)
+        residuals.extend((per_crystal - (f_x - f_base)).abs().tolist())
+        site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
+        nsites = torch.bincount(batch.batch, minlength=batch.num_graphs)[batch.batch]
+        symbols = _symbols(batch.z)
+        for k in range(batch.num_nodes):
+            # the prediction is a mean over atoms, so an atom's share shrinks with the cell; times the number of
+            # sites it is comparable across crystals and the same for any choice of cell
+            rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]), "element": symbols[k],
+                         "attribution": float(per_atom[k]), "attribution_times_nsites": float(per_atom[k] * nsites[k])})
     return pd.DataFrame(rows), np.array(residuals)
 
 
@@ -221,35 +222,28 @@ def trim_attributions(model, record, sets, space: str, bands=DEFAULT_BANDS, step
         raise ValueError(f"unknown TRIM space {space!r}")
 
     rows = []
-    for set_name in TEST_SETS:
-        if set_name not in sets:
-            continue
-        ids = sets[set_name]["ids"]
-        for start, batch in _batches(sets[set_name]["data"], batch_size):
-            with torch.no_grad():
-                node_inputs = model.node_inputs(batch.z)
-                edge_inputs = model.edge_inputs(batch.edge_dist)
-            edge_crystal = batch.batch[batch.edge_index[1]]
+    for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(model, sets, batch_size):
+        edge_crystal = batch.batch[batch.edge_index[1]]
 
-            def predict(scales):  # (k * B, n_vars) -> (k * B,)
-                copies = scales.reshape(-1, batch.num_graphs, scales.shape[-1])
-                outputs = []
-                for s in copies:
-                    if space == "properties":
-                        x = node_inputs * (s[batch.batch] @ masks)
-                        outputs.append(_forward(model, batch, node_inputs=x, edge_inputs=edge_inputs)["prediction"])
-                    else:
-                        e = edge_inputs * (s[edge_crystal] @ masks)
-                        outputs.append(_forward(model, batch, node_inputs=node_inputs, edge_inputs=e)["prediction"])
-                return torch.cat(outputs)
+        def predict(scales):  # (k * B, n_vars) -> (k * B,)
+            copies = scales.reshape(-1, batch.num_graphs, scales.shape[-1])
+            outputs = []
+            for s in copies:
+                if space == "properties":
+                    x = node_inputs * (s[batch.batch] @ masks)
+                    outputs.append(_forward(model, batch, node_inputs=x, edge_inputs=edge_inputs)["prediction"])
+                else:
+                    e = edge_inputs * (s[edge_crystal] @ masks)
+                    outputs.append(_forward(model, batch, node_inputs=node_inputs, edge_inputs=e)["prediction"])
+            return torch.cat(outputs)
 
-            ones = torch.ones(batch.num_graphs, len(names))
-            attributions = IntegratedGradients(predict).attribute(ones, baselines=torch.zeros_like(ones), n_steps=steps,
-                                                                  method="gausslegendre", internal_batch_size=batch.num_graphs * steps)
-            attributions = attributions.detach() * std
-            for b in range(batch.num_graphs):
-                for k, name in enumerate(names):
-                    rows.append({"id": ids[start + b], "set": set_name, "space": space, "name": name, "attribution": float(attributions[b, k])})
+        ones = torch.ones(batch.num_graphs, len(names))
+        attributions = IntegratedGradients(predict).attribute(ones, baselines=torch.zeros_like(ones), n_steps=steps,
+                                                              method="gausslegendre", internal_batch_size=batch.num_graphs * steps)
+        attributions = attributions.detach() * std
+        for b in range(batch.num_graphs):
+            for k, name in enumerate(names):
+                rows.append({"id": ids[start + b], "set": set_name, "space": space, "name": name, "attribution": float(attributions[b, k])})
     return pd.DataFrame(rows)
 
 
