@@ -34,7 +34,8 @@ GRAPH_FORMAT = 2  # 2: ties broken by atomic number before neighbour index
 def graph_key(graph_config: dict) -> str:
     """Folder name for one set of graph settings: a changed cutoff or k makes a new cache."""
     k = graph_config.get("max_neighbors")
-    return f"cutoff{float(graph_config['cutoff']):g}-nn{'all' if k is None else int(k)}"
+    # the format version is part of the name, so a change in how graphs are built never reuses an old cache
+    return f"cutoff{float(graph_config['cutoff']):g}-nn{'all' if k is None else int(k)}-v{GRAPH_FORMAT}"
 
 
 def neighbour_list(crystal: Crystal, cutoff: float, max_neighbors: int | None):

@@ -93,6 +93,6 @@ def test_build_graphs_stores_one_loadable_file_and_counts_rejections(tmp_path, r
 
 
 def test_graph_settings_name_their_cache():
-    assert graph_key({"cutoff": 8.0, "max_neighbors": 12}) == "cutoff8-nn12"
+    assert graph_key({"cutoff": 8.0, "max_neighbors": 12}) == "cutoff8-nn12-v2"
     assert graph_key({"cutoff": 6.5, "max_neighbors": 12}) != graph_key({"cutoff": 8.0, "max_neighbors": 12})
-    assert graph_key({"cutoff": 5, "max_neighbors": None}) == "cutoff5-nnall"
+    assert graph_key({"cutoff": 5, "max_neighbors": None}) == "cutoff5-nnall-v2"

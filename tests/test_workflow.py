@@ -50,14 +50,14 @@ def test_graphs_and_splits_on_the_default_config(workdir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     stats = pd.read_parquet(workdir / "results/splits/demo/stats.parquet")
     assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control", "random"}
-    graph_summary = json.loads((workdir / "results/graphs/demo/cutoff8-nn12/summary.json").read_text())
+    graph_summary = json.loads((workdir / "results/graphs/demo/cutoff8-nn12-v2/summary.json").read_text())
     assert graph_summary["graphs"] == 3938 and graph_summary["mean_edges_per_atom"] == 12.0
     # another cutoff is another cache: the old graphs stay, new ones are planned
     other = tmp_path / "cutoff6.yaml"
     other.write_text("graph:\n  cutoff: 6.0\n")
     plan = snakemake(workdir, "-n", "graphs", "--configfile", str(other))
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "results/graphs/demo/cutoff6-nn12/graphs.pt" in plan.stdout + plan.stderr
+    assert "results/graphs/demo/cutoff6-nn12-v2/graphs.pt" in plan.stdout + plan.stderr
 
 
 def test_bad_dataset_fails_with_one_line_and_keeps_earlier_results(workdir, tmp_path):
