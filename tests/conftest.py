@@ -51,6 +51,7 @@ def crystals():
 
 def copy_workflow(dest: Path) -> Path:
     """A copy of the workflow (not the package, which is installed) to run snakemake in isolation."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "rules", "workflow_scripts", "config", "profiles", "envs", "report"):
         source = REPO / name
         if source.is_dir():

@@ -49,7 +49,7 @@ def test_graphs_and_splits_on_the_default_config(workdir, tmp_path):
     result = snakemake(workdir, "--cores", "2", "graphs", "splits")
     assert result.returncode == 0, result.stderr[-3000:]
     stats = pd.read_parquet(workdir / "results/splits/demo/stats.parquet")
-    assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control", "random"}
+    assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control"}
     graph_summary = json.loads((workdir / "results/graphs/demo/cutoff8-nn12-v2/summary.json").read_text())
     assert graph_summary["graphs"] == 3938 and graph_summary["mean_edges_per_atom"] == 12.0
     # another cutoff is another cache: the old graphs stay, new ones are planned
