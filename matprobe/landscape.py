@@ -27,6 +27,7 @@ import torch
 from torch_geometric.data import Batch
 
 from matprobe import MatprobeError
+from matprobe.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.models import regular_neighbors
 from matprobe.train import load_split_data, load_trained_model
@@ -93,15 +94,11 @@ def direction_parameters(model, include_biases: bool = False) -> dict[str, torch
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.dim() > 1 or include_biases}
 
 
-def _flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors.values()])
-
-
 def normalise_direction(direction: dict, weights: dict, normalisation: str) -> dict:
     """Scale a direction to the trained weights (Li et al. 2018)."""
     out = {}
     if normalisation == "model":
-        scale = _flat(weights).norm() / _flat(direction).norm()
+        scale = flatten(weights).norm() / flatten(direction).norm()
         return {name: d * scale for name, d in direction.items()}
     for name, d in direction.items():
         w = weights[name]
@@ -128,18 +125,10 @@ def random_directions(weights: dict, normalisation: str, seed: int) -> tuple[dic
 
 def orthogonalise(direction: dict, against: dict) -> dict:
     """Remove from `direction` its component along `against`, keeping its length."""
-    d, a = _flat(direction), _flat(against)
+    d, a = flatten(direction), flatten(against)
     projected = d - (d @ a) / (a @ a) * a
     projected = projected * (d.norm() / projected.norm())
-    return _unflat(projected, direction)
-
-
-def _unflat(vector: torch.Tensor, template: dict) -> dict:
-    out, start = {}, 0
-    for name, t in template.items():
-        out[name] = vector[start : start + t.numel()].reshape(t.shape)
-        start += t.numel()
-    return out
+    return unflatten(projected, direction)
 
 
 # ---- loss of one parameter point --------------------------------------------------------------------
@@ -281,7 +270,7 @@ def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, o
 
 def compute_directions(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
     """Seeded directions, saved so that a landscape can be recomputed or extended exactly."""
-    from matprobe.hessian import extreme_eigenpairs, set_hvp, unflatten
+    from matprobe.hessian import extreme_eigenpairs, set_hvp
 
     torch.set_num_threads(max(1, threads))
     torch.set_flush_denormal(True)

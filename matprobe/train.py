@@ -142,7 +142,6 @@ def train_model(
     split, sets, dropped = load_split_data(graphs_path, materials_path, split_path, target)
     train_y = sets["train"]["y"]
     mean, std = float(train_y.mean()), float(train_y.std()) or 1.0
-    standardise = lambda y: (y - mean) / std  # noqa: E731
 
     torch.manual_seed(seed)
     model = build_model(model_name, model_opts).to(device)
