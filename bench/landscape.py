@@ -68,7 +68,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     compiled = device.type == "cpu" and args.points_per_pass == 1
-    project = LandscapeEvaluator(model, sets, weights, d1, d2, 1.0, compile_model=compiled, points_per_pass=args.points_per_pass)
+    project = LandscapeEvaluator(model, sets, weights, d1, d2, compile_model=compiled, points_per_pass=args.points_per_pass)
     started = time.perf_counter()
     project.evaluate(grid[:2])  # compiles for the batch shapes
     warmup = time.perf_counter() - started

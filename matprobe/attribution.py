@@ -17,7 +17,6 @@ element isolated.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 

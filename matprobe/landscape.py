@@ -135,15 +135,14 @@ def orthogonalise(direction: dict, against: dict) -> dict:
 
 
 class LandscapeEvaluator:
-    """Loss and MAE of every set at points theta0 + alpha*d1 + beta*d2."""
+    """Loss (MAE on standardised targets) of every set at points theta0 + alpha*d1 + beta*d2."""
 
-    def __init__(self, model, sets: dict[str, EvalSet], weights: dict, d1: dict, d2: dict | None, target_std: float,
+    def __init__(self, model, sets: dict[str, EvalSet], weights: dict, d1: dict, d2: dict | None,
                  compile_model: bool = False, points_per_pass: int = 1):
         self.model = model.eval()
         self.sets = sets
         self.weights, self.d1 = weights, d1
         self.d2 = d2 if d2 is not None else {n: torch.zeros_like(w) for n, w in weights.items()}
-        self.std = float(target_std)
         self.points_per_pass = max(1, int(points_per_pass))
         self.parameters = dict(model.named_parameters())
         self.forward = torch.compile(model, dynamic=True) if compile_model else model
@@ -182,7 +181,7 @@ class LandscapeEvaluator:
         return results
 
     def _evaluate_vmapped(self, points: list[tuple[float, float]]) -> list[dict[str, float]]:
-        from torch.func import functional_call, vmap
+        from torch.func import vmap
 
         alphas = torch.tensor([p[0] for p in points], dtype=torch.float32, device=next(iter(self.weights.values())).device)
         betas = torch.tensor([p[1] for p in points], dtype=alphas.dtype, device=alphas.device)
@@ -328,7 +327,7 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
     if per_pass == "auto":
         per_pass = 16 if device.type == "cuda" else 1
     compile_model = options["compile"] == "always" or (options["compile"] == "auto" and device.type == "cpu" and per_pass == 1)
-    evaluator = LandscapeEvaluator(model, sets, weights, saved["d1"], saved["d2"], record["target_std"],
+    evaluator = LandscapeEvaluator(model, sets, weights, saved["d1"], saved["d2"],
                                    compile_model=compile_model, points_per_pass=per_pass)
     points = chunk_points(options, chunk, chunks)
     started = time.perf_counter()

@@ -12,8 +12,7 @@ basis expansion of distances), then `forward_from_inputs`."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn

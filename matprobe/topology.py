@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -57,7 +57,7 @@ def test_grid_values_equal_the_naive_evaluation(small, loaded, compile_model, pe
     weights = direction_parameters(model)
     d1, d2 = random_directions(weights, "filter", seed=0)
     points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 1.0)]
-    fast = LandscapeEvaluator(model, sets, weights, d1, d2, record["target_std"], compile_model=compile_model, points_per_pass=per_pass)
+    fast = LandscapeEvaluator(model, sets, weights, d1, d2, compile_model=compile_model, points_per_pass=per_pass)
     values = fast.evaluate(points)
     _, all_sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record["target"])
     data = {n: [all_sets[n]["data"][all_sets[n]["ids"].index(i)] for i in s.ids] for n, s in sets.items()}

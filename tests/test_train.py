@@ -14,7 +14,7 @@ import torch
 
 from matprobe import MatprobeError
 from matprobe.models import GaussianExpansion, build_model
-from matprobe.train import graph_data, load_split_data, load_trained_model, train_model
+from matprobe.train import load_split_data, load_trained_model, train_model
 from torch_geometric.loader import DataLoader
 
 TRAINING = {"epochs": 4, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-5, "patience": 10, "clip_norm": 5.0,
