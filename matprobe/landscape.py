@@ -8,8 +8,9 @@ known cause of NaN landscapes), the second orthogonalised to the first; or the H
 largest and smallest eigenvalue. Batch-norm statistics stay fixed (eval mode) while the weights move.
 
 The loss at a point is the training loss, the MAE on standardised targets, over the whole set; `mae` is
-the same in physical units. Evaluation is fast: batches and distance expansions are built once, then the
-trained weights are moved in place, one point at a time through a compiled model on CPU, or many points
+the same in physical units. Evaluation is fast: batches and distance expansions are built once, on
+symmetry-reduced graphs (one atom per class of equivalent atoms, weighted by its class size: the same
+predictions from about half the atoms of Materials Project crystals), then the trained weights are moved in place, one point at a time through a compiled model on CPU, or many points
 per pass with `vmap` over stacked parameter sets (torch.func.functional_call) on a GPU."""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch_geometric.data import Batch
 from matprobe import MatprobeError
 from matprobe.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.graphs import symmetry_reduced
 from matprobe.models import regular_neighbors
 from matprobe.train import load_split_data, load_trained_model
 
@@ -53,6 +55,8 @@ class EvalSet:
     name: str
     ids: list[str]
     batches: list[PreparedBatch]
+    atoms: int = 0  # in the crystals
+    evaluated_atoms: int = 0  # in the graphs evaluated (fewer with symmetry reduction)
 
     @property
     def n(self) -> int:
@@ -60,9 +64,10 @@ class EvalSet:
 
 
 def prepare_sets(model, record, graphs_path, materials_path, split_path, max_crystals: int, seed: int,
-                 batch_size: int, device) -> dict[str, EvalSet]:
+                 batch_size: int, device, symmetry_reduction: bool = True) -> dict[str, EvalSet]:
     """Each set capped at `max_crystals` by a seeded sample (the train subset is fixed this way), batched
-    once, with its distance expansions precomputed."""
+    once, with its distance expansions precomputed; with `symmetry_reduction`, on one atom per class of
+    symmetry-equivalent atoms (graphs.symmetry_reduced: the same predictions for about half the atoms)."""
     _, sets, _ = load_split_data(graphs_path, materials_path, split_path, record["target"])
     mean, std = record["target_mean"], record["target_std"]
     prepared = {}
@@ -74,6 +79,9 @@ def prepare_sets(model, record, graphs_path, materials_path, split_path, max_cry
         if len(order) > max_crystals:
             order = np.sort(np.random.default_rng([seed, SET_ORDER.index(name)]).choice(len(order), max_crystals, replace=False))
         data = [content["data"][k] for k in order]
+        atoms = sum(int(graph.num_nodes) for graph in data)
+        if symmetry_reduction:
+            data = [symmetry_reduced(graph) for graph in data]
         batches = []
         for start in range(0, len(data), batch_size):
             batch = Batch.from_data_list(data[start : start + batch_size]).to(device)
@@ -81,7 +89,8 @@ def prepare_sets(model, record, graphs_path, materials_path, split_path, max_cry
                 edge_inputs = model.edge_inputs(batch.edge_dist)
             neighbors = regular_neighbors(batch.edge_index, batch.num_nodes)
             batches.append(PreparedBatch(batch, edge_inputs, ((batch.y - mean) / std).to(device), neighbors))
-        prepared[name] = EvalSet(name, [content["ids"][k] for k in order], batches)
+        prepared[name] = EvalSet(name, [content["ids"][k] for k in order], batches, atoms,
+                                 sum(int(graph.num_nodes) for graph in data))
     return prepared
 
 
@@ -263,7 +272,7 @@ def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, o
     model, record = load_trained_model(model_path)
     model.to(device)
     sets = prepare_sets(model, record, graphs_path, materials_path, split_path, options["max_crystals"], options["seed"],
-                        options["batch_size"], device)
+                        options["batch_size"], device, options.get("symmetry_reduction", True))
     return model, record, sets, device
 
 
@@ -298,6 +307,8 @@ def compute_directions(model_path, graphs_path, materials_path, split_path, out_
         "d1": {k: v.cpu() for k, v in d1.items()},
         "d2": {k: v.cpu() for k, v in d2.items()},
         "sets": {name: s.ids for name, s in sets.items()},
+        # atoms in each set's crystals and atoms evaluated (fewer with the symmetry reduction)
+        "atoms": {name: [s.atoms, s.evaluated_atoms] for name, s in sets.items()},
         **extra,
     }
     write_torch(saved, out_path)
@@ -329,6 +340,8 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
     compile_model = options["compile"] == "always" or (options["compile"] == "auto" and device.type == "cpu" and per_pass == 1)
     evaluator = LandscapeEvaluator(model, sets, weights, saved["d1"], saved["d2"],
                                    compile_model=compile_model, points_per_pass=per_pass)
+    for name, eval_set in sets.items():
+        log.info("%s: %d crystals, %d atoms, %d evaluated", name, eval_set.n, eval_set.atoms, eval_set.evaluated_atoms)
     points = chunk_points(options, chunk, chunks)
     started = time.perf_counter()
     rows = []

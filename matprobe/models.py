@@ -118,12 +118,16 @@ class AtomwiseMean(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(hidden, head_hidden), activation, nn.Linear(head_hidden, 1))
 
-    def forward(self, atoms: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, atoms: Tensor, batch: Tensor, num_graphs: int, atom_weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """`atom_weight`: how many atoms each row stands for (symmetry-reduced graphs, see
+        graphs.symmetry_reduced); the crystal value is then the weighted mean."""
         contributions = self.net(atoms).squeeze(-1)
+        weight = torch.ones_like(contributions) if atom_weight is None else atom_weight.to(contributions.dtype)
         # out-of-place index_add rather than a scatter: it has batching rules, so vmap over parameter sets works
-        counts = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device).index_add(0, batch, torch.ones_like(batch, dtype=atoms.dtype))
-        prediction = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device).index_add(0, batch, contributions) / counts
-        latent = torch.zeros(num_graphs, atoms.shape[-1], dtype=atoms.dtype, device=atoms.device).index_add(0, batch, atoms) / counts[:, None]
+        zeros = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device)
+        counts = zeros.index_add(0, batch, weight)
+        prediction = zeros.index_add(0, batch, contributions * weight) / counts
+        latent = torch.zeros(num_graphs, atoms.shape[-1], dtype=atoms.dtype, device=atoms.device).index_add(0, batch, atoms * weight[:, None]) / counts[:, None]
         return prediction, contributions, latent
 
 
@@ -140,9 +144,10 @@ class CrystalModel(nn.Module):
     def edge_inputs(self, edge_dist: Tensor) -> Tensor:
         return self.expansion(edge_dist)
 
-    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None) -> dict[str, Tensor]:
+    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None,
+                            atom_weight=None) -> dict[str, Tensor]:
         atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors)
-        prediction, contributions, latent = self.readout(atoms, batch, num_graphs)
+        prediction, contributions, latent = self.readout(atoms, batch, num_graphs, atom_weight)
         return {"prediction": prediction, "contributions": contributions, "latent": latent}
 
     def forward(self, data, edge_inputs: Tensor | None = None, neighbors: int | None = None) -> dict[str, Tensor]:
@@ -151,7 +156,8 @@ class CrystalModel(nn.Module):
         if edge_inputs is None:
             edge_inputs = self.edge_inputs(data.edge_dist)
         return self.forward_from_inputs(
-            self.node_inputs(data.z), edge_inputs, data.edge_index, data.edge_dist, data.batch, data.num_graphs, neighbors
+            self.node_inputs(data.z), edge_inputs, data.edge_index, data.edge_dist, data.batch, data.num_graphs, neighbors,
+            getattr(data, "atom_weight", None),
         )
 
     def element_representation(self) -> Tensor:

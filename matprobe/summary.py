@@ -37,3 +37,39 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     return frame
+
+
+def headline_table(metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
+    """ID MAE, OOD MAE and their ratio per target x split x model (median over seeds), from training metrics alone,
+    so that a study's headline can be read before its landscape and attribution jobs have run."""
+    rows = []
+    for path in metrics_paths:
+        parts = Path(path).parent.parts
+        metrics = json.loads(Path(path).read_text())
+        id_mae, ood_mae = metrics.get("id_test", {}).get("mae"), metrics.get("ood_test", {}).get("mae")
+        rows.append({"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2],
+                     "seed": int(parts[-1].removeprefix("seed")), "id_mae": id_mae, "ood_mae": ood_mae,
+                     "ood_over_id": ood_mae / id_mae if id_mae and ood_mae is not None else None,
+                     "n_id": metrics.get("id_test", {}).get("n"), "n_ood": metrics.get("ood_test", {}).get("n")})
+    per_seed = pd.DataFrame(rows)
+    keys = ["dataset", "target", "split", "model"]
+    table = (per_seed.groupby(keys, sort=True)
+             .agg(id_mae=("id_mae", "median"), ood_mae=("ood_mae", "median"), ood_over_id=("ood_over_id", "median"),
+                  seeds=("seed", "count"), n_id=("n_id", "first"), n_ood=("n_ood", "first"))
+             .reset_index())
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_markdown) as tmp:
+        Path(tmp).write_text(markdown_table(table, {"id_mae": 3, "ood_mae": 3, "ood_over_id": 2}))
+    return table
+
+
+def markdown_table(frame: pd.DataFrame, decimals: dict[str, int]) -> str:
+    def cell(column, value):
+        if pd.isna(value):
+            return "–"
+        return f"{value:.{decimals[column]}f}" if column in decimals else str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ localrules:
     dataset_figures,
     model_figures,
     summary_table,
+    headline_table,
 
 
 rule dataset_figures:
@@ -94,8 +95,33 @@ rule summary_table:
         "../workflow_scripts/summary_table.py"
 
 
+rule headline_table:
+    input:
+        metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
+    output:
+        csv="results/summary/{dataset}/headline.csv",
+        markdown="results/summary/{dataset}/headline.md",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=by_attempt(5),
+    log:
+        "logs/summary/{dataset}_headline.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/headline_table.py"
+
+
+# The headline numbers from training alone, before any landscape or attribution job has run.
+rule headline:
+    input:
+        expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
+
+
 rule figures:
     input:
+        expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
         [f"{d}/parity.png" for d in expand(MODEL_FIG_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
         "results/summary/runs.parquet",

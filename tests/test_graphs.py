@@ -3,8 +3,21 @@ import pandas as pd
 import pytest
 import torch
 
-from matprobe.graphs import ISOLATED_ATOM, build_graph, build_graphs, graph_key, load_graphs, neighbour_list
-from matprobe.structures import Crystal, RejectedStructure
+from torch_geometric.data import Batch, Data
+
+from conftest import rocksalt
+from matprobe.graphs import (
+    ISOLATED_ATOM,
+    build_graph,
+    build_graphs,
+    equivalent_atoms,
+    graph_key,
+    load_graphs,
+    neighbour_list,
+    symmetry_reduced,
+)
+from matprobe.models import build_model
+from matprobe.structures import Crystal, RejectedStructure, crystal_from_pymatgen
 
 
 def _pymatgen_edges(crystal: Crystal, cutoff: float):
@@ -96,3 +109,40 @@ def test_graph_settings_name_their_cache():
     assert graph_key({"cutoff": 8.0, "max_neighbors": 12}) == "cutoff8-nn12-v2"
     assert graph_key({"cutoff": 6.5, "max_neighbors": 12}) != graph_key({"cutoff": 8.0, "max_neighbors": 12})
     assert graph_key({"cutoff": 5, "max_neighbors": None}) == "cutoff5-nnall-v2"
+
+
+def _graph_data(crystal: Crystal) -> Data:
+    graph = build_graph(crystal, 8.0, 12)
+    return Data(z=torch.as_tensor(crystal.numbers, dtype=torch.long), edge_index=torch.as_tensor(graph["edge_index"], dtype=torch.long),
+                edge_dist=torch.as_tensor(graph["edge_dist"], dtype=torch.float32), num_nodes=crystal.nsites)
+
+
+def _classes(crystal: Crystal) -> int:
+    data = _graph_data(crystal)
+    return int(equivalent_atoms(data.z.numpy(), data.edge_index[0].numpy(), data.edge_dist.numpy(), 12).max()) + 1
+
+
+def test_equivalent_atoms_are_the_symmetry_equivalent_sites(real_crystals):
+    assert _classes(crystal_from_pymatgen(rocksalt(5.64))) == 2  # 8-atom conventional cell: one Na and one Cl orbit
+    _, crystal = real_crystals[3]
+    supercell = crystal.to_pymatgen()
+    supercell.make_supercell([2, 1, 1])
+    assert _classes(crystal_from_pymatgen(supercell)) == _classes(crystal)
+    rattled = Crystal(crystal.lattice, crystal.frac_coords + np.random.default_rng(0).normal(0, 0.01, crystal.frac_coords.shape), crystal.numbers)
+    assert _classes(rattled) == crystal.nsites  # no symmetry left: nothing is merged
+
+
+@pytest.mark.parametrize("model_name", ["cgcnn", "schnet"])
+def test_symmetry_reduced_graphs_give_the_full_graph_predictions(real_crystals, model_name):
+    full = [_graph_data(crystal) for _, crystal in real_crystals[:60]]
+    reduced = [symmetry_reduced(graph) for graph in full]
+    atoms, kept = sum(g.num_nodes for g in full), sum(g.num_nodes for g in reduced)
+    assert kept < 0.8 * atoms
+    assert all(float(r.atom_weight.sum()) == g.num_nodes for g, r in zip(full, reduced))
+    torch.manual_seed(0)
+    model = build_model(model_name, {}).eval()
+    with torch.no_grad():
+        expected = model(Batch.from_data_list(full))
+        got = model(Batch.from_data_list(reduced))
+    torch.testing.assert_close(got["prediction"], expected["prediction"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got["latent"], expected["latent"], rtol=1e-4, atol=1e-5)

@@ -54,6 +54,8 @@ def test_directions_are_filter_normalised_orthogonal_and_skip_biases(loaded):
 @pytest.mark.parametrize("compile_model, per_pass", [(False, 1), (False, 3), (True, 1)])
 def test_grid_values_equal_the_naive_evaluation(small, loaded, compile_model, per_pass):
     model, record, sets = loaded
+    # the fast path runs on symmetry-reduced graphs, the naive one on the full graphs
+    assert sum(s.evaluated_atoms for s in sets.values()) < 0.9 * sum(s.atoms for s in sets.values())
     weights = direction_parameters(model)
     d1, d2 = random_directions(weights, "filter", seed=0)
     points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 1.0)]
@@ -118,6 +120,17 @@ def test_hessian_estimates_match_the_exact_hessian_of_a_small_model(loaded):
     density = spectral_density(hvp, dim, steps=30, runs=2, seed=0)
     assert np.trapezoid(density["density"], density["grid"]) == pytest.approx(1.0, abs=0.05)
     assert all(sum(w) == pytest.approx(1.0, abs=1e-6) for w in density["weights"])
+
+
+def test_hessian_on_symmetry_reduced_graphs_equals_the_full_graphs(small, loaded):
+    model, record, sets = loaded
+    full = prepare_sets(model, record, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu",
+                        symmetry_reduction=False)
+    assert full["train"].ids == sets["train"].ids and full["train"].evaluated_atoms > sets["train"].evaluated_atoms
+    weights = direction_parameters(model)
+    vector = torch.randn(sum(w.numel() for w in weights.values()), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(set_hvp(model, sets["train"], weights)(vector), set_hvp(model, full["train"], weights)(vector),
+                               atol=1e-5, rtol=1e-4)
 
 
 def test_flatness_metrics_on_a_known_quadratic_landscape():

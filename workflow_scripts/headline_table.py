@@ -1,0 +1,4 @@
+from matprobe.io import run_logged
+from matprobe.summary import headline_table
+
+run_logged(snakemake.log[0], headline_table, snakemake.input.metrics, snakemake.output.csv, snakemake.output.markdown)
