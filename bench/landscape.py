@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--points-per-pass", type=int, default=1, help=">1: vmap over points (the GPU path)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-symmetry-reduction", action="store_true")
+    parser.add_argument("--hvp-crystals", type=int, default=500, help="also time one Hessian-vector product, full vs reduced graphs (0: skip)")
     parser.add_argument("--tar", default=str(DEFAULT_TAR))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -127,6 +128,29 @@ def main() -> None:
     print(f"(b)/(a) = {median['project'] / median['naive']:.2f}x (goal >= 3)   (b)/(c) = {median['project'] / median['inference']:.2f} (goal >= 0.8)")
     print(f"(b) equals (a) at 3 points to {worst:.1e} relative")
     print(f"a 21x21 grid at (b): {441 / median['project']:.0f} s")
+    if args.hvp_crystals:
+        time_hvp(model, data[: args.hvp_crystals], reduced[: args.hvp_crystals], prepare, weights)
+
+
+def time_hvp(model, full, reduced, prepare, weights, repeats: int = 3) -> None:
+    """One Hessian-vector product over a whole set (torch.func vjp of grad), on the full and the reduced graphs."""
+    from matprobe.hessian import set_hvp
+
+    vector = torch.randn(sum(w.numel() for w in weights.values()), generator=torch.Generator().manual_seed(0)).to(next(iter(weights.values())).device)
+    seconds = {}
+    products = {}
+    for name, graphs in (("full", full), ("reduced", reduced)):
+        hvp = set_hvp(model, EvalSet(name, [str(k) for k in range(len(graphs))], prepare(graphs)), weights)
+        products[name] = hvp(vector)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            hvp(vector)
+            times.append(time.perf_counter() - start)
+        seconds[name] = statistics.median(times)
+    difference = float((products["full"] - products["reduced"]).norm() / products["full"].norm())
+    print(f"one HVP over {len(full)} crystals: full graphs {seconds['full']:.2f} s, reduced {seconds['reduced']:.2f} s, "
+          f"{seconds['full'] / seconds['reduced']:.2f}x; equal to {difference:.1e} relative")
 
 
 if __name__ == "__main__":
