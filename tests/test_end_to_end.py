@@ -76,6 +76,12 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     assert len(grid) == (5 + 25) * 4
     runs = pd.read_parquet(workdir / "results/summary/runs.parquet")
     assert len(runs) == 4 and {"train.ood_test.mae", "landscape.sets.ood_test.epsilon_sharpness"} <= set(runs.columns)
+    headline = pd.read_csv(workdir / "results/summary/tiny/headline.csv")
+    assert len(headline) == 4  # split x model, seeds pooled
+    row = runs[(runs["split"] == "omit-Fe") & (runs["model"] == "cgcnn")].iloc[0]
+    cgcnn = headline[(headline["split"] == "omit-Fe") & (headline["model"] == "cgcnn")].iloc[0]
+    assert cgcnn["ood_over_id"] == pytest.approx(row["train.ood_test.mae"] / row["train.id_test.mae"])
+    assert "| formation_energy_per_atom | omit-Fe | cgcnn |" in (workdir / "results/summary/tiny/headline.md").read_text()
     report = snakemake("--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (workdir / "results/report.html").stat().st_size > 100_000
