@@ -80,10 +80,12 @@ class CrystalGraphConv(nn.Module):
         self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
         self.bn = nn.BatchNorm1d(channels)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, neighbors: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, neighbors: int | None = None,
+                atom_weight: Tensor | None = None) -> Tensor:
         """`neighbors=k` declares that every atom has exactly k edges, grouped by target atom in order (as
         matprobe's k-nearest graphs are): the centre term then broadcasts and the sum is a reshape, with no
-        gather or scatter over edges."""
+        gather or scatter over edges. `atom_weight`: how many atoms each row stands for (symmetry-reduced
+        graphs); batch-norm statistics in training are then weighted, as if over the full graph."""
         h = self.channels
         weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2h, 2h + edge_dim)
         bias = torch.cat([self.lin_f.bias, self.lin_s.bias])
@@ -98,7 +100,27 @@ class CrystalGraphConv(nn.Module):
             z = centre[target] + neighbour[source] + edge_term
             messages = z[:, :h].sigmoid() * nn.functional.softplus(z[:, h:])
             summed = torch.zeros_like(x).index_add(0, target, messages)
+        if atom_weight is not None and self.bn.training:
+            return x + weighted_batch_norm(self.bn, summed, atom_weight)
         return x + self.bn(summed)
+
+
+def weighted_batch_norm(bn: nn.BatchNorm1d, x: Tensor, weight: Tensor) -> Tensor:
+    """Training-mode batch norm over rows that stand for `weight` rows each: the statistics, the output and
+    the running-statistics update (unbiased variance, momentum or cumulative average) are those of
+    `bn` on the rows repeated by their weights."""
+    weight = weight.to(x.dtype)[:, None]
+    total = weight.sum()
+    mean = (weight * x).sum(dim=0) / total
+    var = (weight * (x - mean) ** 2).sum(dim=0) / total
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked += 1
+            factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            bn.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(var.detach() * total / (total - 1).clamp_min(1), alpha=factor)
+    out = (x - mean) / torch.sqrt(var + bn.eps)
+    return out * bn.weight + bn.bias if bn.affine else out
 
 
 def regular_neighbors(edge_index: Tensor, num_nodes: int) -> int | None:
@@ -146,7 +168,7 @@ class CrystalModel(nn.Module):
 
     def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None,
                             atom_weight=None) -> dict[str, Tensor]:
-        atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors)
+        atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors, atom_weight)
         prediction, contributions, latent = self.readout(atoms, batch, num_graphs, atom_weight)
         return {"prediction": prediction, "contributions": contributions, "latent": latent}
 
@@ -188,9 +210,9 @@ class CGCNN(CrystalModel):
         self.convs = nn.ModuleList(CrystalGraphConv(config.hidden, num) for _ in range(config.layers))
         self.readout = AtomwiseMean(config.hidden, config.head_hidden, nn.Softplus())
 
-    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None):
+    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None, atom_weight=None):
         for conv in self.convs:
-            x = nn.functional.softplus(conv(x, edge_index, edge_inputs, neighbors))
+            x = nn.functional.softplus(conv(x, edge_index, edge_inputs, neighbors, atom_weight))
         return x
 
 
@@ -219,7 +241,8 @@ class SchNet(CrystalModel):
         )
         self.readout = AtomwiseMean(config.hidden, max(config.hidden // 2, 1), ShiftedSoftplus())
 
-    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None):
+    def interact(self, x, edge_inputs, edge_index, edge_dist, neighbors=None, atom_weight=None):
+        # no batch statistics: symmetry-reduced graphs need nothing beyond the weighted readout
         for interaction in self.interactions:
             x = x + interaction(x, edge_index, edge_dist, edge_inputs)
         return x

@@ -23,7 +23,7 @@ from torch_geometric.loader import DataLoader
 
 from matprobe import MatprobeError, __version__
 from matprobe.data import load_materials
-from matprobe.graphs import load_graphs
+from matprobe.graphs import load_graphs, symmetry_reduced
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.models import build_model, model_options, regular_neighbors
 from matprobe.splits import SETS
@@ -140,6 +140,15 @@ def train_model(
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
 
     split, sets, dropped = load_split_data(graphs_path, materials_path, split_path, target)
+    if training.get("symmetry_reduction", True):
+        # one weighted atom per class of symmetry-equivalent atoms: the same predictions, losses and gradients
+        # (batch norm weighted too) for about half the atoms of Materials Project crystals
+        started = time.perf_counter()
+        atoms = sum(int(g.num_nodes) for content in sets.values() for g in content["data"])
+        for content in sets.values():
+            content["data"] = [symmetry_reduced(graph) for graph in content["data"]]
+        kept = sum(int(g.num_nodes) for content in sets.values() for g in content["data"])
+        log.info("symmetry reduction: %d of %d atoms kept (%.1f s)", kept, atoms, time.perf_counter() - started)
     train_y = sets["train"]["y"]
     mean, std = float(train_y.mean()), float(train_y.std()) or 1.0
 

@@ -94,7 +94,7 @@ class _OnlyProperty(CrystalModel):
         self.property_name, self.band = property_name, band
         self.weight = nn.Parameter(torch.linspace(0.5, 1.5, self.encoder.table.shape[1]))
 
-    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None):
+    def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None, atom_weight=None):
         if self.property_name:
             columns = dict(physical_feature_layout())[self.property_name]
             per_atom = (node_inputs[:, columns] * self.weight[columns]).sum(dim=1) ** 2
