@@ -18,6 +18,7 @@ import seaborn as sns  # noqa: E402
 
 from matprobe.features import element_properties  # noqa: E402
 from matprobe.io import atomic_path  # noqa: E402
+from matprobe.summary import run_key  # noqa: E402
 
 log = logging.getLogger("matprobe.figures")
 
@@ -49,12 +50,6 @@ def _read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def _model_key(path: Path) -> dict:
-    """dataset, target, split, model, seed from .../{dataset}/{target}/{split}/{model}/seed{seed}/file."""
-    parts = Path(path).parent.parts
-    return {"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2], "seed": int(parts[-1].removeprefix("seed"))}
-
-
 # ---- per dataset ------------------------------------------------------------------------------------------
 
 
@@ -62,7 +57,7 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
     """ID vs OOD MAE for every split x target x model, each omission beside its size-matched control."""
     rows = []
     for path in metrics_paths:
-        metrics, key = _read_json(path), _model_key(path)
+        metrics, key = _read_json(path), run_key(path)
         for set_name in ("id_test", "ood_test"):
             if metrics.get(set_name, {}).get("mae") is not None:
                 rows.append({**key, "set": SET_LABELS[set_name], "mae": metrics[set_name]["mae"]})
@@ -89,7 +84,7 @@ def training_curves(history_paths: list, out_png) -> None:
     frames = []
     for path in history_paths:
         history = pd.read_parquet(path)
-        frames.append(history.assign(**_model_key(path)))
+        frames.append(history.assign(**run_key(path)))
     frame = pd.concat(frames, ignore_index=True)
     targets = sorted(frame["target"].unique())
     fig, axes = plt.subplots(len(targets), 2, figsize=(12, 3.8 * len(targets)), squeeze=False)
@@ -111,7 +106,7 @@ def training_curves(history_paths: list, out_png) -> None:
 def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
     rows = []
     for path in metric_paths:
-        metrics, key = _read_json(path), _model_key(path)
+        metrics, key = _read_json(path), run_key(path)
         for set_name in SET_ORDER:
             entry = metrics["sets"].get(set_name)
             if entry:
@@ -140,7 +135,7 @@ def landscapes_1d(grid_paths: list, out_png) -> None:
     frames = []
     for path in grid_paths:
         grid = pd.read_parquet(path)
-        frames.append(grid[grid["grid"] == "1d"].assign(**_model_key(path)))
+        frames.append(grid[grid["grid"] == "1d"].assign(**run_key(path)))
     frame = pd.concat(frames, ignore_index=True)
     frame["label"] = frame["target"] + " | " + frame["split"] + " | " + frame["model"] + " | seed " + frame["seed"].astype(str)
     labels = sorted(frame["label"].unique())

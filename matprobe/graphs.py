@@ -23,6 +23,7 @@ import torch
 from matprobe import MatprobeError
 from matprobe.data import load_materials
 from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.models import regular_neighbors
 from matprobe.structures import Crystal, RejectedStructure
 
 log = logging.getLogger("matprobe.graphs")
@@ -227,12 +228,11 @@ def symmetry_reduced(data, tolerance: float = 1e-5):
     Graphs that are not k-regular and grouped by target come back unchanged (weights of one)."""
     n = int(data.num_nodes)
     reduced = data.clone()
-    edges = data.edge_index.shape[1]
-    k = edges // n if n and edges % n == 0 else 0
-    source, target = data.edge_index.numpy()
-    if not k or not np.array_equal(target, np.repeat(np.arange(n), k)):
+    k = regular_neighbors(data.edge_index, n)
+    if not k:
         reduced.atom_weight = torch.ones(n, dtype=torch.float32)
         return reduced
+    source = data.edge_index[0].numpy()
     classes = equivalent_atoms(data.z.numpy(), source, data.edge_dist.numpy(), k, tolerance)
     count = int(classes.max()) + 1
     _, representatives = np.unique(classes, return_index=True)

@@ -10,8 +10,9 @@ largest and smallest eigenvalue. Batch-norm statistics stay fixed (eval mode) wh
 The loss at a point is the training loss, the MAE on standardised targets, over the whole set; `mae` is
 the same in physical units. Evaluation is fast: batches and distance expansions are built once, on
 symmetry-reduced graphs (one atom per class of equivalent atoms, weighted by its class size: the same
-predictions from about half the atoms of Materials Project crystals), then the trained weights are moved in place, one point at a time through a compiled model on CPU, or many points
-per pass with `vmap` over stacked parameter sets (torch.func.functional_call) on a GPU."""
+predictions from about half the atoms of Materials Project crystals), then the trained weights are moved
+in place, one point at a time through a compiled model on CPU, or many points per pass with `vmap` over
+stacked parameter sets (torch.func.functional_call) on a GPU."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ import torch
 from torch_geometric.data import Batch
 
 from matprobe import MatprobeError
+from matprobe.graphs import symmetry_reduced
 from matprobe.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.graphs import symmetry_reduced
 from matprobe.models import regular_neighbors
 from matprobe.train import load_split_data, load_trained_model
 

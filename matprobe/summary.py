@@ -11,6 +11,12 @@ import pandas as pd
 from matprobe.io import atomic_path, write_parquet
 
 
+def run_key(path) -> dict:
+    """dataset, target, split, model, seed from .../{dataset}/{target}/{split}/{model}/seed{seed}/file."""
+    parts = Path(path).parent.parts
+    return {"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2], "seed": int(parts[-1].removeprefix("seed"))}
+
+
 def _flatten(prefix: str, value, out: dict) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
@@ -22,8 +28,7 @@ def _flatten(prefix: str, value, out: dict) -> None:
 def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: list, out_parquet, out_csv) -> pd.DataFrame:
     rows = []
     for model_dir, landscape_dir, attribution_dir in zip(model_dirs, landscape_dirs, attribution_dirs):
-        parts = Path(model_dir).parts
-        row = {"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2], "seed": int(parts[-1].removeprefix("seed"))}
+        row = run_key(Path(model_dir) / "metrics.json")
         metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
         row["split_kind"] = "control" if row["split"].endswith("-control") else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
@@ -44,11 +49,9 @@ def headline_table(metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
     so that a study's headline can be read before its landscape and attribution jobs have run."""
     rows = []
     for path in metrics_paths:
-        parts = Path(path).parent.parts
         metrics = json.loads(Path(path).read_text())
         id_mae, ood_mae = metrics.get("id_test", {}).get("mae"), metrics.get("ood_test", {}).get("mae")
-        rows.append({"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2],
-                     "seed": int(parts[-1].removeprefix("seed")), "id_mae": id_mae, "ood_mae": ood_mae,
+        rows.append({**run_key(path), "id_mae": id_mae, "ood_mae": ood_mae,
                      "ood_over_id": ood_mae / id_mae if id_mae and ood_mae is not None else None,
                      "n_id": metrics.get("id_test", {}).get("n"), "n_ood": metrics.get("ood_test", {}).get("n")})
     per_seed = pd.DataFrame(rows)
