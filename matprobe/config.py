@@ -81,6 +81,16 @@ def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["model_options"][model], "node_features": config["graph"]["node_features"], "cutoff": float(config["graph"]["cutoff"])}
 
 
+def landscape_sampling_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The landscape options that decide directions, grids and Hessians: all but the flatness definitions, so that
+    changing how flatness is read off the grids re-runs only the cheap metrics jobs."""
+    return {key: value for key, value in config["landscape"].items() if key != "flatness"}
+
+
+def landscape_metric_options(config: dict[str, Any]) -> dict[str, Any]:
+    return {"flatness": config["landscape"]["flatness"]}
+
+
 def gpus_per_job(config: dict[str, Any]) -> int:
     """1 if GPU jobs should claim a GPU (the `gpu` resource), else 0."""
     import shutil

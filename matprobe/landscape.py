@@ -424,7 +424,8 @@ def landscape_metrics(grid: pd.DataFrame, hessian: dict | None, options: dict) -
     """Flatness metrics per set (definitions in the README) and ID/OOD landscape divergences."""
     epsilon, delta = options["flatness"]["epsilon"], options["flatness"]["delta"]
     metrics: dict = {"epsilon": epsilon, "delta": delta, "sets": {}}
-    normalised = {}
+    divergence_radius = options["flatness"]["divergence_radius"]
+    basin_log_loss = {}
     for set_name, frame in grid.groupby("set", sort=False):
         plane = frame[frame["grid"] == "2d"]
         line = frame[frame["grid"] == "1d"]
@@ -456,10 +457,15 @@ def landscape_metrics(grid: pd.DataFrame, hessian: dict | None, options: dict) -
             entry["trace"] = hessian["sets"][set_name]["trace_mean"]
             entry["trace_std"] = hessian["sets"][set_name]["trace_std"]
         metrics["sets"][set_name] = entry
-        normalised[set_name] = plane.sort_values(["alpha", "beta"])["loss"].to_numpy() / l0
+        # the basin only, in log units: far out every set's loss climbs to ~10^4 L0 alike, and on a linear scale
+        # those few corners would decide the correlation
+        basin = plane[radius <= divergence_radius + 1e-12].sort_values(["alpha", "beta"])
+        if len(basin) >= 5 and (basin["loss"] > 0).all():
+            basin_log_loss[set_name] = np.log(basin["loss"].to_numpy() / l0)
+    metrics["divergence_radius"] = divergence_radius
     for a, b in (("id_test", "ood_test"), ("train", "ood_test"), ("train", "id_test")):
-        if a in normalised and b in normalised and np.std(normalised[a]) > 0 and np.std(normalised[b]) > 0:
-            metrics[f"divergence_{a}_{b}"] = float(1.0 - np.corrcoef(normalised[a], normalised[b])[0, 1])
+        if a in basin_log_loss and b in basin_log_loss and np.std(basin_log_loss[a]) > 0 and np.std(basin_log_loss[b]) > 0:
+            metrics[f"divergence_{a}_{b}"] = float(1.0 - np.corrcoef(basin_log_loss[a], basin_log_loss[b])[0, 1])
     return metrics
 
 

@@ -1,7 +1,7 @@
 # Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
 from pathlib import Path
 
-from matprobe.config import gpus_per_job, model_options_for
+from matprobe.config import gpus_per_job, landscape_metric_options, landscape_sampling_options, model_options_for
 from matprobe.sources import local_inputs, remote_files
 from matprobe.splits import split_names
 from matprobe.graphs import graph_key

@@ -14,7 +14,7 @@ rule landscape_directions:
     output:
         f"{LANDSCAPE_DIR}/directions.pt",
     params:
-        options=config["landscape"],
+        options=landscape_sampling_options(config),
     threads: config["landscape"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),
@@ -38,7 +38,7 @@ rule landscape_chunk:
     output:
         temp(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet"),
     params:
-        options=config["landscape"],
+        options=landscape_sampling_options(config),
         chunks=LANDSCAPE_CHUNKS,
     threads: config["landscape"]["threads"]
     resources:
@@ -81,7 +81,7 @@ rule landscape_hessian:
     output:
         f"{LANDSCAPE_DIR}/hessian.json",
     params:
-        options=config["landscape"],
+        options=landscape_sampling_options(config),
     threads: config["landscape"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),
@@ -104,7 +104,7 @@ rule landscape_metrics:
     output:
         f"{LANDSCAPE_DIR}/metrics.json",
     params:
-        options=config["landscape"],
+        options=landscape_metric_options(config),
     threads: 1
     resources:
         mem_mb=scaled(1000, 4.0),

@@ -91,3 +91,11 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     plan = snakemake("-n", "--quiet", "rules")
     planned = plan.stdout + plan.stderr
     assert "model_figures" in planned and "train_model" not in planned and "landscape_chunk" not in planned
+    # reading flatness off the stored grids differently re-runs the metrics jobs, not the grids or Hessians
+    (workdir / "flatness.yaml").write_text("landscape: {flatness: {divergence_radius: 0.7}}\n")
+    plan = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--configfile", "tiny.yaml", "flatness.yaml"], cwd=workdir,
+                          capture_output=True, text=True, timeout=600)
+    planned = plan.stdout + plan.stderr
+    assert plan.returncode == 0, planned[-3000:]
+    assert "landscape_metrics" in planned
+    assert not {"landscape_directions", "landscape_chunk", "landscape_hessian", "train_model"} & set(planned.split())

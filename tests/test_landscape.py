@@ -142,7 +142,7 @@ def test_flatness_metrics_on_a_known_quadratic_landscape():
         for a in axis:
             for b in axis:
                 rows.append({"grid": "2d", "alpha": a, "beta": b, "set": set_name, "loss": 2.0 * (1 + curvature * (a**2 + b**2)), "mae": 0.0})
-    metrics = landscape_metrics(pd.DataFrame(rows), None, {"flatness": {"epsilon": 0.3, "delta": 0.1}})
+    metrics = landscape_metrics(pd.DataFrame(rows), None, {"flatness": {"epsilon": 0.3, "delta": 0.1, "divergence_radius": 0.5}})
     flat, sharp = metrics["sets"]["id_test"], metrics["sets"]["ood_test"]
     assert flat["loss_at_origin"] == 2.0
     assert flat["flat_radius_1d"] == pytest.approx(np.sqrt(0.1), abs=0.01)
@@ -151,5 +151,27 @@ def test_flatness_metrics_on_a_known_quadratic_landscape():
     assert sharp["epsilon_sharpness"] == pytest.approx(4 * 0.3**2, abs=0.04)
     assert flat["grid_minimum_offset"] == 0.0
     assert metrics["divergence_id_test_ood_test"] < 0.05  # same shape up to scale: nearly perfectly correlated
+    assert metrics["divergence_radius"] == 0.5
     radius, censored = flat_radius(axis, np.ones_like(axis), 1.1)
     assert radius == 1.0 and censored
+
+
+def test_divergence_sees_a_shifted_basin_under_a_shared_far_field():
+    """Real landscapes climb to ~10^4 L0 at the grid's corners for every set; a basin whose minimum lies off the
+    trained weights must still read as divergent, and a basin that is only steeper must not."""
+    axis = np.linspace(-1, 1, 21)
+    alpha, beta = np.meshgrid(axis, axis, indexing="ij")
+    far_field = 1e4 * (alpha**2 + beta**2) ** 8  # 10^4 L0 at radius 1, negligible inside radius 0.5
+    surfaces = {
+        "train": 1 + alpha**2 + beta**2 + far_field,
+        "id_test": 1 + 2 * (alpha**2 + beta**2) + far_field,  # steeper, same place
+        "ood_test": 1 + 4 * ((alpha - 0.3) ** 2 + beta**2) + far_field,  # minimum 0.3 away from the trained weights
+    }
+    rows = [{"grid": "2d", "alpha": a, "beta": b, "set": name, "loss": value, "mae": 0.0}
+            for name, surface in surfaces.items() for a, b, value in zip(alpha.ravel(), beta.ravel(), surface.ravel())]
+    rows += [dict(row, grid="1d") for row in rows if row["beta"] == 0.0]
+    metrics = landscape_metrics(pd.DataFrame(rows), None, {"flatness": {"epsilon": 0.3, "delta": 0.1, "divergence_radius": 0.5}})
+    assert metrics["divergence_train_id_test"] < 0.02
+    assert metrics["divergence_id_test_ood_test"] > 0.3
+    assert metrics["divergence_train_ood_test"] > 0.3
+    assert metrics["sets"]["ood_test"]["grid_minimum_offset"] == pytest.approx(0.3)
