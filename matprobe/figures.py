@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -67,13 +68,23 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
     for ax, target in zip(axes[:, 0], targets):
         subset = frame[frame["target"] == target].copy()
         subset["split / model"] = subset["split"] + "\n" + subset["model"]
-        order = sorted(subset["split / model"].unique(), key=lambda s: (s.split("\n")[0].removesuffix("-control"), s.endswith("control") is False, s))
+        # per held-out element and model: the omission, then its control
+        order = sorted(subset["split / model"].unique(),
+                       key=lambda s: (s.split("\n")[0].removesuffix("-control"), s.split("\n")[1], s.split("\n")[0].endswith("-control")))
         sns.pointplot(data=subset, x="split / model", y="mae", hue="set", order=order, hue_order=["ID test", "OOD test"],
                       palette=[set_colors()["id_test"], set_colors()["ood_test"]], dodge=0.3, linestyles="none",
-                      errorbar=("pi", 100), capsize=0.1, ax=ax)
-        ax.set_ylabel(f"MAE ({units(target)})")
+                      estimator="median", errorbar=("pi", 100), capsize=0.1, ax=ax)
+        ax.set_ylabel(f"MAE ({units(target)}, log scale)")
         ax.set_xlabel("split (omission beside its size-matched control) and model")
-        ax.set_title(f"{target}: error on in-distribution vs held-out chemistry (bars: range over seeds)")
+        seeds = subset.groupby(["split", "model", "set"])["seed"].nunique()
+        counts = f"{seeds.min()}–{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.max())
+        spread = f"median and range over {counts} seeds" if seeds.max() > 1 else "one seed"
+        ax.set_yscale("log")  # ratios read as distances: an OOD error 10x the ID error looks the same at any scale
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 3, 5)))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="y", which="minor", labelsize=8)
+        ax.set_title(f"{target}: error on in-distribution vs held-out chemistry ({spread})")
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     save(fig, out_png)

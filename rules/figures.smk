@@ -5,23 +5,39 @@ MODEL_FIG_DIR = "results/figures/{dataset}/{target}/{split}/{model}/seed{seed}"
 
 
 localrules:
-    dataset_figures,
+    training_figures,
+    landscape_figures,
     model_figures,
     summary_table,
     headline_table,
 
 
-rule dataset_figures:
+rule training_figures:
     input:
         metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
         histories=lambda w: dataset_runs(w, MODEL_DIR, "history.parquet"),
-        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json"),
-        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet"),
     output:
         headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
         headline_pdf=f"{FIG_DIR}/headline.pdf",
         curves=report(f"{FIG_DIR}/training_curves.png", caption="../report/training_curves.rst", category="2 Training"),
         curves_pdf=f"{FIG_DIR}/training_curves.pdf",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        "logs/figures/{dataset}_training.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/training_figures.py"
+
+
+rule landscape_figures:
+    input:
+        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json"),
+        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet"),
+    output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
         flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
         landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
@@ -31,11 +47,11 @@ rule dataset_figures:
         mem_mb=2000,
         runtime=by_attempt(20),
     log:
-        "logs/figures/{dataset}.log",
+        "logs/figures/{dataset}_landscapes.log",
     conda:
         "../envs/matprobe.yaml"
     script:
-        "../workflow_scripts/dataset_figures.py"
+        "../workflow_scripts/landscape_figures.py"
 
 
 rule model_figures:
@@ -113,15 +129,17 @@ rule headline_table:
         "../workflow_scripts/headline_table.py"
 
 
-# The headline numbers from training alone, before any landscape or attribution job has run.
+# The headline numbers and figure from training alone, before any landscape or attribution job has run.
 rule headline:
     input:
         expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
+        expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
 
 
 rule figures:
     input:
         expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
+        expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
         [f"{d}/parity.png" for d in expand(MODEL_FIG_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
         "results/summary/runs.parquet",

@@ -7,8 +7,6 @@ i, o = snakemake.input, snakemake.output
 def make_all():
     figures.headline(i.metrics, o.headline)
     figures.training_curves(i.histories, o.curves)
-    figures.flatness_table(i.flatness, o.flatness)
-    figures.landscapes_1d(i.grids, o.landscapes)
 
 
 run_logged(snakemake.log[0], make_all)
