@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from matprobe import MatprobeError
+from matprobe.download import sha256_of
 from matprobe.io import write_json, write_parquet
-from matprobe.sources import RawRecord, iter_records, resolve_targets
+from matprobe.sources import RawRecord, iter_records, local_inputs, resolve_targets
 from matprobe.structures import (
     DUPLICATE_ID,
     UNPARSABLE,
@@ -181,6 +182,8 @@ def normalise_dataset(
     summary = {
         "dataset": name,
         "source": spec["source"],
+        # provenance, and a way to tell a re-copied file (newer, so Snakemake plans a re-run) from a changed one
+        "input_sha256": {str(path): sha256_of(path) for path in map(Path, [*input_files, *local_inputs(spec)]) if path.is_file()},
         "read": n_read,
         "accepted": len(table),
         "rejected": len(rejected_frame),

@@ -1,7 +1,9 @@
 """The workflow driven through snakemake itself, in a copy of the workflow files."""
 
+import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -39,6 +41,8 @@ def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
     assert len(table) >= 3900 and table["id"].is_unique
     summary = json.loads((workdir / "results/data/demo/summary.json").read_text())
     assert summary["accepted"] + summary["rejected"] == summary["read"] == 3938
+    ((source, digest),) = summary["input_sha256"].items()  # the embedded table, hashed for provenance
+    assert source.endswith(".parquet") and digest == hashlib.sha256(Path(source).read_bytes()).hexdigest()
     assert (workdir / "logs/data/demo.log").exists() and (workdir / "benchmarks/data/demo.tsv").exists()
     again = snakemake(workdir, "--cores", "2", "data")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
