@@ -124,16 +124,17 @@ def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
                 rows.append({"target": key["target"], "split": key["split"], "model": key["model"], "seed": key["seed"], "set": SET_LABELS[set_name],
                              "L0": entry["loss_at_origin"], "eps-sharp": entry["epsilon_sharpness"], "flat r (1D)": entry["flat_radius_1d"],
                              "min offset": entry["grid_minimum_offset"], "top eig": entry.get("top_eigenvalue", np.nan), "trace": entry.get("trace", np.nan),
-                             "ID/OOD div": metrics.get("divergence_id_test_ood_test", np.nan) if set_name == "ood_test" else np.nan})
+                             "ID/OOD basin div": metrics.get("divergence_id_test_ood_test", np.nan) if set_name == "ood_test" else np.nan})
     frame = pd.DataFrame(rows)
     shown = frame.copy()
-    for column in ["L0", "eps-sharp", "flat r (1D)", "min offset", "top eig", "trace", "ID/OOD div"]:
+    for column in ["L0", "eps-sharp", "flat r (1D)", "min offset", "top eig", "trace", "ID/OOD basin div"]:
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
     fig, ax = plt.subplots(figsize=(13, 0.28 * len(shown) + 1.2))
     ax.axis("off")
     table = ax.table(cellText=shown.values, colLabels=shown.columns, loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(7)
+    table.auto_set_column_width(list(range(len(shown.columns))))  # long target names stay inside their cells
     table.scale(1, 1.2)
     ax.set_title("Flatness metrics per model and set (L0: loss at the trained weights, standardised MAE; "
                  "radii and offsets in direction units; eigenvalues and trace of the Hessian)", fontsize=9)
