@@ -33,6 +33,14 @@ def test_dry_run_plans_every_stage(workdir):
         assert rule in result.stdout
 
 
+def test_headline_needs_training_alone(workdir):
+    result = snakemake(workdir, "headline", "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = set(result.stdout.split())
+    assert {"train_model", "headline_table", "training_figures"} <= planned
+    assert not {"landscape_directions", "landscape_chunk", "landscape_hessian", "attribute_model", "topology"} & planned
+
+
 @pytest.mark.slow
 def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
     result = snakemake(workdir, "--cores", "2", "data")
