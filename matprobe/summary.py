@@ -45,8 +45,8 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
 
 
 def headline_table(metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
-    """ID MAE, OOD MAE and their ratio per target x split x model (median over seeds), from training metrics alone,
-    so that a study's headline can be read before its landscape and attribution jobs have run."""
+    """ID MAE, OOD MAE and their ratio per target x split x model (median, min and max over seeds), from training
+    metrics alone, so that a study's headline can be read before its landscape and attribution jobs have run."""
     rows = []
     for path in metrics_paths:
         metrics = json.loads(Path(path).read_text())
@@ -56,15 +56,30 @@ def headline_table(metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
                      "n_id": metrics.get("id_test", {}).get("n"), "n_ood": metrics.get("ood_test", {}).get("n")})
     per_seed = pd.DataFrame(rows)
     keys = ["dataset", "target", "split", "model"]
+    measures = ("id_mae", "ood_mae", "ood_over_id")
+    spread = {f"{m}_{stat}": (m, stat) for m in measures for stat in ("min", "max")}
     table = (per_seed.groupby(keys, sort=True)
-             .agg(id_mae=("id_mae", "median"), ood_mae=("ood_mae", "median"), ood_over_id=("ood_over_id", "median"),
-                  seeds=("seed", "count"), n_id=("n_id", "first"), n_ood=("n_ood", "first"))
+             .agg(**{m: (m, "median") for m in measures}, seeds=("seed", "count"), n_id=("n_id", "first"), n_ood=("n_ood", "first"),
+                  **spread)
              .reset_index())
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
+    shown = table[keys + ["seeds"]].copy()
+    for measure, decimals in (("id_mae", 3), ("ood_mae", 3), ("ood_over_id", 2)):
+        shown[measure] = [_median_and_range(row, measure, decimals) for row in table.itertuples(index=False)]
+    shown[["n_id", "n_ood"]] = table[["n_id", "n_ood"]]
     with atomic_path(out_markdown) as tmp:
-        Path(tmp).write_text(markdown_table(table, {"id_mae": 3, "ood_mae": 3, "ood_over_id": 2}))
+        Path(tmp).write_text(markdown_table(shown, {}))
     return table
+
+
+def _median_and_range(row, measure: str, decimals: int) -> str:
+    """'0.073' for one seed, '0.073 (0.071–0.075)' for several: the median and the range over seeds."""
+    median, low, high = getattr(row, measure), getattr(row, f"{measure}_min"), getattr(row, f"{measure}_max")
+    if pd.isna(median):
+        return "–"
+    text = f"{median:.{decimals}f}"
+    return text + (f" ({low:.{decimals}f}–{high:.{decimals}f})" if row.seeds > 1 else "")
 
 
 def markdown_table(frame: pd.DataFrame, decimals: dict[str, int]) -> str:

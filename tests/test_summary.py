@@ -1,0 +1,31 @@
+"""The headline table: medians and ranges over seeds, from training metrics alone."""
+
+import json
+
+import pytest
+
+from matprobe.summary import headline_table, run_key
+
+
+def _write_metrics(root, split, seed, id_mae, ood_mae):
+    path = root / "results/models/set/formation_energy_per_atom" / split / "cgcnn" / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"id_test": {"mae": id_mae, "n": 50}, "ood_test": {"mae": ood_mae, "n": 20}}))
+    return path
+
+
+def test_headline_reports_median_and_range_over_seeds(tmp_path):
+    paths = [_write_metrics(tmp_path, "omit-O", seed, id_mae, ood_mae)
+             for seed, id_mae, ood_mae in ((0, 0.10, 1.0), (1, 0.08, 1.2), (2, 0.12, 0.9))]
+    paths.append(_write_metrics(tmp_path, "omit-O-control", 0, 0.1, 0.1))
+    assert run_key(paths[1]) == {"dataset": "set", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 1}
+    table = headline_table(paths, tmp_path / "headline.csv", tmp_path / "headline.md").set_index("split")
+    omission = table.loc["omit-O"]
+    assert omission["seeds"] == 3 and omission["n_id"] == 50 and omission["n_ood"] == 20
+    assert omission["id_mae"] == pytest.approx(0.10) and omission["ood_mae"] == pytest.approx(1.0)
+    assert (omission["ood_mae_min"], omission["ood_mae_max"]) == pytest.approx((0.9, 1.2))
+    assert omission["ood_over_id"] == pytest.approx(10.0)  # the median of the per-seed ratios 10, 15, 7.5
+    assert (omission["ood_over_id_min"], omission["ood_over_id_max"]) == pytest.approx((7.5, 15.0))
+    markdown = (tmp_path / "headline.md").read_text()
+    assert "| set | formation_energy_per_atom | omit-O | cgcnn | 3 | 0.100 (0.080–0.120) | 1.000 (0.900–1.200) | 10.00 (7.50–15.00) | 50 | 20 |" in markdown
+    assert "| omit-O-control | cgcnn | 1 | 0.100 | 0.100 | 1.00 |" in markdown  # one seed: no range
