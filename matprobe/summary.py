@@ -82,6 +82,28 @@ def _median_and_range(row, measure: str, decimals: int) -> str:
     return text + (f" ({low:.{decimals}f}–{high:.{decimals}f})" if row.seeds > 1 else "")
 
 
+def worst_predictions(prediction_paths: list, materials_path, out_csv, per_set: int = 10) -> pd.DataFrame:
+    """The crystals each model gets most wrong, per test set (and train, where a model failed to fit): id, formula,
+    sites, target, prediction and error. Data errors and unphysical predictions surface here before they skew a
+    mean, e.g. a hypothetical crystal whose predicted formation energy is tens of eV/atom."""
+    materials = pd.read_parquet(materials_path, columns=["id", "reduced_formula", "nsites"]).set_index("id")
+    frames = []
+    for path in prediction_paths:
+        predictions = pd.read_parquet(path, columns=["id", "set", "y_true", "y_pred"])
+        predictions["error"] = predictions["y_pred"] - predictions["y_true"]
+        predictions["abs_error"] = predictions["error"].abs()
+        worst = (predictions[predictions["set"].isin(["train", "id_test", "ood_test"])]
+                 .sort_values("abs_error", ascending=False, kind="stable").groupby("set", sort=False).head(per_set))
+        worst = worst.assign(**run_key(path), rank=worst.groupby("set").cumcount() + 1)
+        frames.append(worst)
+    columns = ["dataset", "target", "split", "model", "seed", "set", "rank", "id", "reduced_formula", "nsites", "y_true", "y_pred", "error"]
+    table = pd.concat(frames, ignore_index=True).join(materials, on="id")[columns]
+    table = table.sort_values(["target", "split", "model", "seed", "set", "rank"], kind="stable")
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
 def markdown_table(frame: pd.DataFrame, decimals: dict[str, int]) -> str:
     def cell(column, value):
         if pd.isna(value):

@@ -10,6 +10,7 @@ localrules:
     model_figures,
     summary_table,
     headline_table,
+    worst_predictions,
 
 
 rule training_figures:
@@ -129,16 +130,38 @@ rule headline_table:
         "../workflow_scripts/headline_table.py"
 
 
+rule worst_predictions:
+    input:
+        predictions=lambda w: dataset_runs(w, MODEL_DIR, "predictions.parquet"),
+        materials="results/data/{dataset}/materials.parquet",
+    output:
+        report("results/summary/{dataset}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
+    params:
+        per_set=10,
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 2.0),
+        runtime=by_attempt(5),
+    log:
+        "logs/summary/{dataset}_worst_predictions.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/worst_predictions.py"
+
+
 # The headline numbers and figure from training alone, before any landscape or attribution job has run.
 rule headline:
     input:
         expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
+        expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
 
 
 rule figures:
     input:
         expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
+        expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
         expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
         [f"{d}/parity.png" for d in expand(MODEL_FIG_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],

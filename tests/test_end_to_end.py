@@ -82,6 +82,8 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     cgcnn = headline[(headline["split"] == "omit-Fe") & (headline["model"] == "cgcnn")].iloc[0]
     assert cgcnn["ood_over_id"] == pytest.approx(row["train.ood_test.mae"] / row["train.id_test.mae"])
     assert "| formation_energy_per_atom | omit-Fe | cgcnn |" in (workdir / "results/summary/tiny/headline.md").read_text()
+    worst = pd.read_csv(workdir / "results/summary/tiny/worst_predictions.csv")
+    assert set(worst["set"]) == {"train", "id_test", "ood_test"} and worst["reduced_formula"].notna().all()
     report = snakemake("--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (workdir / "results/report.html").stat().st_size > 100_000

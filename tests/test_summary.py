@@ -29,3 +29,25 @@ def test_headline_reports_median_and_range_over_seeds(tmp_path):
     markdown = (tmp_path / "headline.md").read_text()
     assert "| set | formation_energy_per_atom | omit-O | cgcnn | 3 | 0.100 (0.080–0.120) | 1.000 (0.900–1.200) | 10.00 (7.50–15.00) | 50 | 20 |" in markdown
     assert "| omit-O-control | cgcnn | 1 | 0.100 | 0.100 | 1.00 |" in markdown  # one seed: no range
+
+
+def test_worst_predictions_ranks_the_largest_errors_per_set(tmp_path):
+    import pandas as pd
+
+    from matprobe.summary import worst_predictions
+
+    materials = pd.DataFrame({"id": [f"mp-{i}" for i in range(8)], "reduced_formula": [f"X{i}" for i in range(8)], "nsites": range(1, 9)})
+    materials.to_parquet(tmp_path / "materials.parquet")
+    predictions = pd.DataFrame({"id": [f"mp-{i}" for i in range(8)],
+                                "set": ["train", "train", "train", "val", "id_test", "id_test", "ood_test", "ood_test"],
+                                "y_true": [0.0] * 8, "y_pred": [0.1, -3.0, 0.5, 9.0, 0.2, -0.4, 2.0, 1.0]})
+    path = tmp_path / "results/models/set/band_gap/omit-O/schnet/seed2/predictions.parquet"
+    path.parent.mkdir(parents=True)
+    predictions.to_parquet(path)
+    table = worst_predictions([path], tmp_path / "materials.parquet", tmp_path / "worst.csv", per_set=2)
+    assert "val" not in set(table["set"])  # model selection's set, not an evaluation
+    train = table[table["set"] == "train"]
+    assert list(train["id"]) == ["mp-1", "mp-2"] and list(train["rank"]) == [1, 2] and list(train["error"]) == [-3.0, 0.5]
+    assert list(table.loc[table["set"] == "ood_test", "reduced_formula"]) == ["X6", "X7"]
+    assert (table["split"] == "omit-O").all() and (table["seed"] == 2).all()
+    assert pd.read_csv(tmp_path / "worst.csv").shape == table.shape
