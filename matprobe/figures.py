@@ -101,7 +101,8 @@ def training_curves(history_paths: list, out_png) -> None:
     fig, axes = plt.subplots(len(targets), 2, figsize=(12, 3.8 * len(targets)), squeeze=False)
     for row, target in enumerate(targets):
         subset = frame[frame["target"] == target]
-        sns.lineplot(data=subset, x="epoch", y="train_loss", hue="split", style="model", palette=PALETTE, ax=axes[row, 0], errorbar=None)
+        sns.lineplot(data=subset, x="epoch", y="train_loss", hue="split", style="model", palette=PALETTE, ax=axes[row, 0], errorbar=None,
+                     legend=row == 0)
         axes[row, 0].set_ylabel("train loss (MAE of standardised target, unitless)")
         axes[row, 0].set_title(f"{target}: training loss per epoch")
         sns.lineplot(data=subset, x="epoch", y="val_mae", hue="split", style="model", palette=PALETTE, ax=axes[row, 1], errorbar=None, legend=False)
@@ -110,6 +111,10 @@ def training_curves(history_paths: list, out_png) -> None:
         for ax in axes[row]:
             ax.set_xlabel("epoch")
     axes[0, 0].legend(fontsize=7, ncol=2)
+    seeds = frame.groupby(["target", "split", "model"])["seed"].nunique()
+    if seeds.max() > 1:
+        counts = f"{seeds.min()}–{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.max())
+        fig.suptitle(f"Training curves, mean over {counts} seeds per split and model")
     fig.tight_layout()
     save(fig, out_png)
 
