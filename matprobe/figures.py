@@ -51,6 +51,12 @@ def _read_json(path):
     return json.loads(Path(path).read_text())
 
 
+def _seed_counts(seeds_per_group: pd.Series) -> str:
+    """'3', or '1–3' while some runs of a study are still training."""
+    low, high = seeds_per_group.min(), seeds_per_group.max()
+    return str(high) if low == high else f"{low}–{high}"
+
+
 # ---- per dataset ------------------------------------------------------------------------------------------
 
 
@@ -77,8 +83,7 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
         ax.set_ylabel(f"MAE ({units(target)}, log scale)")
         ax.set_xlabel("split (omission beside its size-matched control) and model")
         seeds = subset.groupby(["split", "model", "set"])["seed"].nunique()
-        counts = f"{seeds.min()}–{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.max())
-        spread = f"median and range over {counts} seeds" if seeds.max() > 1 else "one seed"
+        spread = f"median and range over {_seed_counts(seeds)} seeds" if seeds.max() > 1 else "one seed"
         ax.set_yscale("log")  # ratios read as distances: an OOD error 10x the ID error looks the same at any scale
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 3, 5)))
@@ -113,8 +118,7 @@ def training_curves(history_paths: list, out_png) -> None:
     axes[0, 0].legend(fontsize=7, ncol=2)
     seeds = frame.groupby(["target", "split", "model"])["seed"].nunique()
     if seeds.max() > 1:
-        counts = f"{seeds.min()}–{seeds.max()}" if seeds.min() != seeds.max() else str(seeds.max())
-        fig.suptitle(f"Training curves, mean over {counts} seeds per split and model")
+        fig.suptitle(f"Training curves, mean over {_seed_counts(seeds)} seeds per split and model")
     fig.tight_layout()
     save(fig, out_png)
 

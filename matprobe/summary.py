@@ -1,5 +1,6 @@
-"""One row per trained model with its configuration keys and every scalar metric of the training,
-landscape and attribution stages: results/summary/runs.parquet and .csv."""
+"""Tables across runs: one row per trained model with its configuration keys and every scalar metric of the
+training, landscape and attribution stages (results/summary/runs.parquet and .csv); the headline table and the
+worst predictions per dataset, from training alone (results/summary/{dataset}/)."""
 
 from __future__ import annotations
 
