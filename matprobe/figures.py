@@ -75,8 +75,8 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
         subset = frame[frame["target"] == target].copy()
         subset["split / model"] = subset["split"] + "\n" + subset["model"]
         # per held-out element and model: the omission, then its control
-        order = sorted(subset["split / model"].unique(),
-                       key=lambda s: (s.split("\n")[0].removesuffix("-control"), s.split("\n")[1], s.split("\n")[0].endswith("-control")))
+        pairs = sorted(set(zip(subset["split"], subset["model"])), key=lambda p: (p[0].removesuffix("-control"), p[1], p[0].endswith("-control")))
+        order = [f"{split}\n{model}" for split, model in pairs]
         sns.pointplot(data=subset, x="split / model", y="mae", hue="set", order=order, hue_order=["ID test", "OOD test"],
                       palette=[set_colors()["id_test"], set_colors()["ood_test"]], dodge=0.3, linestyles="none",
                       estimator="median", errorbar=("pi", 100), capsize=0.1, ax=ax)

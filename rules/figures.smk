@@ -136,8 +136,6 @@ rule worst_predictions:
         materials="results/data/{dataset}/materials.parquet",
     output:
         report("results/summary/{dataset}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
-    params:
-        per_set=10,
     threads: 1
     resources:
         mem_mb=scaled(1000, 2.0),

@@ -1,5 +1,4 @@
 from matprobe.io import run_logged
 from matprobe.summary import worst_predictions
 
-run_logged(snakemake.log[0], worst_predictions, snakemake.input.predictions, snakemake.input.materials, snakemake.output[0],
-           per_set=snakemake.params.per_set)
+run_logged(snakemake.log[0], worst_predictions, snakemake.input.predictions, snakemake.input.materials, snakemake.output[0])
