@@ -1,0 +1,63 @@
+"""Screenshot of one figure in a Snakemake HTML report, with its caption, for the README.
+
+    pip install -e '.[docs]'            # playwright; the browser is a local Chromium (Debian: apt install chromium)
+    python docs/report_screenshot.py results/report.html "1 Headline" headline.png docs/report-headline.png
+    python docs/report_screenshot.py results/report.html "4 Attribution" periodic_tables.png out.png \
+        --subcategory "formation_energy_per_atom omit-O cgcnn seed0"
+
+The report is a single-page app: the script opens it headless, picks the category, then shows the
+figure and opens its information view (caption, rule, job parameters), and saves a PNG.
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+
+def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: Path, subcategory: str | None = None,
+                            browser: str | None = None, width: int = 1400, height: int = 900) -> None:
+    executable = browser or shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as playwright:
+        # --no-sandbox: Chromium refuses to start as root (containers, CI) otherwise.
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = chromium.new_page(viewport={"width": width, "height": height})
+        page.goto(report.resolve().as_uri())
+        page.get_by_text(category, exact=True).click()
+        if subcategory:
+            page.get_by_text(subcategory, exact=True).click()
+        row = page.locator("tr").filter(has_text=file_suffix).first
+        row.wait_for(timeout=10_000)
+        # The eye shows the figure on the right; the information view then adds the caption beside it.
+        row.locator("a[iconname=eye]").click()
+        page.wait_for_timeout(500)
+        page.locator("tr").filter(has_text=file_suffix).first.locator("a[iconname=information-circle]").click()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1000)  # the figure fades in after the panel opens
+        tmp = out.with_name(out.name + ".tmp.png")
+        page.screenshot(path=str(tmp))
+        tmp.replace(out)
+        chromium.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path)
+    parser.add_argument("category", help='the category as the report names it, e.g. "1 Headline"')
+    parser.add_argument("file_suffix", help="the end of the file's path, e.g. headline.png")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--subcategory", help="for per-model figures, e.g. \"formation_energy_per_atom omit-O cgcnn seed0\"")
+    parser.add_argument("--browser", help="Chromium executable (default: chromium on PATH)")
+    args = parser.parse_args(argv)
+    if not args.report.is_file():
+        print(f"report_screenshot: {args.report}: no such report (run snakemake --report first)", file=sys.stderr)
+        return 1
+    screenshot_report_entry(args.report, args.category, args.file_suffix, args.out, args.subcategory, args.browser)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
