@@ -199,10 +199,13 @@ def parity(predictions_path, target: str, out_png) -> None:
         mae = float((subset["y_pred"] - subset["y_true"]).abs().mean())
         label = f"{SET_LABELS[set_name]} (n={len(subset)}, MAE={mae:.3f})"
         if len(subset) > 3000:
-            ax.hexbin(subset["y_true"], subset["y_pred"], gridsize=60, mincnt=1, cmap="cividis" if set_name == "id_test" else "viridis", alpha=0.7)
-            ax.plot([], [], "s", color=colors[set_name], label=label)
+            # Density in the set's own hue (light to full), so the legend's colour names the set.
+            ax.hexbin(subset["y_true"], subset["y_pred"], gridsize=60, mincnt=1, bins="log",
+                      cmap=sns.light_palette(colors[set_name], as_cmap=True), zorder=1)
+            ax.plot([], [], "s", color=colors[set_name], label=f"{label}, density")
         else:
-            ax.scatter(subset["y_true"], subset["y_pred"], s=8, alpha=0.6, color=colors[set_name], label=label, edgecolors="none")
+            ax.scatter(subset["y_true"], subset["y_pred"], s=8, alpha=0.6, color=colors[set_name], label=label, edgecolors="none",
+                       zorder=2)
     ax.plot([low, high], [low, high], color="0.3", lw=1, ls="--")
     ax.set_xlabel(f"DFT {target} ({units(target)})")
     ax.set_ylabel(f"predicted {target} ({units(target)})")
@@ -223,16 +226,21 @@ def landscape_2d(grid_path, target: str, out_png, out_3d_png) -> None:
     grid = pd.read_parquet(grid_path)
     plane = grid[grid["grid"] == "2d"]
     sets = [s for s in SET_ORDER if s in set(plane["set"])]
-    levels = np.linspace(plane["mae"].min(), np.quantile(plane["mae"], 0.95), 15)
+    # Log-spaced levels: the loss spans orders of magnitude across the plane, and linear levels put the
+    # whole basin around the trained weights into the lowest band.
+    low = max(float(plane["mae"].min()), 1e-12)
+    levels = np.geomspace(low, max(float(np.quantile(plane["mae"], 0.95)), low * 1.01), 16)
     fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.8), squeeze=False, sharey=True, constrained_layout=True)
     for ax, set_name in zip(axes[0], sets):
         subset = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="mae")
-        contour = ax.contourf(subset.columns, subset.index, subset.values, levels=levels, cmap="viridis", extend="max")
+        contour = ax.contourf(subset.columns, subset.index, subset.values, levels=levels, cmap="viridis", extend="max",
+                              norm=matplotlib.colors.LogNorm(levels[0], levels[-1]))
         ax.plot(0, 0, "w+", ms=10)
         ax.set_title(f"{SET_LABELS[set_name]}", fontsize=9)
         ax.set_xlabel("α along d1 (filter-normalised)")
     axes[0, 0].set_ylabel("β along d2 (filter-normalised)")
-    fig.colorbar(contour, ax=axes[0].tolist(), label=f"MAE ({units(target)})")
+    colorbar = fig.colorbar(contour, ax=axes[0].tolist(), label=f"MAE ({units(target)}, log scale)")
+    colorbar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
     fig.suptitle("2D loss landscapes with the same directions and contour levels for every set (+: trained weights)", fontsize=10)
     save(fig, out_png)
 
@@ -364,6 +372,7 @@ def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, o
         ax.set_ylabel("y (Å)", fontsize=7)
         ax.set_zlabel("z (Å)", fontsize=7)
         ax.tick_params(labelsize=6)
+        ax.set_box_aspect(None, zoom=0.85)  # leaves room for the z label, clipped by the next panel otherwise
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap)
     fig.colorbar(mappable, ax=fig.axes, shrink=0.6, label=f"atom contribution ({units(target)})")
     fig.suptitle("Atom-wise contributions in example crystals (black rims: atoms of the omitted element)", fontsize=10)
@@ -377,7 +386,10 @@ def element_map(pca_path, out_png) -> None:
         points = ax.scatter(frame["pc1"], frame["pc2"], c=frame[column], cmap=cmap, s=40, edgecolors="0.3", linewidths=0.3)
         for _, row in frame.iterrows():
             weight = "bold" if row["omitted"] else "normal"
-            ax.annotate(row["symbol"], (row["pc1"], row["pc2"]), fontsize=6.5, xytext=(2, 2), textcoords="offset points", fontweight=weight,
+            # The omitted element's label sits outside its ring, which would hide it otherwise.
+            offset = (7, 7) if row["omitted"] else (2, 2)
+            ax.annotate(row["symbol"], (row["pc1"], row["pc2"]), fontsize=8 if row["omitted"] else 6.5, xytext=offset,
+                        textcoords="offset points", fontweight=weight,
                         color="black" if row["seen_in_training"] else "0.45")
         omitted = frame[frame["omitted"]]
         ax.scatter(omitted["pc1"], omitted["pc2"], s=160, facecolors="none", edgecolors="black", linewidths=1.5, label="omitted from training")
@@ -441,7 +453,9 @@ def topology_figure(correlations_path, atoms_path, materials_path, radius: float
     pivot = pivot.reindex(pivot.abs().max(axis=1).sort_values(ascending=False).index[:12])
     pivot.columns = [SET_LABELS.get(c, c) for c in pivot.columns]
     pivot.plot.barh(ax=ax, color=[set_colors()[k] for k in ("id_test", "ood_test") if SET_LABELS[k] in pivot.columns])
+    ax.invert_yaxis()  # strongest at the top
     ax.axvline(0, color="0.3", lw=1)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # six-digit ticks overlapped at the default density
     ax.set_xlabel("Spearman correlation with |prediction error| (unitless)")
     ax.set_ylabel("topological descriptor")
     ax.set_title("Which topology goes with large errors (12 strongest)", fontsize=9)

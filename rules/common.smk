@@ -1,4 +1,5 @@
 # Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
+import importlib.util
 from pathlib import Path
 
 from matprobe.config import gpus_per_job, landscape_metric_options, landscape_sampling_options, model_options_for
@@ -16,6 +17,8 @@ SEEDS = config["seeds"]
 GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
 MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
 GPU = gpus_per_job(config)
+# Figure jobs take the plotting module as an input, so editing a plotting function re-runs them and nothing else.
+FIGURE_CODE = importlib.util.find_spec("matprobe.figures").origin
 
 
 def scaled(base, per_input_mb):

@@ -17,6 +17,7 @@ rule training_figures:
     input:
         metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
         histories=lambda w: dataset_runs(w, MODEL_DIR, "history.parquet"),
+        code=FIGURE_CODE,
     output:
         headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
         headline_pdf=f"{FIG_DIR}/headline.pdf",
@@ -38,6 +39,7 @@ rule landscape_figures:
     input:
         flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json"),
         grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet"),
+        code=FIGURE_CODE,
     output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
         flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
@@ -67,6 +69,7 @@ rule model_figures:
         trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
         topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
         materials="results/data/{dataset}/materials.parquet",
+        code=FIGURE_CODE,
     output:
         parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory="{target} {split} {model} seed{seed}"),
         landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),

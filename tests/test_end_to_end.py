@@ -1,10 +1,14 @@
 """The whole workflow through snakemake on a tiny dataset the test writes, then the HTML report."""
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import matprobe
 from conftest import copy_workflow
 from matprobe.sources import EMBEDDED_FILE
 
@@ -57,9 +61,14 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     _tiny_table(workdir / "tiny.parquet")
     (workdir / "tiny.yaml").write_text(CONFIG)
+    # The run imports a copy of the package, so that the test can edit a plotting function below.
+    package = tmp_path / "package"
+    shutil.copytree(Path(matprobe.__file__).parent, package / "matprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")]))}
 
     def snakemake(*args):
-        return subprocess.run(["snakemake", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True, text=True, timeout=1200)
+        return subprocess.run(["snakemake", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True, text=True,
+                              timeout=1200, env=env)
 
     run = snakemake("--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
@@ -87,12 +96,19 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     report = snakemake("--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (workdir / "results/report.html").stat().st_size > 100_000
-    # editing a plotting function re-runs figure jobs only
-    figures = workdir / "workflow_scripts" / "model_figures.py"
-    figures.write_text(figures.read_text() + "\n# touched\n")
+    # editing a plotting function (matprobe/figures.py, an input of every figure job) re-runs figure jobs only
+    plotting = package / "matprobe" / "figures.py"
+    plotting.write_text(plotting.read_text() + "\n# edited\n")
     plan = snakemake("-n", "--quiet", "rules")
-    planned = plan.stdout + plan.stderr
-    assert "model_figures" in planned and "train_model" not in planned and "landscape_chunk" not in planned
+    planned = set((plan.stdout + plan.stderr).split())
+    assert {"model_figures", "training_figures", "landscape_figures"} <= planned, planned
+    assert not {"train_model", "landscape_chunk", "attribute_model", "headline_table"} & planned
+    # so does editing a workflow script (snakemake's own code trigger)
+    script = workdir / "workflow_scripts" / "model_figures.py"
+    script.write_text(script.read_text() + "\n# touched\n")
+    plan = snakemake("-n", "--quiet", "rules")
+    planned = set((plan.stdout + plan.stderr).split())
+    assert "model_figures" in planned and not {"train_model", "landscape_chunk"} & planned
     # reading flatness off the stored grids differently re-runs the metrics jobs, not the grids or Hessians
     (workdir / "flatness.yaml").write_text("landscape: {flatness: {divergence_radius: 0.7}}\n")
     plan = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--configfile", "tiny.yaml", "flatness.yaml"], cwd=workdir,
