@@ -64,6 +64,17 @@ def test_integrated_gradients_are_complete(trained, baseline):
     assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
 
 
+def test_steps_per_pass_changes_memory_not_the_attributions(trained):
+    model, record, sets = trained
+    one_pass, _ = integrated_gradients(model, record, sets, steps=12, steps_per_pass=12)
+    chunked, _ = integrated_gradients(model, record, sets, steps=12, steps_per_pass=5)  # 5 + 5 + 2
+    np.testing.assert_allclose(chunked["attribution"], one_pass["attribution"], rtol=1e-4, atol=1e-6)
+    trim_one = trim_attributions(model, record, sets, "distance_bands", steps=12, steps_per_pass=12)
+    trim_chunked = trim_attributions(model, record, sets, "distance_bands", steps=12, steps_per_pass=5)
+    np.testing.assert_allclose(trim_chunked["attribution"], trim_one["attribution"], rtol=1e-4, atol=1e-6)
+    assert trim_one["attribution"].abs().max() > 1e-3  # not trivially equal
+
+
 def test_attributions_do_not_depend_on_site_order_or_the_choice_of_cell(trained, real_crystals):
     model, record, _ = trained
     _, crystal = next((name, c) for name, c in real_crystals if 4 <= c.nsites <= 12 and len(set(c.numbers.tolist())) > 1)
