@@ -6,16 +6,14 @@ import pytest
 import torch
 
 from matprobe.config import validate_config
+from matprobe.flatness import flat_radius, landscape_metrics, merge_chunks
 from matprobe.hessian import extreme_eigenpairs, flatten, hutchinson_trace, set_hvp, spectral_density, unflatten
 from matprobe.landscape import (
     LandscapeEvaluator,
     compute_directions,
     direction_parameters,
     evaluate_chunk,
-    flat_radius,
     grid_points,
-    landscape_metrics,
-    merge_chunks,
     naive_point_loss,
     perturbed_state_dict,
     prepare_sets,
