@@ -244,16 +244,27 @@ def landscape_2d(grid_path, target: str, out_png, out_3d_png) -> None:
     fig.suptitle("2D loss landscapes with the same directions and contour levels for every set (+: trained weights)", fontsize=10)
     save(fig, out_png)
 
+    # log10 height on one shared scale: on a linear one a single corner spike flattens the basin to nothing
     fig = plt.figure(figsize=(10, 4.5))
-    for k, set_name in enumerate([s for s in ("train", "ood_test") if s in sets]):
+    shown = [s for s in ("train", "ood_test") if s in sets]
+    heights = np.log10(np.clip(plane.loc[plane["set"].isin(shown), "mae"].to_numpy(), 1e-12, None))
+    z_norm = matplotlib.colors.Normalize(heights.min(), heights.max())
+    for k, set_name in enumerate(shown):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        ax.computed_zorder = False  # draw order, so the trained-weights marker stays visible on the surface
         subset = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="mae")
         a, b = np.meshgrid(subset.columns, subset.index)
-        ax.plot_surface(a, b, subset.values, cmap="viridis", linewidth=0, antialiased=True)
+        z = np.log10(np.clip(subset.values, 1e-12, None))
+        ax.plot_surface(a, b, z, cmap="viridis", norm=z_norm, linewidth=0, antialiased=True, alpha=0.9)
+        at_origin = subset.loc[subset.index[np.argmin(np.abs(subset.index))], subset.columns[np.argmin(np.abs(subset.columns))]]
+        ax.scatter([0], [0], [np.log10(max(at_origin, 1e-12))], color="red", s=25, depthshade=False, label="trained weights")
+        ax.set_zlim(heights.min(), heights.max())
         ax.set_xlabel("α (d1)")
         ax.set_ylabel("β (d2)")
-        ax.set_zlabel(f"MAE ({units(target)})")
+        ax.set_zlabel(f"log10 MAE ({units(target)})")
+        ax.set_box_aspect(None, zoom=0.85)
         ax.set_title(f"{SET_LABELS[set_name]} loss surface", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Loss surface around the trained weights, training data vs held-out chemistry", fontsize=10)
     save(fig, out_3d_png)
 
