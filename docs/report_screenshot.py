@@ -33,7 +33,7 @@ def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: 
         # The eye shows the figure on the right; the information view then adds the caption beside it.
         row.locator("a[iconname=eye]").click()
         page.wait_for_timeout(500)
-        page.locator("tr").filter(has_text=file_suffix).first.locator("a[iconname=information-circle]").click()
+        row.locator("a[iconname=information-circle]").click()  # locators re-query, so the re-rendered row is found
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the figure fades in after the panel opens
         tmp = out.with_name(out.name + ".tmp.png")

@@ -247,18 +247,18 @@ def landscape_2d(grid_path, target: str, out_png, out_3d_png) -> None:
     # log10 height on one shared scale: on a linear one a single corner spike flattens the basin to nothing
     fig = plt.figure(figsize=(10, 4.5))
     shown = [s for s in ("train", "ood_test") if s in sets]
-    heights = np.log10(np.clip(plane.loc[plane["set"].isin(shown), "mae"].to_numpy(), 1e-12, None))
-    z_norm = matplotlib.colors.Normalize(heights.min(), heights.max())
+    surfaces = plane[plane["set"].isin(shown)].assign(log_mae=lambda f: np.log10(f["mae"].clip(lower=1e-12)))
+    z_low, z_high = surfaces["log_mae"].min(), surfaces["log_mae"].max()
     for k, set_name in enumerate(shown):
         ax = fig.add_subplot(1, 2, k + 1, projection="3d")
         ax.computed_zorder = False  # draw order, so the trained-weights marker stays visible on the surface
-        subset = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="mae")
+        subset = surfaces[surfaces["set"] == set_name].pivot(index="beta", columns="alpha", values="log_mae")
         a, b = np.meshgrid(subset.columns, subset.index)
-        z = np.log10(np.clip(subset.values, 1e-12, None))
-        ax.plot_surface(a, b, z, cmap="viridis", norm=z_norm, linewidth=0, antialiased=True, alpha=0.9)
+        ax.plot_surface(a, b, subset.values, cmap="viridis", norm=matplotlib.colors.Normalize(z_low, z_high), linewidth=0,
+                        antialiased=True, alpha=0.9)
         at_origin = subset.loc[subset.index[np.argmin(np.abs(subset.index))], subset.columns[np.argmin(np.abs(subset.columns))]]
-        ax.scatter([0], [0], [np.log10(max(at_origin, 1e-12))], color="red", s=25, depthshade=False, label="trained weights")
-        ax.set_zlim(heights.min(), heights.max())
+        ax.scatter([0], [0], [at_origin], color="red", s=25, depthshade=False, label="trained weights")
+        ax.set_zlim(z_low, z_high)
         ax.set_xlabel("α (d1)")
         ax.set_ylabel("β (d2)")
         ax.set_zlabel(f"log10 MAE ({units(target)})")

@@ -381,5 +381,3 @@ def compute_hessian(model_path, graphs_path, materials_path, split_path, out_pat
     write_json(result, out_path)
     return result
 
-
-# ---- flatness metrics -----------------------------------------------------------------------------------
