@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +56,17 @@ def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
     assert (workdir / "logs/data/demo.log").exists() and (workdir / "benchmarks/data/demo.tsv").exists()
     again = snakemake(workdir, "--cores", "2", "data")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # The same dataset copied again (newer date, same bytes; 1.03 MB, above Snakemake's 1 MB default checksum
+    # limit): the profile's larger limit lets snakemake compare checksums instead of re-running the data stage.
+    embedded = Path(source)
+    assert embedded.stat().st_size > 1_000_000
+    stat = embedded.stat()
+    try:
+        os.utime(embedded, (stat.st_atime, time.time() + 60))
+        copied = snakemake(workdir, "-n", "data")
+    finally:
+        os.utime(embedded, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert copied.returncode == 0 and "Nothing to be done" in copied.stdout + copied.stderr, copied.stdout[-2000:]
 
 
 @pytest.mark.slow
