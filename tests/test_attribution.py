@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from matprobe.attribution import (
+    partial_spearman,
     atom_contributions,
     element_embedding_analysis,
     integrated_gradients,
@@ -169,6 +170,22 @@ def test_persistent_homology_of_a_simple_cubic_lattice():
     assert bigger[index] == pytest.approx(2 * descriptor[index])
 
 
+def test_partial_spearman_removes_a_correlation_that_runs_through_the_target():
+    # Metals (gap 0) vs insulators: the descriptor and the error both follow the gap, not each other.
+    rng = np.random.default_rng(0)
+    gap = np.where(rng.random(4000) < 0.4, 0.0, rng.gamma(2.0, 1.0, 4000))
+    descriptor = -gap + rng.normal(0, 0.5, 4000)
+    error = 0.2 * gap + rng.exponential(0.1, 4000)
+    from scipy.stats import spearmanr
+
+    assert spearmanr(descriptor, error).statistic < -0.5
+    assert abs(partial_spearman(descriptor, error, gap)) < 0.05
+    # a descriptor that drives the error directly keeps its correlation with the target held fixed
+    driver = rng.normal(0, 1, 4000)
+    assert partial_spearman(driver, 0.2 * gap + np.exp(driver), gap) > 0.5
+    assert np.isnan(partial_spearman(np.ones(10), np.arange(10.0), np.arange(10.0)))
+
+
 def test_attribution_stage_writes_every_output(small, tiny_model, tmp_path):
     from matprobe.topology import compute_topology
     from matprobe.config import validate_config
@@ -180,6 +197,9 @@ def test_attribution_stage_writes_every_output(small, tiny_model, tmp_path):
                               model_dir / "predictions.parquet", model_dir / "latents.parquet", tmp_path / "ph.parquet", tmp_path / "out", options)
     for name in ("atoms", "elements", "element_pca", "ig_atoms", "ig_elements", "trim", "trim_summary", "topology_correlations"):
         assert not pd.read_parquet(tmp_path / "out" / f"{name}.parquet").empty, name
+    correlations = pd.read_parquet(tmp_path / "out" / "topology_correlations.parquet")
+    assert set(correlations["against"]) == {"abs_error", "latent_distance", "abs_error_given_target"}
+    assert len(summary["topology_top_error_correlations_given_target"]) == 3
     assert summary["contributions"]["completeness_max_abs_residual"] < 1e-4
     assert summary["omitted"] == ["O"] and "O" in summary["element_representation"]["omitted"]
     elements = pd.read_parquet(tmp_path / "out" / "elements.parquet")
