@@ -264,26 +264,24 @@ def trim_summary(trim: pd.DataFrame) -> pd.DataFrame:
 # ---- 5. topology against error ------------------------------------------------------------------------------
 
 
+def partial_correlation(xy: float, xz: float, yz: float) -> float:
+    """Correlation of x and y with z held fixed, from the three pairwise correlations (NaN where undefined)."""
+    denominator = np.sqrt((1 - xz**2) * (1 - yz**2))
+    return float((xy - xz * yz) / denominator) if denominator > 1e-12 else float("nan")
+
+
 def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
     """Spearman correlation of x and y with z held fixed (partial correlation of the ranks).
 
     Band-gap errors grow with the gap and metals (gap 0) differ in structure from insulators, so a descriptor can
     track |error| only through the target; this removes that path."""
-    from scipy.stats import spearmanr
-
-    if min(np.std(x), np.std(y), np.std(z)) == 0:
-        return float("nan")
-    rho = spearmanr(np.column_stack([x, y, z])).statistic
-    xy, xz, yz = rho[0, 1], rho[0, 2], rho[1, 2]
-    denominator = np.sqrt((1 - xz**2) * (1 - yz**2))
-    return float((xy - xz * yz) / denominator) if denominator > 1e-12 else float("nan")
+    rho = pd.DataFrame({"x": x, "y": y, "z": z}).corr(method="spearman")  # NaN for a constant input
+    return partial_correlation(rho.at["x", "y"], rho.at["x", "z"], rho.at["y", "z"])
 
 
 def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: pd.DataFrame, k: int) -> pd.DataFrame:
     """Spearman correlation of each descriptor with |error| and with the latent kNN distance, per test set, and with
     |error| given the DFT target (`abs_error_given_target`, a partial rank correlation)."""
-    from scipy.stats import spearmanr
-
     from matprobe.topology import DESCRIPTORS
 
     train = np.stack(latents.loc[latents["set"] == "train", "latent"].to_numpy())
@@ -295,13 +293,13 @@ def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: 
         latent = latents[latents["set"] == set_name].set_index("id").loc[subset["id"], "latent"]
         distance = knn_distance(np.stack(latent.to_numpy()), train, k)
         merged = subset.assign(abs_error=(subset["y_pred"] - subset["y_true"]).abs().to_numpy(), latent_distance=distance).merge(ph, on="id")
+        # every rank correlation of the set at once; a constant descriptor gives NaN
+        rho = merged[[*DESCRIPTORS, "abs_error", "latent_distance", "y_true"]].corr(method="spearman")
         for descriptor in DESCRIPTORS:
-            values = merged[descriptor].to_numpy()
             for against in ("abs_error", "latent_distance"):
-                rho = spearmanr(values, merged[against]).statistic if np.std(values) > 0 else np.nan
-                rows.append({"set": set_name, "descriptor": descriptor, "against": against, "spearman": float(rho), "n": len(merged)})
-            rho = partial_spearman(values, merged["abs_error"].to_numpy(), merged["y_true"].to_numpy())
-            rows.append({"set": set_name, "descriptor": descriptor, "against": "abs_error_given_target", "spearman": rho, "n": len(merged)})
+                rows.append({"set": set_name, "descriptor": descriptor, "against": against, "spearman": float(rho.at[descriptor, against]), "n": len(merged)})
+            given = partial_correlation(rho.at[descriptor, "abs_error"], rho.at[descriptor, "y_true"], rho.at["abs_error", "y_true"])
+            rows.append({"set": set_name, "descriptor": descriptor, "against": "abs_error_given_target", "spearman": given, "n": len(merged)})
     return pd.DataFrame(rows)
 
 

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from matprobe.attribution import (
-    partial_spearman,
     atom_contributions,
     element_embedding_analysis,
     integrated_gradients,
+    partial_spearman,
     run_attribution,
     trim_attributions,
 )

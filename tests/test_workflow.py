@@ -59,8 +59,8 @@ def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
     # The same dataset copied again (newer date, same bytes; 1.03 MB, above Snakemake's 1 MB default checksum
     # limit): the profile's larger limit lets snakemake compare checksums instead of re-running the data stage.
     embedded = Path(source)
-    assert embedded.stat().st_size > 1_000_000
     stat = embedded.stat()
+    assert stat.st_size > 1_000_000
     try:
         os.utime(embedded, (stat.st_atime, time.time() + 60))
         copied = snakemake(workdir, "-n", "data")
