@@ -115,6 +115,7 @@ def training_curves(history_paths: list, out_png) -> None:
         axes[row, 1].set_title(f"{target}: validation MAE per epoch (best epoch kept)")
         for ax in axes[row]:
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # no epoch 2.5
     axes[0, 0].legend(fontsize=7, ncol=2)
     seeds = frame.groupby(["target", "split", "model"])["seed"].nunique()
     if seeds.max() > 1:
