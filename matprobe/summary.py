@@ -36,8 +36,8 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
         landscape = json.loads((Path(landscape_dir) / "metrics.json").read_text())
         _flatten("landscape", landscape, row)
         attribution = json.loads((Path(attribution_dir) / "summary.json").read_text())
-        not_flattened = ("split", "target", "topology_top_error_correlations", "topology_top_error_correlations_given_target")
-        _flatten("attribution", {k: v for k, v in attribution.items() if k not in not_flattened}, row)
+        # lists (the top topology correlations, the omitted elements) are left out by _flatten itself
+        _flatten("attribution", {k: v for k, v in attribution.items() if k not in ("split", "target")}, row)
         rows.append(row)
     frame = pd.DataFrame(rows)
     write_parquet(frame, out_parquet)
