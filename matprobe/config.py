@@ -60,6 +60,9 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         raise MatprobeError(_one_line(errors[0]))
+    unknown = sorted(set(config.get("analysis_seeds") or []) - set(config.get("seeds", [])))
+    if unknown:
+        raise MatprobeError(f"config: analysis_seeds: {unknown} not among seeds {config.get('seeds')}")
     return config
 
 
@@ -89,6 +92,11 @@ def landscape_sampling_options(config: dict[str, Any]) -> dict[str, Any]:
 
 def landscape_metric_options(config: dict[str, Any]) -> dict[str, Any]:
     return {"flatness": config["landscape"]["flatness"]}
+
+
+def analysis_seeds(config: dict[str, Any]) -> list[int]:
+    """The training seeds whose models get landscapes, attributions and per-model figures."""
+    return config["analysis_seeds"] if config.get("analysis_seeds") is not None else config["seeds"]
 
 
 def gpus_per_job(config: dict[str, Any]) -> int:

@@ -26,18 +26,28 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = value
 
 
+def _files_by_run(dirs: list, filename: str) -> dict:
+    return {tuple(run_key(Path(d) / filename).values()): Path(d) / filename for d in dirs}
+
+
 def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: list, out_parquet, out_csv) -> pd.DataFrame:
+    """One row per trained model: its key, training metrics and, for the models that were analysed (config
+    `analysis_seeds`), landscape and attribution metrics; the others' landscape and attribution columns are empty."""
+    landscapes = _files_by_run(landscape_dirs, "metrics.json")
+    attributions = _files_by_run(attribution_dirs, "summary.json")
     rows = []
-    for model_dir, landscape_dir, attribution_dir in zip(model_dirs, landscape_dirs, attribution_dirs):
+    for model_dir in model_dirs:
         row = run_key(Path(model_dir) / "metrics.json")
+        key = tuple(row.values())
         metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
         row["split_kind"] = "control" if row["split"].endswith("-control") else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
-        landscape = json.loads((Path(landscape_dir) / "metrics.json").read_text())
-        _flatten("landscape", landscape, row)
-        attribution = json.loads((Path(attribution_dir) / "summary.json").read_text())
-        # lists (the top topology correlations, the omitted elements) are left out by _flatten itself
-        _flatten("attribution", {k: v for k, v in attribution.items() if k not in ("split", "target")}, row)
+        if key in landscapes:
+            _flatten("landscape", json.loads(landscapes[key].read_text()), row)
+        if key in attributions:
+            attribution = json.loads(attributions[key].read_text())
+            # lists (the top topology correlations, the omitted elements) are left out by _flatten itself
+            _flatten("attribution", {k: v for k, v in attribution.items() if k not in ("split", "target")}, row)
         rows.append(row)
     frame = pd.DataFrame(rows)
     write_parquet(frame, out_parquet)

@@ -62,4 +62,4 @@ rule attribute_model:
 
 rule attributions:
     input:
-        [f"{d}/summary.json" for d in expand(ATTRIBUTION_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        analysed_runs(ATTRIBUTION_DIR, "summary.json"),

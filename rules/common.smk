@@ -2,7 +2,7 @@
 import importlib.util
 from pathlib import Path
 
-from matprobe.config import gpus_per_job, landscape_metric_options, landscape_sampling_options, model_options_for
+from matprobe.config import analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, model_options_for
 from matprobe.sources import local_inputs, remote_files
 from matprobe.splits import split_names
 from matprobe.graphs import graph_key
@@ -14,6 +14,8 @@ SPLITS = split_names(config["splits"], config["split_options"]["controls"])
 TARGETS = config["targets"]
 MODELS = config["models"]
 SEEDS = config["seeds"]
+# Landscapes, attributions and per-model figures are made for these seeds' models only (all seeds by default).
+ANALYSIS_SEEDS = analysis_seeds(config)
 GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
 MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
 GPU = gpus_per_job(config)
@@ -63,6 +65,11 @@ def remote_file_by_name(filename):
     raise ValueError(f"no configured dataset downloads {filename}")
 
 
-def dataset_runs(wildcards, folder, filename):
+def dataset_runs(wildcards, folder, filename, seeds=SEEDS):
     """One file of every run of a dataset (folder is a MODEL_DIR-like pattern)."""
-    return [f"{d}/{filename}" for d in expand(folder, dataset=wildcards.dataset, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)]
+    return [f"{d}/{filename}" for d in expand(folder, dataset=wildcards.dataset, target=TARGETS, split=SPLITS, model=MODELS, seed=seeds)]
+
+
+def analysed_runs(folder, filename):
+    """One file of every run, of every dataset, whose model is analysed (ANALYSIS_SEEDS)."""
+    return [f"{d}/{filename}" for d in expand(folder, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=ANALYSIS_SEEDS)]

@@ -37,8 +37,8 @@ rule training_figures:
 
 rule landscape_figures:
     input:
-        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json"),
-        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet"),
+        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json", ANALYSIS_SEEDS),
+        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet", ANALYSIS_SEEDS),
         code=FIGURE_CODE,
     output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
@@ -98,8 +98,8 @@ rule model_figures:
 rule summary_table:
     input:
         models=[f"{d}/metrics.json" for d in all_model_dirs()],
-        landscapes=[f"{d}/metrics.json" for d in expand(LANDSCAPE_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
-        attributions=[f"{d}/summary.json" for d in expand(ATTRIBUTION_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        landscapes=analysed_runs(LANDSCAPE_DIR, "metrics.json"),
+        attributions=analysed_runs(ATTRIBUTION_DIR, "summary.json"),
     output:
         parquet="results/summary/runs.parquet",
         csv=report("results/summary/runs.csv", caption="../report/summary.rst", category="1 Headline"),
@@ -165,5 +165,5 @@ rule figures:
         expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
         expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
-        [f"{d}/parity.png" for d in expand(MODEL_FIG_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        analysed_runs(MODEL_FIG_DIR, "parity.png"),
         "results/summary/runs.parquet",

@@ -119,4 +119,4 @@ rule landscape_metrics:
 
 rule landscapes:
     input:
-        [f"{d}/metrics.json" for d in expand(LANDSCAPE_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)],
+        analysed_runs(LANDSCAPE_DIR, "metrics.json"),

@@ -5,7 +5,7 @@ import yaml
 
 from conftest import REPO, copy_workflow
 from matprobe import MatprobeError
-from matprobe.config import load_config, validate_config
+from matprobe.config import analysis_seeds, load_config, validate_config
 
 
 def test_default_config_validates_and_fills_defaults():
@@ -15,6 +15,11 @@ def test_default_config_validates_and_fills_defaults():
     assert config["data"]["min_distance"] == 0.5
     assert config["graph"]["max_neighbors"] == 12
     assert config["split_options"]["controls"] is True
+
+
+def test_analysis_seeds_default_to_every_training_seed():
+    assert analysis_seeds(validate_config({"seeds": [0, 1, 2]})) == [0, 1, 2]
+    assert analysis_seeds(validate_config({"seeds": [0, 1, 2], "analysis_seeds": [1]})) == [1]
 
 
 def test_empty_config_gets_the_embedded_demo():
@@ -38,6 +43,7 @@ def test_shipped_configs_validate(name):
         ({"datasets": {"x": {"source": "ftp"}}}, "datasets.x.source"),
         ({"splits": [{"omit": 26}]}, "splits.0.omit"),
         ({"data": {"retries": 0}}, "data.retries"),
+        ({"seeds": [0, 1], "analysis_seeds": [2]}, "analysis_seeds: [2] not among seeds [0, 1]"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(config, expected):

@@ -1,10 +1,11 @@
-"""The headline table: medians and ranges over seeds, from training metrics alone."""
+"""The headline table (medians and ranges over seeds, from training metrics alone) and the per-run summary."""
 
 import json
 
+import pandas as pd
 import pytest
 
-from matprobe.summary import headline_table, run_key
+from matprobe.summary import headline_table, run_key, summarise_runs
 
 
 def _write_metrics(root, split, seed, id_mae, ood_mae):
@@ -51,3 +52,21 @@ def test_worst_predictions_ranks_the_largest_errors_per_set(tmp_path):
     assert list(table.loc[table["set"] == "ood_test", "reduced_formula"]) == ["X6", "X7"]
     assert (table["split"] == "omit-O").all() and (table["seed"] == 2).all()
     assert pd.read_csv(tmp_path / "worst.csv").shape == table.shape
+
+
+def test_summary_has_a_row_per_trained_model_and_probe_metrics_where_analysed(tmp_path):
+    models = [_write_metrics(tmp_path, "omit-O", seed, 0.1, 1.0).parent for seed in (0, 1)]
+    analysed = {}
+    for stage, filename, content in (("landscape", "metrics.json", {"train": {"sharpness": 0.5}}),
+                                     ("attribution", "summary.json", {"split": "omit-O", "target": "t", "omitted": ["O"],
+                                                                      "contributions": {"mean": -1.2}})):
+        path = tmp_path / "results" / stage / "set/formation_energy_per_atom/omit-O/cgcnn/seed1" / filename
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(content))
+        analysed[stage] = [path.parent]
+    runs = summarise_runs(models, analysed["landscape"], analysed["attribution"], tmp_path / "runs.parquet", tmp_path / "runs.csv")
+    runs = runs.set_index("seed")
+    assert list(runs.index) == [0, 1] and (runs["train.ood_test.mae"] == 1.0).all()
+    assert runs.loc[1, "landscape.train.sharpness"] == 0.5 and runs.loc[1, "attribution.contributions.mean"] == -1.2
+    assert pd.isna(runs.loc[0, "landscape.train.sharpness"]) and pd.isna(runs.loc[0, "attribution.contributions.mean"])
+    assert "attribution.split" not in runs and "attribution.omitted" not in runs
