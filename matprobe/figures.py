@@ -296,6 +296,12 @@ def _periodic_position(z: int, group: int, period: int) -> tuple[int, int]:
     return period, group
 
 
+def _luminance(rgba) -> float:
+    """Relative luminance (ITU-R BT.709 weights on sRGB) of a matplotlib colour."""
+    red, green, blue = matplotlib.colors.to_rgb(rgba)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
 def periodic_table(values: dict[str, float], omitted: list[str], title: str, colorbar_label: str, ax, cmap="vlag", center=0.0):
     props = element_properties()
     finite = [v for v in values.values() if np.isfinite(v)]
@@ -315,10 +321,12 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
         value = values.get(row["symbol"], np.nan)
         face = colormap(norm(value)) if np.isfinite(value) else (0.92, 0.92, 0.92)
         ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, facecolor=face, edgecolor="0.6", lw=0.4))
-        ax.text(c - 0.02, r, row["symbol"], ha="center", va="center", fontsize=6.5)
+        # white symbols on dark cells (the far end of a sequential map), so that every symbol stays legible
+        ink = "white" if _luminance(face) < 0.4 else "black"
+        ax.text(c - 0.02, r, row["symbol"], ha="center", va="center", fontsize=6.5, color=ink)
         if row["symbol"] in omitted:
             ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, fill=False, edgecolor="black", lw=2.2))
-            ax.text(c + 0.35, r - 0.32, "×", fontsize=7, color="black")
+            ax.text(c + 0.35, r - 0.32, "×", fontsize=7, color=ink)
     ax.set_xlim(0.4, 18.6)
     ax.set_ylim(9.6, 0.4)
     ax.set_aspect("equal")
