@@ -174,8 +174,11 @@ def landscapes_1d(grid_paths: list, out_png) -> None:
         ax.set_title(label, fontsize=7)
         ax.set_xlabel("step along d1 (filter-normalised units)", fontsize=7)
         target = label.split(" | ")[0]
-        ax.set_ylabel(f"MAE ({units(target)})", fontsize=7)
-        ax.tick_params(labelsize=7)
+        # log scale: the edges of the line reach 10-1000x the loss at the trained weights, and would flatten the basin
+        ax.set_yscale("log")
+        ax.set_ylabel(f"MAE ({units(target)}, log scale)", fontsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.tick_params(which="both", labelsize=7)  # a line spanning less than a decade gets labelled minor ticks
     for ax in axes.ravel()[len(labels):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
