@@ -26,8 +26,12 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = value
 
 
+def _run_id(key: dict) -> tuple:
+    return tuple(key[name] for name in ("dataset", "target", "split", "model", "seed"))
+
+
 def _files_by_run(dirs: list, filename: str) -> dict:
-    return {tuple(run_key(Path(d) / filename).values()): Path(d) / filename for d in dirs}
+    return {_run_id(run_key(Path(d) / filename)): Path(d) / filename for d in dirs}
 
 
 def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: list, out_parquet, out_csv) -> pd.DataFrame:
@@ -38,7 +42,7 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
     rows = []
     for model_dir in model_dirs:
         row = run_key(Path(model_dir) / "metrics.json")
-        key = tuple(row.values())
+        key = _run_id(row)
         metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
         row["split_kind"] = "control" if row["split"].endswith("-control") else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
