@@ -95,7 +95,7 @@ def landscape_metric_options(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def analysis_seeds(config: dict[str, Any]) -> list[int]:
-    """The training seeds whose models get landscapes, attributions and per-model figures."""
+    """The training seeds whose models get landscapes, attributions and the figures made of them (parity plots: every model)."""
     return config["analysis_seeds"] if config.get("analysis_seeds") is not None else config["seeds"]
 
 

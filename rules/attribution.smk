@@ -62,4 +62,4 @@ rule attribute_model:
 
 rule attributions:
     input:
-        analysed_runs(ATTRIBUTION_DIR, "summary.json"),
+        run_files(ATTRIBUTION_DIR, "summary.json", seeds=ANALYSIS_SEEDS),

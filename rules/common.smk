@@ -14,7 +14,8 @@ SPLITS = split_names(config["splits"], config["split_options"]["controls"])
 TARGETS = config["targets"]
 MODELS = config["models"]
 SEEDS = config["seeds"]
-# Landscapes, attributions and per-model figures are made for these seeds' models only (all seeds by default).
+# Landscapes, attributions and the figures made of them are made for these seeds' models only (all seeds by default);
+# every trained model gets its parity plot.
 ANALYSIS_SEEDS = analysis_seeds(config)
 GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
 MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
@@ -34,9 +35,10 @@ def by_attempt(minutes):
     return lambda wildcards, attempt: int(minutes * attempt)
 
 
-def all_model_dirs():
-    """One folder per (dataset, target, split, model, seed) combination in the config."""
-    return expand(MODEL_DIR, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=SEEDS)
+def run_files(folder, filename, datasets=DATASETS, seeds=SEEDS):
+    """One file of every run (dataset, target, split, model, seed) in the config; folder is a MODEL_DIR-like pattern."""
+    runs = expand(folder, dataset=datasets, target=TARGETS, split=SPLITS, model=MODELS, seed=seeds)
+    return [f"{run}/{filename}" for run in runs]
 
 
 wildcard_constraints:
@@ -63,13 +65,3 @@ def remote_file_by_name(filename):
             if remote.filename == filename:
                 return remote
     raise ValueError(f"no configured dataset downloads {filename}")
-
-
-def dataset_runs(wildcards, folder, filename, seeds=SEEDS):
-    """One file of every run of a dataset (folder is a MODEL_DIR-like pattern)."""
-    return [f"{d}/{filename}" for d in expand(folder, dataset=wildcards.dataset, target=TARGETS, split=SPLITS, model=MODELS, seed=seeds)]
-
-
-def analysed_runs(folder, filename):
-    """One file of every run, of every dataset, whose model is analysed (ANALYSIS_SEEDS)."""
-    return [f"{d}/{filename}" for d in expand(folder, dataset=DATASETS, target=TARGETS, split=SPLITS, model=MODELS, seed=ANALYSIS_SEEDS)]

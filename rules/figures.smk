@@ -7,6 +7,7 @@ MODEL_FIG_DIR = "results/figures/{dataset}/{target}/{split}/{model}/seed{seed}"
 localrules:
     training_figures,
     landscape_figures,
+    parity_figure,
     model_figures,
     summary_table,
     headline_table,
@@ -15,8 +16,8 @@ localrules:
 
 rule training_figures:
     input:
-        metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
-        histories=lambda w: dataset_runs(w, MODEL_DIR, "history.parquet"),
+        metrics=lambda w: run_files(MODEL_DIR, "metrics.json", [w.dataset]),
+        histories=lambda w: run_files(MODEL_DIR, "history.parquet", [w.dataset]),
         code=FIGURE_CODE,
     output:
         headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
@@ -37,8 +38,8 @@ rule training_figures:
 
 rule landscape_figures:
     input:
-        flatness=lambda w: dataset_runs(w, LANDSCAPE_DIR, "metrics.json", ANALYSIS_SEEDS),
-        grids=lambda w: dataset_runs(w, LANDSCAPE_DIR, "grid.parquet", ANALYSIS_SEEDS),
+        flatness=lambda w: run_files(LANDSCAPE_DIR, "metrics.json", [w.dataset], ANALYSIS_SEEDS),
+        grids=lambda w: run_files(LANDSCAPE_DIR, "grid.parquet", [w.dataset], ANALYSIS_SEEDS),
         code=FIGURE_CODE,
     output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
@@ -57,6 +58,26 @@ rule landscape_figures:
         "../workflow_scripts/landscape_figures.py"
 
 
+# Every trained model gets its parity plot; the probe figures below need its landscape and attribution.
+rule parity_figure:
+    input:
+        predictions=f"{MODEL_DIR}/predictions.parquet",
+        code=FIGURE_CODE,
+    output:
+        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory="{target} {split} {model} seed{seed}"),
+        pdf=f"{MODEL_FIG_DIR}/parity.pdf",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(10),
+    log:
+        f"logs/{MODEL_FIG_DIR}/parity.log",
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/parity_figure.py"
+
+
 rule model_figures:
     input:
         predictions=f"{MODEL_DIR}/predictions.parquet",
@@ -71,7 +92,6 @@ rule model_figures:
         materials="results/data/{dataset}/materials.parquet",
         code=FIGURE_CODE,
     output:
-        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory="{target} {split} {model} seed{seed}"),
         landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
         landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
         hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
@@ -80,7 +100,7 @@ rule model_figures:
         element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
         trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
         topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("parity", "landscape_2d", "landscape_3d", "hessian_density", "periodic_tables", "structures", "element_map", "trim", "topology")],
+        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("landscape_2d", "landscape_3d", "hessian_density", "periodic_tables", "structures", "element_map", "trim", "topology")],
     params:
         radius=config["topology"]["radius"],
     threads: 1
@@ -97,9 +117,9 @@ rule model_figures:
 
 rule summary_table:
     input:
-        models=[f"{d}/metrics.json" for d in all_model_dirs()],
-        landscapes=analysed_runs(LANDSCAPE_DIR, "metrics.json"),
-        attributions=analysed_runs(ATTRIBUTION_DIR, "summary.json"),
+        models=run_files(MODEL_DIR, "metrics.json"),
+        landscapes=run_files(LANDSCAPE_DIR, "metrics.json", seeds=ANALYSIS_SEEDS),
+        attributions=run_files(ATTRIBUTION_DIR, "summary.json", seeds=ANALYSIS_SEEDS),
     output:
         parquet="results/summary/runs.parquet",
         csv=report("results/summary/runs.csv", caption="../report/summary.rst", category="1 Headline"),
@@ -117,7 +137,7 @@ rule summary_table:
 
 rule headline_table:
     input:
-        metrics=lambda w: dataset_runs(w, MODEL_DIR, "metrics.json"),
+        metrics=lambda w: run_files(MODEL_DIR, "metrics.json", [w.dataset]),
     output:
         csv="results/summary/{dataset}/headline.csv",
         markdown="results/summary/{dataset}/headline.md",
@@ -135,7 +155,7 @@ rule headline_table:
 
 rule worst_predictions:
     input:
-        predictions=lambda w: dataset_runs(w, MODEL_DIR, "predictions.parquet"),
+        predictions=lambda w: run_files(MODEL_DIR, "predictions.parquet", [w.dataset]),
         materials="results/data/{dataset}/materials.parquet",
     output:
         report("results/summary/{dataset}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
@@ -165,5 +185,6 @@ rule figures:
         expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
         expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
-        analysed_runs(MODEL_FIG_DIR, "parity.png"),
+        run_files(MODEL_FIG_DIR, "parity.png"),
+        run_files(MODEL_FIG_DIR, "landscape_2d.png", seeds=ANALYSIS_SEEDS),
         "results/summary/runs.parquet",

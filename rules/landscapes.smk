@@ -119,4 +119,4 @@ rule landscape_metrics:
 
 rule landscapes:
     input:
-        analysed_runs(LANDSCAPE_DIR, "metrics.json"),
+        run_files(LANDSCAPE_DIR, "metrics.json", seeds=ANALYSIS_SEEDS),

@@ -32,4 +32,4 @@ rule train_model:
 
 rule train:
     input:
-        [f"{directory}/metrics.json" for directory in all_model_dirs()],
+        run_files(MODEL_DIR, "metrics.json"),

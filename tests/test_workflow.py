@@ -44,16 +44,21 @@ def test_headline_needs_training_alone(workdir):
     assert not {"landscape_directions", "landscape_chunk", "landscape_hessian", "attribute_model", "topology"} & planned
 
 
-def test_analysis_seeds_limit_landscapes_and_attributions_not_training(workdir):
+def test_analysis_seeds_limit_landscapes_and_attributions_not_training_or_parity(workdir):
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     config.update(seeds=[0, 1, 2], analysis_seeds=[1])
     (workdir / "two_of_three.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "-n", "--configfile", "two_of_three.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    planned = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.strip().startswith("output: ")]
+    planned = [out for line in result.stdout.splitlines() if line.strip().startswith("output: ")
+               for out in line.split(": ", 1)[1].split(", ")]
     trained = [out for out in planned if "/model.pt" in out]
-    probed = [out for out in planned if "results/landscape/" in out or "results/attribution/" in out or "results/figures/demo/" in out]
-    assert {f"seed{s}" for out in trained for s in range(3) if f"/seed{s}/" in out} == {"seed0", "seed1", "seed2"}
+    parity = [out for out in planned if "/parity." in out]
+    probed = [out for out in planned if "results/landscape/" in out or "results/attribution/" in out
+              or ("results/figures/demo/" in out and out not in parity)]
+    every_seed = {"seed0", "seed1", "seed2"}
+    assert {f"seed{s}" for out in trained for s in range(3) if f"/seed{s}/" in out} == every_seed
+    assert {f"seed{s}" for out in parity for s in range(3) if f"/seed{s}/" in out} == every_seed
     assert probed and all("/seed" not in out or "/seed1/" in out for out in probed)
     assert any("/seed1/" in out for out in probed if "results/landscape/" in out)
     assert any("/seed1/" in out for out in probed if "results/attribution/" in out)

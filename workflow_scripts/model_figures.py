@@ -9,7 +9,6 @@ i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
 def make_all():
     split = json.loads(open(i.split).read())
     omitted = split["omitted_elements"]
-    figures.parity(i.predictions, target, o.parity)
     figures.landscape_2d(i.grid, target, o.landscape_2d, o.landscape_3d)
     figures.hessian_density(i.hessian, o.hessian)
     figures.periodic_tables(i.elements, i.predictions, omitted, target, o.periodic)
