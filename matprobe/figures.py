@@ -141,11 +141,11 @@ def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
     fig, ax = plt.subplots(figsize=(13, 0.28 * len(shown) + 1.2))
     ax.axis("off")
-    table = ax.table(cellText=shown.values, colLabels=shown.columns, loc="center", cellLoc="center")
+    # The table fills the axes (bbox), so its height follows the figure's and no blank band opens under the title.
+    table = ax.table(cellText=shown.values, colLabels=shown.columns, bbox=[0, 0, 1, 1], cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     table.auto_set_column_width(list(range(len(shown.columns))))  # long target names stay inside their cells
-    table.scale(1, 1.2)
     ax.set_title("Flatness metrics per model and set (L0: loss at the trained weights, standardised MAE; "
                  "radii and offsets in direction units; eigenvalues and trace of the Hessian)", fontsize=9)
     save(fig, out_png)
