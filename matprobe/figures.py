@@ -211,8 +211,9 @@ def parity(predictions_path, target: str, out_png) -> None:
             ax.scatter(subset["y_true"], subset["y_pred"], s=8, alpha=0.6, color=colors[set_name], label=label, edgecolors="none",
                        zorder=2)
     ax.plot([low, high], [low, high], color="0.3", lw=1, ls="--")
-    ax.set_xlabel(f"DFT {target} ({units(target)})")
-    ax.set_ylabel(f"predicted {target} ({units(target)})")
+    name = target.replace("_", " ")
+    ax.set_xlabel(f"DFT {name} ({units(target)})")
+    ax.set_ylabel(f"predicted {name} ({units(target)})")
     ax.set_title("Parity: in-distribution and held-out test crystals")
     ax.legend(fontsize=8)
     errors = frame.assign(error=frame["y_pred"] - frame["y_true"], set=frame["set"].map(SET_LABELS))
