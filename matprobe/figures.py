@@ -134,11 +134,15 @@ def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
                 rows.append({"target": key["target"], "split": key["split"], "model": key["model"], "seed": key["seed"], "set": SET_LABELS[set_name],
                              "L0": entry["loss_at_origin"], "eps-sharp": entry["epsilon_sharpness"], "flat r (1D)": entry["flat_radius_1d"],
                              "min offset": entry["grid_minimum_offset"], "top eig": entry.get("top_eigenvalue", np.nan), "trace": entry.get("trace", np.nan),
+                             "trace sd": entry.get("trace_std", np.nan),
                              "ID/OOD basin div": metrics.get("divergence_id_test_ood_test", np.nan) if set_name == "ood_test" else np.nan})
     frame = pd.DataFrame(rows)
-    shown = frame.copy()
+    shown = frame.drop(columns="trace sd")
     for column in ["L0", "eps-sharp", "flat r (1D)", "min offset", "top eig", "trace", "ID/OOD basin div"]:
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    # A Hutchinson trace from a few probe vectors is noisy and can be negative where the Hessian is indefinite:
+    # its spread over the estimator's runs is shown beside it.
+    shown["trace"] = [text if pd.isna(sd) else f"{text} ± {sd:.2g}" for text, sd in zip(shown["trace"], frame["trace sd"])]
     fig, ax = plt.subplots(figsize=(13, 0.28 * len(shown) + 1.2))
     ax.axis("off")
     # The table fills the axes (bbox), so its height follows the figure's and no blank band opens under the title.
@@ -147,7 +151,7 @@ def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
     table.set_fontsize(7)
     table.auto_set_column_width(list(range(len(shown.columns))))  # long target names stay inside their cells
     ax.set_title("Flatness metrics per model and set (L0: loss at the trained weights, standardised MAE; "
-                 "radii and offsets in direction units; eigenvalues and trace of the Hessian)", fontsize=9)
+                 "radii and offsets in direction units; eigenvalues and trace of the Hessian, trace ± sd over runs)", fontsize=9)
     save(fig, out_png)
     return frame
 
