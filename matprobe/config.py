@@ -51,11 +51,46 @@ def _one_line(error: jsonschema.ValidationError) -> str:
     return f"config: {_key_path(error)}: {message}"
 
 
+def _all_errors(errors):
+    for error in errors:
+        yield error
+        yield from _all_errors(error.context or [])
+
+
+def _coerce_command_line_strings(config: dict[str, Any], validator) -> None:
+    """Read as YAML the strings that stand where the schema wants something else.
+
+    Snakemake's `--config seeds=[0]` hands over ['0']: it parses values with YAML's BaseLoader, which keeps every
+    scalar a string. A string is replaced only where its YAML reading is what the failing part of the schema allows.
+    """
+    for _ in range(10):  # a coerced value can hold strings of its own ('{epochs: 5}' -> {'epochs': 5})
+        changed = False
+        for error in _all_errors(validator.iter_errors(config)):
+            if not isinstance(error.instance, str) or not error.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
+                continue
+            *parents, last = error.absolute_path
+            holder = config
+            for part in parents:
+                holder = holder[part]
+            if holder[last] == error.instance:
+                holder[last] = value
+                changed = True
+        if not changed:
+            return
+
+
 def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PATH) -> dict[str, Any]:
     """Validate `config` in place, fill in defaults and return it; raise MatprobeError with one line."""
     with open(schema_path) as fh:
         schema = yaml.safe_load(fh)
     validator = _DefaultFillingValidator(schema)
+    _coerce_command_line_strings(config, validator)
     # Defaults are filled while validating; sort errors so the shallowest, most specific comes first.
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:

@@ -22,6 +22,18 @@ def test_analysis_seeds_default_to_every_training_seed():
     assert analysis_seeds(validate_config({"seeds": [0, 1, 2], "analysis_seeds": [1]})) == [1]
 
 
+def test_strings_from_the_snakemake_command_line_are_read_as_yaml_where_the_schema_wants_numbers():
+    # `--config seeds=[0] training="{epochs: 5}" gpu=false` arrives as below: every scalar a string
+    config = validate_config({"seeds": ["0", "1"], "analysis_seeds": ["1"], "training": {"epochs": "5"}, "gpu": "false",
+                              "landscape": {"hessian": {"seeds": "2"}}, "graph": {"cutoff": "6.5"}})
+    assert config["seeds"] == [0, 1] and config["analysis_seeds"] == [1]
+    assert config["training"]["epochs"] == 5 and config["gpu"] is False
+    assert config["landscape"]["hessian"]["seeds"] == 2 and config["graph"]["cutoff"] == 6.5
+    assert validate_config({"splits": [{"omit": "O"}]})["splits"] == [{"omit": "O"}]  # strings where strings belong stay
+    with pytest.raises(MatprobeError, match="seeds.0"):
+        validate_config({"seeds": ["zero"]})
+
+
 def test_empty_config_gets_the_embedded_demo():
     config = validate_config({})
     assert config["datasets"]["demo"]["source"] == "embedded"

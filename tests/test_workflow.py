@@ -44,11 +44,15 @@ def test_headline_needs_training_alone(workdir):
     assert not {"landscape_directions", "landscape_chunk", "landscape_hessian", "attribute_model", "topology"} & planned
 
 
-def test_analysis_seeds_limit_landscapes_and_attributions_not_training_or_parity(workdir):
-    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
-    config.update(seeds=[0, 1, 2], analysis_seeds=[1])
-    (workdir / "two_of_three.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(workdir, "-n", "--configfile", "two_of_three.yaml")
+@pytest.mark.parametrize("given_as", ["configfile", "command line"])
+def test_analysis_seeds_limit_landscapes_and_attributions_not_training_or_parity(workdir, given_as):
+    if given_as == "configfile":
+        config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+        config.update(seeds=[0, 1, 2], analysis_seeds=[1])
+        (workdir / "two_of_three.yaml").write_text(yaml.safe_dump(config))
+        result = snakemake(workdir, "-n", "--configfile", "two_of_three.yaml")
+    else:  # Snakemake hands these over as ['0', '1', '2'] and ['1']; the config validation reads them as numbers
+        result = snakemake(workdir, "-n", "--config", "seeds=[0, 1, 2]", "analysis_seeds=[1]")
     assert result.returncode == 0, result.stderr[-3000:]
     planned = [out for line in result.stdout.splitlines() if line.strip().startswith("output: ")
                for out in line.split(": ", 1)[1].split(", ")]
