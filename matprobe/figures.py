@@ -33,6 +33,11 @@ def units(target: str) -> str:
     return UNITS.get(target, "target units")
 
 
+def target_name(target: str) -> str:
+    """'band gap' for the column band_gap: a figure's words, not a table's."""
+    return target.replace("_", " ")
+
+
 def set_colors() -> dict[str, tuple]:
     colors = sns.color_palette(PALETTE, 4)
     return dict(zip(SET_ORDER, colors))
@@ -89,7 +94,7 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
         ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 3, 5)))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.tick_params(axis="y", which="minor", labelsize=8)
-        ax.set_title(f"{target}: error on in-distribution vs held-out chemistry ({spread})")
+        ax.set_title(f"{target_name(target)}: error on in-distribution vs held-out chemistry ({spread})")
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     save(fig, out_png)
@@ -109,10 +114,10 @@ def training_curves(history_paths: list, out_png) -> None:
         sns.lineplot(data=subset, x="epoch", y="train_loss", hue="split", style="model", palette=PALETTE, ax=axes[row, 0], errorbar=None,
                      legend=row == 0)
         axes[row, 0].set_ylabel("train loss (MAE of standardised target, unitless)")
-        axes[row, 0].set_title(f"{target}: training loss per epoch")
+        axes[row, 0].set_title(f"{target_name(target)}: training loss per epoch")
         sns.lineplot(data=subset, x="epoch", y="val_mae", hue="split", style="model", palette=PALETTE, ax=axes[row, 1], errorbar=None, legend=False)
         axes[row, 1].set_ylabel(f"validation MAE ({units(target)})")
-        axes[row, 1].set_title(f"{target}: validation MAE per epoch (best epoch kept)")
+        axes[row, 1].set_title(f"{target_name(target)}: validation MAE per epoch (best epoch kept)")
         for ax in axes[row]:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # no epoch 2.5
@@ -175,9 +180,9 @@ def landscapes_1d(grid_paths: list, out_png) -> None:
             line = subset[subset["set"] == set_name].sort_values("alpha")
             if len(line):
                 ax.plot(line["alpha"], line["mae"], color=colors[set_name], label=SET_LABELS[set_name])
-        ax.set_title(label, fontsize=7)
-        ax.set_xlabel("step along d1 (filter-normalised units)", fontsize=7)
         target = label.split(" | ")[0]
+        ax.set_title(label.replace(target, target_name(target), 1), fontsize=7)
+        ax.set_xlabel("step along d1 (filter-normalised units)", fontsize=7)
         # log scale: the edges of the line reach 10-1000x the loss at the trained weights, and would flatten the basin
         ax.set_yscale("log")
         ax.set_ylabel(f"MAE ({units(target)}, log scale)", fontsize=7)
@@ -215,7 +220,7 @@ def parity(predictions_path, target: str, out_png) -> None:
             ax.scatter(subset["y_true"], subset["y_pred"], s=8, alpha=0.6, color=colors[set_name], label=label, edgecolors="none",
                        zorder=2)
     ax.plot([low, high], [low, high], color="0.3", lw=1, ls="--")
-    name = target.replace("_", " ")
+    name = target_name(target)
     ax.set_xlabel(f"DFT {name} ({units(target)})")
     ax.set_ylabel(f"predicted {name} ({units(target)})")
     ax.set_title("Parity: in-distribution and held-out test crystals")
