@@ -33,6 +33,11 @@ def units(target: str) -> str:
     return UNITS.get(target, "target units")
 
 
+def split_order(splits) -> list[str]:
+    """Each omission followed by its control (omit-Fe, omit-Fe-control, omit-O, ...), then the rest."""
+    return sorted(set(splits), key=lambda split: (split.removesuffix("-control"), split.endswith("-control")))
+
+
 def target_name(target: str) -> str:
     """'band gap' for the column band_gap: a figure's words, not a table's."""
     return target.replace("_", " ")
@@ -108,14 +113,15 @@ def training_curves(history_paths: list, out_png) -> None:
         frames.append(history.assign(**run_key(path)))
     frame = pd.concat(frames, ignore_index=True)
     targets = sorted(frame["target"].unique())
+    # one colour per split in every panel, each omission beside its control
+    order = {"hue": "split", "hue_order": split_order(frame["split"]), "style": "model", "style_order": sorted(frame["model"].unique())}
     fig, axes = plt.subplots(len(targets), 2, figsize=(12, 3.8 * len(targets)), squeeze=False)
     for row, target in enumerate(targets):
         subset = frame[frame["target"] == target]
-        sns.lineplot(data=subset, x="epoch", y="train_loss", hue="split", style="model", palette=PALETTE, ax=axes[row, 0], errorbar=None,
-                     legend=row == 0)
+        sns.lineplot(data=subset, x="epoch", y="train_loss", **order, palette=PALETTE, ax=axes[row, 0], errorbar=None, legend=row == 0)
         axes[row, 0].set_ylabel("train loss (MAE of standardised target, unitless)")
         axes[row, 0].set_title(f"{target_name(target)}: training loss per epoch")
-        sns.lineplot(data=subset, x="epoch", y="val_mae", hue="split", style="model", palette=PALETTE, ax=axes[row, 1], errorbar=None, legend=False)
+        sns.lineplot(data=subset, x="epoch", y="val_mae", **order, palette=PALETTE, ax=axes[row, 1], errorbar=None, legend=False)
         axes[row, 1].set_ylabel(f"validation MAE ({units(target)})")
         axes[row, 1].set_title(f"{target_name(target)}: validation MAE per epoch (best epoch kept)")
         for ax in axes[row]:

@@ -1,0 +1,36 @@
+import matplotlib
+import pandas as pd
+
+from matprobe import figures
+
+matplotlib.use("Agg")
+
+
+def _history(root, target, split, loss):
+    path = root / "mp36k" / target / split / "cgcnn" / "seed0" / "history.parquet"
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [loss] * 3, "val_mae": [loss] * 3}).to_parquet(path)
+    return path
+
+
+def test_training_curves_give_a_split_one_colour_in_every_panel(tmp_path, monkeypatch):
+    # the band-gap histories list omit-O first, the formation-energy ones omit-Fe first: colours must not follow that
+    losses = {"omit-Fe": 1.0, "omit-Fe-control": 2.0, "omit-O": 3.0, "omit-O-control": 4.0}
+    paths = [_history(tmp_path, "band_gap", split, losses[split]) for split in ("omit-O", "omit-O-control", "omit-Fe", "omit-Fe-control")]
+    paths += [_history(tmp_path, "formation_energy_per_atom", split, losses[split]) for split in losses]
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig))
+    figures.training_curves(paths, tmp_path / "curves.png")
+    (fig,) = drawn
+    colour_of_loss = [{line.get_ydata()[0]: matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines() if len(line.get_ydata()) == 3}
+                      for ax in fig.axes]
+    assert all(set(panel) == set(losses.values()) for panel in colour_of_loss)
+    assert all(panel == colour_of_loss[0] for panel in colour_of_loss)
+    assert len(set(colour_of_loss[0].values())) == 4
+    assert [text.get_text() for text in fig.axes[0].get_legend().get_texts()][1:5] == list(losses)  # omission, then its control
+    assert fig.axes[0].get_title().startswith("band gap:")
+
+
+def test_split_order_puts_each_control_after_its_omission():
+    assert figures.split_order(["random", "omit-O-control", "omit-Fe", "omit-O", "omit-Fe-control"]) == [
+        "omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control", "random"]
