@@ -19,6 +19,7 @@ import seaborn as sns  # noqa: E402
 
 from matprobe.features import element_properties  # noqa: E402
 from matprobe.io import atomic_path  # noqa: E402
+from matprobe.splits import CONTROL_SUFFIX  # noqa: E402
 from matprobe.summary import run_key  # noqa: E402
 
 log = logging.getLogger("matprobe.figures")
@@ -33,9 +34,18 @@ def units(target: str) -> str:
     return UNITS.get(target, "target units")
 
 
+def _omission(split: str) -> str:
+    """The omission a split belongs to: omit-Fe for omit-Fe and for its control omit-Fe-control."""
+    return split.removesuffix(CONTROL_SUFFIX)
+
+
+def _is_control(split: str) -> bool:
+    return split.endswith(CONTROL_SUFFIX)
+
+
 def split_order(splits) -> list[str]:
     """Each omission followed by its control (omit-Fe, omit-Fe-control, omit-O, ...), then the rest."""
-    return sorted(set(splits), key=lambda split: (split.removesuffix("-control"), split.endswith("-control")))
+    return sorted(set(splits), key=lambda split: (_omission(split), _is_control(split)))
 
 
 def target_name(target: str) -> str:
@@ -85,7 +95,7 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
         subset = frame[frame["target"] == target].copy()
         subset["split / model"] = subset["split"] + "\n" + subset["model"]
         # per held-out element and model: the omission, then its control
-        pairs = sorted(set(zip(subset["split"], subset["model"])), key=lambda p: (p[0].removesuffix("-control"), p[1], p[0].endswith("-control")))
+        pairs = sorted(set(zip(subset["split"], subset["model"])), key=lambda p: (_omission(p[0]), p[1], _is_control(p[0])))
         order = [f"{split}\n{model}" for split, model in pairs]
         sns.pointplot(data=subset, x="split / model", y="mae", hue="set", order=order, hue_order=["ID test", "OOD test"],
                       palette=[set_colors()["id_test"], set_colors()["ood_test"]], dodge=0.3, linestyles="none",
@@ -174,27 +184,24 @@ def landscapes_1d(grid_paths: list, out_png) -> None:
         grid = pd.read_parquet(path)
         frames.append(grid[grid["grid"] == "1d"].assign(**run_key(path)))
     frame = pd.concat(frames, ignore_index=True)
-    frame["label"] = frame["target"] + " | " + frame["split"] + " | " + frame["model"] + " | seed " + frame["seed"].astype(str)
-    labels = sorted(frame["label"].unique())
-    columns = min(4, len(labels))
-    rows = int(np.ceil(len(labels) / columns))
+    runs = list(frame.groupby(["target", "split", "model", "seed"], sort=True))
+    columns = min(4, len(runs))
+    rows = int(np.ceil(len(runs) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False, sharex=True)
     colors = set_colors()
-    for ax, label in zip(axes.ravel(), labels):
-        subset = frame[frame["label"] == label]
+    for ax, ((target, split, model, seed), subset) in zip(axes.ravel(), runs):
         for set_name in SET_ORDER:
             line = subset[subset["set"] == set_name].sort_values("alpha")
             if len(line):
                 ax.plot(line["alpha"], line["mae"], color=colors[set_name], label=SET_LABELS[set_name])
-        target = label.split(" | ")[0]
-        ax.set_title(label.replace(target, target_name(target), 1), fontsize=7)
+        ax.set_title(f"{target_name(target)} | {split} | {model} | seed {seed}", fontsize=7)
         ax.set_xlabel("step along d1 (filter-normalised units)", fontsize=7)
         # log scale: the edges of the line reach 10-1000x the loss at the trained weights, and would flatten the basin
         ax.set_yscale("log")
         ax.set_ylabel(f"MAE ({units(target)}, log scale)", fontsize=7)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
         ax.tick_params(which="both", labelsize=7)  # a line spanning less than a decade gets labelled minor ticks
-    for ax in axes.ravel()[len(labels):]:
+    for ax in axes.ravel()[len(runs):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("1D loss landscapes: MAE along one random direction from the trained weights (α = 0)", fontsize=10)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
+from matprobe.splits import CONTROL_SUFFIX
 
 
 def run_key(path) -> dict:
@@ -44,7 +45,7 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
         row = run_key(Path(model_dir) / "metrics.json")
         key = _run_id(row)
         metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
-        row["split_kind"] = "control" if row["split"].endswith("-control") else ("random" if row["split"] == "random" else "omission")
+        row["split_kind"] = "control" if row["split"].endswith(CONTROL_SUFFIX) else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
         if key in landscapes:
             _flatten("landscape", json.loads(landscapes[key].read_text()), row)
