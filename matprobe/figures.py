@@ -54,8 +54,9 @@ def target_name(target: str) -> str:
 
 
 def set_colors() -> dict[str, tuple]:
-    colors = sns.color_palette(PALETTE, 4)
-    return dict(zip(SET_ORDER, colors))
+    # blue, purple, green, vermilion: the palette's orange would sit beside the OOD set's vermilion
+    palette = sns.color_palette(PALETTE, 10)
+    return dict(zip(SET_ORDER, [palette[0], palette[4], palette[2], palette[3]]))
 
 
 def save(fig, png_path) -> None:
@@ -152,7 +153,7 @@ def flatness_table(metric_paths: list, out_png) -> pd.DataFrame:
         for set_name in SET_ORDER:
             entry = metrics["sets"].get(set_name)
             if entry:
-                rows.append({"target": key["target"], "split": key["split"], "model": key["model"], "seed": key["seed"], "set": SET_LABELS[set_name],
+                rows.append({"target": target_name(key["target"]), "split": key["split"], "model": key["model"], "seed": key["seed"], "set": SET_LABELS[set_name],
                              "L0": entry["loss_at_origin"], "eps-sharp": entry["epsilon_sharpness"], "flat r (1D)": entry["flat_radius_1d"],
                              "min offset": entry["grid_minimum_offset"], "top eig": entry.get("top_eigenvalue", np.nan), "trace": entry.get("trace", np.nan),
                              "trace sd": entry.get("trace_std", np.nan),
@@ -203,9 +204,11 @@ def landscapes_1d(grid_paths: list, out_png) -> None:
         ax.tick_params(which="both", labelsize=7)  # a line spanning less than a decade gets labelled minor ticks
     for ax in axes.ravel()[len(runs):]:
         ax.axis("off")
-    axes[0, 0].legend(fontsize=7)
     fig.suptitle("1D loss landscapes: MAE along one random direction from the trained weights (α = 0)", fontsize=10)
     fig.tight_layout()
+    # one legend for all panels, under them, so that no panel's lines are covered
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=8, frameon=False)
     save(fig, out_png)
 
 
@@ -407,9 +410,13 @@ def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, o
         crystal = Crystal.from_row(materials.loc[crystal_id])
         xyz = crystal.cart_coords()
         values = atoms[atoms["id"] == crystal_id].sort_values("site")
-        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=colormap(norm(values["contribution"].to_numpy())),
-                   s=[120 * radii.get(e, 1.0) ** 2 for e in values["element"]], edgecolors=["black" if e in omitted else "0.4" for e in values["element"]],
-                   linewidths=[1.8 if e in omitted else 0.4 for e in values["element"]], depthshade=False)
+        held_out = [e in omitted for e in values["element"]]
+        # marker area follows the covalent radius; a held-out atom is drawn no smaller than a medium one, so that its
+        # colour, the figure's point, shows inside its rim (O's radius alone leaves a black ring)
+        sizes = [max(120 * radii.get(e, 1.0) ** 2, 110 if out else 0) for e, out in zip(values["element"], held_out)]
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=colormap(norm(values["contribution"].to_numpy())), s=sizes,
+                   edgecolors=["black" if out else "0.4" for out in held_out], linewidths=[1.3 if out else 0.4 for out in held_out],
+                   depthshade=False)
         for (i, j) in [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6), (5, 7), (6, 7)]:
             corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) @ crystal.lattice
             ax.plot(*zip(corners[i], corners[j]), color="0.7", lw=0.6)
@@ -420,7 +427,8 @@ def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, o
         ax.tick_params(labelsize=6)
         ax.set_box_aspect(None, zoom=0.85)  # leaves room for the z label, clipped by the next panel otherwise
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap)
-    fig.colorbar(mappable, ax=fig.axes, shrink=0.6, label=f"atom contribution ({units(target)})")
+    # centred on the median atom, not on zero: formation-energy contributions are nearly all negative
+    fig.colorbar(mappable, ax=fig.axes, shrink=0.6, label=f"atom contribution ({units(target)}; white: the median atom, {center:.2f})")
     fig.suptitle("Atom-wise contributions in example crystals (black rims: atoms of the omitted element)", fontsize=10)
     save(fig, out_png)
 

@@ -1,4 +1,5 @@
 import matplotlib
+import numpy as np
 import pandas as pd
 
 from matprobe import figures
@@ -34,3 +35,10 @@ def test_training_curves_give_a_split_one_colour_in_every_panel(tmp_path, monkey
 def test_split_order_puts_each_control_after_its_omission():
     assert figures.split_order(["random", "omit-O-control", "omit-Fe", "omit-O", "omit-Fe-control"]) == [
         "omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control", "random"]
+
+
+def test_the_four_sets_have_colours_told_apart_at_a_glance():
+    # train/val/ID/OOD share every line and violin plot; the palette's orange beside vermilion (RGB distance 0.20) was not
+    colours = [np.array(matplotlib.colors.to_rgb(colour)) for colour in figures.set_colors().values()]
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(colours) for b in colours[i + 1:])
+    assert len(colours) == 4 and closest > 0.25
