@@ -132,15 +132,15 @@ def test_equivalent_atoms_are_the_symmetry_equivalent_sites(real_crystals):
     assert _classes(rattled) == crystal.nsites  # no symmetry left: nothing is merged
 
 
-@pytest.mark.parametrize("model_name", ["cgcnn", "schnet"])
-def test_symmetry_reduced_graphs_give_the_full_graph_predictions(real_crystals, model_name):
+@pytest.mark.parametrize("model_name, options", [("cgcnn", {}), ("cgcnn", {"norm": "layer"}), ("schnet", {})])
+def test_symmetry_reduced_graphs_give_the_full_graph_predictions(real_crystals, model_name, options):
     full = [_graph_data(crystal) for _, crystal in real_crystals[:60]]
     reduced = [symmetry_reduced(graph) for graph in full]
     atoms, kept = sum(g.num_nodes for g in full), sum(g.num_nodes for g in reduced)
     assert kept < 0.8 * atoms
     assert all(float(r.atom_weight.sum()) == g.num_nodes for g, r in zip(full, reduced))
     torch.manual_seed(0)
-    model = build_model(model_name, {}).eval()
+    model = build_model(model_name, options).eval()
     with torch.no_grad():
         expected = model(Batch.from_data_list(full))
         got = model(Batch.from_data_list(reduced))

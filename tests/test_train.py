@@ -14,7 +14,7 @@ import torch
 
 from matprobe import MatprobeError
 from matprobe.graphs import symmetry_reduced
-from matprobe.models import GaussianExpansion, build_model, regular_neighbors, weighted_batch_norm
+from matprobe.models import GaussianExpansion, build_model, model_options, regular_neighbors, weighted_batch_norm
 from matprobe.train import load_split_data, load_trained_model, train_model
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
@@ -58,8 +58,8 @@ def test_weighted_batch_norm_is_batch_norm_over_the_repeated_rows():
         assert int(weighted.num_batches_tracked) == int(reference.num_batches_tracked) == 3
 
 
-@pytest.mark.parametrize("model_name", ["cgcnn", "schnet"])
-def test_training_steps_on_symmetry_reduced_graphs_equal_the_full_graphs(small, model_name):
+@pytest.mark.parametrize("model_name, options", [("cgcnn", {}), ("cgcnn", {"norm": "layer"}), ("schnet", {})])
+def test_training_steps_on_symmetry_reduced_graphs_equal_the_full_graphs(small, model_name, options):
     # float64, so that the comparison is not drowned by float32 rounding: the bias gradients before batch norm
     # are sums of many cancelling terms, whose float32 rounding differs between the two graphs by ~1e-3 relative
     _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
@@ -71,7 +71,7 @@ def test_training_steps_on_symmetry_reduced_graphs_equal_the_full_graphs(small, 
     nets = []
     for _ in range(2):
         torch.manual_seed(0)
-        nets.append(build_model(model_name, {"hidden": 16}).double().train())
+        nets.append(build_model(model_name, {"hidden": 16, **options}).double().train())
     optimizers = [torch.optim.AdamW(net.parameters(), lr=2e-3) for net in nets]
     for start in range(0, 96, 32):
         losses, gradients = [], []
@@ -91,6 +91,19 @@ def test_training_steps_on_symmetry_reduced_graphs_equal_the_full_graphs(small, 
     # (parameters are not compared: Adam turns a 1e-12 difference in a vanishing gradient component into a full step)
     for (name, expected), got in zip(nets[0].named_buffers(), nets[1].buffers()):
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5, msg=name)  # batch-norm running statistics
+
+
+def test_cgcnn_norm_option():
+    batch_norm, layer_norm = build_model("cgcnn", {}), build_model("cgcnn", {"norm": "layer"})
+    assert "convs.0.bn.running_mean" in batch_norm.state_dict()  # PyG CGConv's names, as before the option
+    assert not any("running" in name for name in layer_norm.state_dict())  # nothing computed from batches
+    assert any(isinstance(module, torch.nn.LayerNorm) for module in layer_norm.modules())
+    # the default is recorded as before the option existed, so that earlier checkpoints resume and model.pt files rebuild
+    assert "norm" not in model_options(batch_norm) and model_options(layer_norm)["norm"] == "layer"
+    rebuilt = build_model("cgcnn", model_options(layer_norm))
+    rebuilt.load_state_dict(layer_norm.state_dict())
+    with pytest.raises(ValueError, match="unknown norm 'group'"):
+        build_model("cgcnn", {"norm": "group"})
 
 
 def test_distance_expansion_holds_no_denormals():
