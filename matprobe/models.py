@@ -87,6 +87,7 @@ class CrystalGraphConv(nn.Module):
         self.lin_s = nn.Linear(2 * channels + edge_dim, channels)
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose from {list(NORMS)}")
+        self.norm_kind = norm
         if norm == "batch":
             self.bn = nn.BatchNorm1d(channels)
         else:
@@ -112,7 +113,7 @@ class CrystalGraphConv(nn.Module):
             z = centre[target] + neighbour[source] + edge_term
             messages = z[:, :h].sigmoid() * nn.functional.softplus(z[:, h:])
             summed = torch.zeros_like(x).index_add(0, target, messages)
-        if not hasattr(self, "bn"):
+        if self.norm_kind == "layer":
             return x + self.ln(summed)  # per atom: symmetry-reduced graphs need no weights here
         if atom_weight is not None and self.bn.training:
             return x + weighted_batch_norm(self.bn, summed, atom_weight)
@@ -213,8 +214,8 @@ class CGCNNConfig:
 
 class CGCNN(CrystalModel):
     """Xie & Grossman's crystal graph convolution: gated edge convolutions over (x_i, x_j, e_ij) with batch
-    norm (PyG's `CGConv` parameters, see CrystalGraphConv; `norm="layer"`: layer norm instead), softplus between layers, Gaussian distance
-    expansion (0 to cutoff, step 0.2 Å)."""
+    norm (PyG's `CGConv` parameters, see CrystalGraphConv; `norm="layer"`: layer norm instead), softplus
+    between layers, Gaussian distance expansion (0 to cutoff, step 0.2 Å)."""
 
     def __init__(self, config: CGCNNConfig):
         super().__init__()
