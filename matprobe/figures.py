@@ -19,7 +19,7 @@ import seaborn as sns  # noqa: E402
 
 from matprobe.features import element_properties  # noqa: E402
 from matprobe.io import atomic_path  # noqa: E402
-from matprobe.splits import CONTROL_SUFFIX  # noqa: E402
+from matprobe.splits import split_base  # noqa: E402
 from matprobe.summary import run_key  # noqa: E402
 
 log = logging.getLogger("matprobe.figures")
@@ -34,18 +34,15 @@ def units(target: str) -> str:
     return UNITS.get(target, "target units")
 
 
-def _omission(split: str) -> str:
-    """The omission a split belongs to: omit-Fe for omit-Fe and for its control omit-Fe-control."""
-    return split.removesuffix(CONTROL_SUFFIX)
-
-
-def _is_control(split: str) -> bool:
-    return split.endswith(CONTROL_SUFFIX)
-
-
 def split_order(splits) -> list[str]:
     """Each omission followed by its control (omit-Fe, omit-Fe-control, omit-O, ...), then the rest."""
-    return sorted(set(splits), key=lambda split: (_omission(split), _is_control(split)))
+    return sorted(set(splits), key=split_base)
+
+
+def _split_model_order(pair: tuple[str, str]) -> tuple[str, str, bool]:
+    """Per held-out element and model: the omission, then its control."""
+    base, is_control = split_base(pair[0])
+    return base, pair[1], is_control
 
 
 def target_name(target: str) -> str:
@@ -95,8 +92,7 @@ def headline(metrics_paths: list, out_png) -> pd.DataFrame:
     for ax, target in zip(axes[:, 0], targets):
         subset = frame[frame["target"] == target].copy()
         subset["split / model"] = subset["split"] + "\n" + subset["model"]
-        # per held-out element and model: the omission, then its control
-        pairs = sorted(set(zip(subset["split"], subset["model"])), key=lambda p: (_omission(p[0]), p[1], _is_control(p[0])))
+        pairs = sorted(set(zip(subset["split"], subset["model"])), key=_split_model_order)
         order = [f"{split}\n{model}" for split, model in pairs]
         sns.pointplot(data=subset, x="split / model", y="mae", hue="set", order=order, hue_order=["ID test", "OOD test"],
                       palette=[set_colors()["id_test"], set_colors()["ood_test"]], dodge=0.3, linestyles="none",

@@ -60,10 +60,15 @@ def split_names(definitions: list[dict], controls: bool = True) -> list[str]:
     return names
 
 
+def split_base(name: str) -> tuple[str, bool]:
+    """(the split a name derives from, whether it is that split's control): ("omit-Fe", True) for omit-Fe-control."""
+    is_control = name.endswith(CONTROL_SUFFIX)
+    return name.removesuffix(CONTROL_SUFFIX), is_control
+
+
 def definition_for(name: str, definitions: list[dict]) -> tuple[dict, bool]:
     """(definition, is_control) for a split name produced by `split_names`."""
-    is_control = name.endswith(CONTROL_SUFFIX)
-    base = name[: -len(CONTROL_SUFFIX)] if is_control else name
+    base, is_control = split_base(name)
     for definition in definitions:
         if split_name(definition) == base:
             return definition, is_control

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
-from matprobe.splits import CONTROL_SUFFIX
+from matprobe.splits import split_base
 
 
 def run_key(path) -> dict:
@@ -45,7 +45,7 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
         row = run_key(Path(model_dir) / "metrics.json")
         key = _run_id(row)
         metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
-        row["split_kind"] = "control" if row["split"].endswith(CONTROL_SUFFIX) else ("random" if row["split"] == "random" else "omission")
+        row["split_kind"] = "control" if split_base(row["split"])[1] else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
         if key in landscapes:
             _flatten("landscape", json.loads(landscapes[key].read_text()), row)
