@@ -15,7 +15,7 @@ def load_real_graph_data(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_col
     """PyG Data objects with standardised formation energies (id_prop column 1) as `y`."""
     from matprobe.graphs import build_graph, collate_graphs
     from matprobe.structures import check_crystal, parse_cif
-    from matprobe.train import graph_data
+    from matprobe.sets import graph_data
 
     ids, graphs = [], []
     with tarfile.open(tar_path) as tar:

@@ -28,11 +28,11 @@ from torch_geometric.data import Batch
 from matprobe.features import element_properties, physical_feature_layout
 from matprobe.io import write_json, write_parquet
 from matprobe.models import regular_neighbors
-from matprobe.train import knn_distance, load_split_data, load_trained_model
+from matprobe.runtime import Runtime
+from matprobe.sets import TEST_SETS, load_split_data
+from matprobe.train import knn_distance, load_trained_model
 
 log = logging.getLogger("matprobe.attribution")
-
-TEST_SETS = ("id_test", "ood_test")
 DEFAULT_BANDS = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
 
 
@@ -46,11 +46,11 @@ def _test_batches(model, sets, batch_size):
     for set_name in TEST_SETS:
         if set_name not in sets:
             continue
-        for start, batch in _batches(sets[set_name]["data"], batch_size):
+        for start, batch in _batches(sets[set_name].graphs, batch_size):
             with torch.no_grad():
                 node_inputs = model.node_inputs(batch.z).detach()
                 edge_inputs = model.edge_inputs(batch.edge_dist)
-            yield set_name, sets[set_name]["ids"], start, batch, node_inputs, edge_inputs
+            yield set_name, sets[set_name].ids, start, batch, node_inputs, edge_inputs
 
 
 def _forward(model, batch, node_inputs=None, edge_inputs=None):
@@ -307,21 +307,20 @@ def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: 
 
 
 def run_attribution(model_path, graphs_path, materials_path, split_path, predictions_path, latents_path, ph_path,
-                    out_dir, options: dict, threads: int = 1) -> dict:
+                    out_dir, options: dict, threads: int = 1, topology_radius: float | None = None) -> dict:
+    """The attribution stage: every table of one model's attributions in `out_dir`, and its summary.json.
+    With `ph_path`, the topological descriptors' correlations with the error, and (with `topology_radius`) the
+    persistence diagrams of an example atom per test set that the topology figure draws."""
     out_dir = Path(out_dir)
-    torch.set_num_threads(max(1, threads))
-    torch.set_flush_denormal(True)
+    Runtime(threads=threads, device="cpu").apply()  # attribution runs on the CPU
     model, record = load_trained_model(model_path)
-    split, sets, _ = load_split_data(graphs_path, materials_path, split_path, record["target"])
-    limit = options["max_crystals"]
+    data = load_split_data(graphs_path, materials_path, split_path, record["target"])
+    sets = data.sets
     for set_name in TEST_SETS:  # a seeded subsample keeps the gradient methods affordable on large test sets
-        if set_name in sets and len(sets[set_name]["ids"]) > limit:
-            keep = np.sort(np.random.default_rng([options["seed"], TEST_SETS.index(set_name)]).choice(len(sets[set_name]["ids"]), limit, replace=False))
-            content = sets[set_name]
-            sets[set_name] = {"ids": [content["ids"][k] for k in keep], "data": [content["data"][k] for k in keep],
-                              "elements": [content["elements"][k] for k in keep], "y": content["y"][keep]}
-    omitted = split["omitted_elements"] if split["kind"] != "random" else []
-    summary: dict = {"split": split["name"], "omitted": omitted, "target": record["target"]}
+        if set_name in sets:
+            sets[set_name] = sets[set_name].subsample(options["max_crystals"], options["seed"], TEST_SETS.index(set_name))
+    omitted = data.omitted
+    summary: dict = {"split": data.split["name"], "omitted": omitted, "target": record["target"]}
 
     atoms, worst = atom_contributions(model, record, sets)
     write_parquet(atoms, out_dir / "atoms.parquet")
@@ -332,8 +331,8 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
         summary["contributions"]["omitted_atoms_mean"] = float(atoms.loc[mask, "contribution"].mean()) if mask.any() else None
         summary["contributions"]["other_atoms_mean"] = float(atoms.loc[~mask, "contribution"].mean())
 
-    train_elements = {e for elements in sets["train"]["elements"] for e in elements}
-    data_elements = train_elements | {e for s in TEST_SETS if s in sets for elements in sets[s]["elements"] for e in elements}
+    train_elements = {e for elements in sets["train"].elements for e in elements}
+    data_elements = train_elements | {e for s in TEST_SETS if s in sets for elements in sets[s].elements for e in elements}
     pca, embedding = element_embedding_analysis(model, train_elements, data_elements, omitted)
     write_parquet(pca, out_dir / "element_pca.parquet")
     summary["element_representation"] = embedding
@@ -341,7 +340,7 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
     train_mean_input = None
     if options["ig_baseline"] == "train_mean":
         with torch.no_grad():
-            train_z = torch.cat([d.z for d in sets["train"]["data"]])
+            train_z = torch.cat([d.z for d in sets["train"].graphs])
             train_mean_input = model.node_inputs(train_z).mean(dim=0, keepdim=True)
     ig_atoms, residuals = integrated_gradients(model, record, sets, options["ig_baseline"], options["ig_steps"], train_mean_input=train_mean_input)
     write_parquet(ig_atoms, out_dir / "ig_atoms.parquet")
@@ -365,5 +364,12 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
                              ("abs_error_given_target", "topology_top_error_correlations_given_target")):
             top = correlations[correlations["against"] == against].dropna().sort_values("spearman", key=abs, ascending=False).head(3)
             summary[key] = top.to_dict("records")
+    if topology_radius is not None:
+        from matprobe.topology import persistence_examples
+
+        materials = pd.read_parquet(materials_path, columns=["id", "nsites", "reduced_formula", "lattice", "frac_coords", "numbers"])
+        ids_by_set = {set_name: atoms.loc[atoms["set"] == set_name, "id"].unique() for set_name in TEST_SETS}
+        write_parquet(persistence_examples(ids_by_set, materials.set_index("id"), topology_radius),
+                      out_dir / "persistence_examples.parquet")
     write_json(summary, out_dir / "summary.json")
     return summary

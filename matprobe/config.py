@@ -98,7 +98,29 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     unknown = sorted(set(config.get("analysis_seeds") or []) - set(config.get("seeds", [])))
     if unknown:
         raise MatprobeError(f"config: analysis_seeds: {unknown} not among seeds {config.get('seeds')}")
+    _check_datasets_and_targets(config)
     return config
+
+
+def _check_datasets_and_targets(config: dict[str, Any]) -> None:
+    """Each dataset's keys against its source, and the targets to train against the columns each dataset has."""
+    from matprobe.sources import check_dataset, resolve_targets
+
+    targets = config["targets"]
+    if isinstance(targets, dict):
+        unknown = sorted(set(targets) - set(config["datasets"]))
+        if unknown:
+            raise MatprobeError(f"config: targets.{unknown[0]}: no dataset of that name (datasets: {sorted(config['datasets'])})")
+    for name, spec in config["datasets"].items():
+        check_dataset(name, spec)
+        available = list(resolve_targets(spec))
+        if not available:
+            raise MatprobeError(f"config: datasets.{name}: no target column given (set `targets:` for this dataset)")
+        missing = [t for t in targets_of(config, name) if t not in available]
+        if missing:
+            where = f"targets.{name}" if isinstance(targets, dict) else "targets"
+            raise MatprobeError(f"config: {where}: dataset {name} has no target {missing[0]!r} (it has {available}); "
+                                f"give targets per dataset (targets: {{{name}: [...]}})")
 
 
 def load_config(path: Path | str) -> dict[str, Any]:
@@ -112,6 +134,33 @@ def load_config(path: Path | str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise MatprobeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return validate_config(raw)
+
+
+def targets_of(config: dict[str, Any], dataset: str) -> list[str]:
+    """The targets trained on a dataset: `targets` is one list for every dataset, or a list per dataset."""
+    targets = config["targets"]
+    return list(targets.get(dataset, [])) if isinstance(targets, dict) else list(targets)
+
+
+def runs(config: dict[str, Any], seeds: list[int] | None = None) -> list["Run"]:
+    """Every run (dataset, target, split, model, seed) the config trains, in a fixed order."""
+    from matprobe.layout import Run
+    from matprobe.splits import split_names
+
+    splits = split_names(config["splits"], config["split_options"]["controls"])
+    return [Run(dataset, target, split, model, seed)
+            for dataset in config["datasets"] for target in targets_of(config, dataset)
+            for split in splits for model in config["models"] for seed in (config["seeds"] if seeds is None else seeds)]
+
+
+def layout_for(config: dict[str, Any]) -> "Layout":
+    """Where this config's outputs live (matprobe.layout): its study, and the keys of the shared stages' settings."""
+    from matprobe.graphs import graph_key
+    from matprobe.layout import Layout
+    from matprobe.splits import split_key
+    from matprobe.topology import topology_key
+
+    return Layout(config["study"], graph_key(config["graph"]), split_key(config["split_options"]), topology_key(config["topology"]))
 
 
 def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:

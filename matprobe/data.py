@@ -164,7 +164,7 @@ def normalise_dataset(
     """Normalise one configured dataset and write its table, rejections and summary (all atomic)."""
     started = time.perf_counter()
     targets = list(resolve_targets(spec))
-    records = iter_records(spec, [Path(p) for p in input_files])
+    records = iter_records(spec, [Path(p) for p in input_files], name)
     if spec.get("limit"):
         records = itertools.islice(records, spec["limit"])
     accepted, rejected = normalise_records(records, min_distance, threads)

@@ -30,11 +30,11 @@ from matprobe.graphs import symmetry_reduced
 from matprobe.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.models import regular_neighbors
-from matprobe.train import load_split_data, load_trained_model
+from matprobe.runtime import Runtime
+from matprobe.sets import SETS, load_split_data
+from matprobe.train import load_trained_model
 
 log = logging.getLogger("matprobe.landscape")
-
-SET_ORDER = ("train", "val", "id_test", "ood_test")
 
 
 # ---- evaluation sets ----------------------------------------------------------------------------------
@@ -66,17 +66,14 @@ def prepare_sets(model, record, graphs_path, materials_path, split_path, max_cry
     """Each set capped at `max_crystals` by a seeded sample (the train subset is fixed this way), batched
     once, with its distance expansions precomputed; with `symmetry_reduction`, on one atom per class of
     symmetry-equivalent atoms (graphs.symmetry_reduced: the same predictions for about half the atoms)."""
-    _, sets, _ = load_split_data(graphs_path, materials_path, split_path, record["target"])
+    sets = load_split_data(graphs_path, materials_path, split_path, record["target"]).sets
     mean, std = record["target_mean"], record["target_std"]
     prepared = {}
-    for name in SET_ORDER:
-        if name not in sets or not sets[name]["ids"]:
+    for name, crystal_set in sets.items():
+        if not len(crystal_set):
             continue
-        content = sets[name]
-        order = np.arange(len(content["ids"]))
-        if len(order) > max_crystals:
-            order = np.sort(np.random.default_rng([seed, SET_ORDER.index(name)]).choice(len(order), max_crystals, replace=False))
-        data = [content["data"][k] for k in order]
+        crystal_set = crystal_set.subsample(max_crystals, seed, SETS.index(name))
+        data = crystal_set.graphs
         atoms = sum(int(graph.num_nodes) for graph in data)
         if symmetry_reduction:
             data = [symmetry_reduced(graph) for graph in data]
@@ -87,7 +84,7 @@ def prepare_sets(model, record, graphs_path, materials_path, split_path, max_cry
                 edge_inputs = model.edge_inputs(batch.edge_dist)
             neighbors = regular_neighbors(batch.edge_index, batch.num_nodes)
             batches.append(PreparedBatch(batch, edge_inputs, ((batch.y - mean) / std).to(device), neighbors))
-        prepared[name] = EvalSet(name, [content["ids"][k] for k in order], batches, atoms,
+        prepared[name] = EvalSet(name, crystal_set.ids, batches, atoms,
                                  sum(int(graph.num_nodes) for graph in data))
     return prepared
 
@@ -264,9 +261,9 @@ def chunk_points(options: dict, chunk: int, chunks: int) -> pd.DataFrame:
     return points.iloc[np.array_split(np.arange(len(points)), chunks)[chunk]]
 
 
-def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options: dict):
-    device = torch.device("cuda" if options["device"] == "auto" and torch.cuda.is_available() else
-                          ("cpu" if options["device"] == "auto" else options["device"]))
+def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options: dict, threads: int):
+    """The trained model on the configured device, with its evaluation sets prepared (process runtime set too)."""
+    device = Runtime.from_options(options, threads).apply()
     model, record = load_trained_model(model_path)
     model.to(device)
     sets = prepare_sets(model, record, graphs_path, materials_path, split_path, options["max_crystals"], options["seed"],
@@ -278,9 +275,7 @@ def compute_directions(model_path, graphs_path, materials_path, split_path, out_
     """Seeded directions, saved so that a landscape can be recomputed or extended exactly."""
     from matprobe.hessian import extreme_eigenpairs, set_hvp
 
-    torch.set_num_threads(max(1, threads))
-    torch.set_flush_denormal(True)
-    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options, threads)
     weights = direction_parameters(model, options["include_biases"])
     if options["directions"] == "random":
         d1, d2 = random_directions(weights, options["normalization"], options["seed"])
@@ -325,9 +320,7 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
     """Loss and MAE of every set at the grid points of one chunk."""
     from tqdm import tqdm
 
-    torch.set_num_threads(max(1, threads))
-    torch.set_flush_denormal(True)
-    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options)
+    model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options, threads)
     saved = load_directions(directions_path, device)
     if {name: s.ids for name, s in sets.items()} != saved["sets"]:
         raise MatprobeError(f"{directions_path}: its evaluation sets differ from this run's (landscape settings changed?)")
@@ -362,11 +355,9 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
 def compute_hessian(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
     from matprobe.hessian import hessian_summary, set_hvp
 
-    torch.set_num_threads(max(1, threads))
-    torch.set_flush_denormal(True)
     limit = options["hessian"].get("max_crystals") or options["max_crystals"]
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path,
-                                                        {**options, "max_crystals": min(limit, options["max_crystals"])})
+                                                        {**options, "max_crystals": min(limit, options["max_crystals"])}, threads)
     weights = direction_parameters(model, options["include_biases"])
     dim = sum(w.numel() for w in weights.values())
     result = {"loss": "MAE on standardised targets", "parameters": list(weights), "sets": {}}

@@ -41,13 +41,6 @@ class RawRecord:
     targets: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class SourceInfo:
-    default_targets: dict[str, str]  # target name in the table -> column name in the source
-    remote_files: Callable[[dict], list[RemoteFile]]
-    reader: Callable[..., Iterator[RawRecord]]
-
-
 def _no_files(spec: dict) -> list[RemoteFile]:
     return []
 
@@ -187,17 +180,11 @@ def _override(remote: RemoteFile, spec: dict) -> RemoteFile:
 
 
 def jarvis_files(spec: dict) -> list[RemoteFile]:
-    version = str(spec.get("version", "2021"))
-    if version not in JARVIS_RELEASES:
-        raise MatprobeError(f"config: datasets: jarvis_dft_3d version {version!r} is not one of {sorted(JARVIS_RELEASES)}")
-    return [_override(JARVIS_RELEASES[version], spec)]
+    return [_override(JARVIS_RELEASES[str(spec.get("version", "2021"))], spec)]
 
 
 def matbench_files(spec: dict) -> list[RemoteFile]:
-    task = spec.get("task", "matbench_mp_e_form")
-    if task not in MATBENCH_TASKS:
-        raise MatprobeError(f"config: datasets: matbench task {task!r} is not one of {sorted(MATBENCH_TASKS)}")
-    return [_override(MATBENCH_TASKS[task], spec)]
+    return [_override(MATBENCH_TASKS[spec["task"]], spec)]
 
 
 def mp_2018_files(spec: dict) -> list[RemoteFile]:
@@ -284,10 +271,10 @@ def matbench_default_targets(spec: dict) -> dict[str, str]:
 # ---- table: a local Parquet, CSV or JSON file -----------------------------------------------------
 
 
-def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+def _read_frame(path: Path):
+    """A Parquet, CSV (header row; '#' comment lines) or JSON table; a missing or unreadable file is one line."""
     import pandas as pd
 
-    path = Path(spec["path"])
     if not path.exists():
         raise MatprobeError(f"{path}: table file does not exist")
     suffixes = "".join(path.suffixes).lower()
@@ -305,6 +292,12 @@ def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterat
         raise
     except Exception as exc:
         raise MatprobeError(f"{path}: cannot read table ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return frame
+
+
+def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    path = Path(spec["path"])
+    frame = _read_frame(path)
     id_column = spec.get("id_column", "id")
     structure_column = spec.get("structure_column", "structure")
     for column in (id_column, structure_column):
@@ -317,8 +310,32 @@ def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterat
         yield RawRecord(str(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
 
 
-def table_default_targets(spec: dict) -> dict[str, str]:
-    return {}
+# ---- cif_folder: a folder of CIF files and a labels table with a header ------------------------------------
+
+
+def read_cif_folder(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    """One record per row of the labels table (CSV with a header, Parquet or JSON, any column names); `id_column`
+    names the CIF file of the row, with or without `.cif` (default: the table's first column). A row whose file is
+    missing is counted as unparsable, never fatal."""
+    folder, labels = Path(spec["path"]), Path(spec["labels"])
+    if not folder.is_dir():
+        raise MatprobeError(f"{folder}: CIF folder does not exist")
+    frame = _read_frame(labels)
+    id_column = spec.get("id_column", frame.columns[0])
+    if id_column not in frame.columns:
+        raise MatprobeError(f"{labels}: no column {id_column!r} (columns: {list(frame.columns)})")
+    _require_columns(labels, frame.columns, targets)
+    if spec.get("limit"):
+        frame = frame.head(spec["limit"])
+    for row in frame.to_dict("records"):
+        name = str(row[id_column]).strip()
+        stem = name.removesuffix(".cif")
+        file = folder / f"{stem}.cif"
+        values = {t: row[c] for t, c in targets.items()}
+        if file.is_file():
+            yield RawRecord(stem, "cif", file.read_text(errors="replace"), values)
+        else:
+            yield RawRecord(stem, "missing", f"{file.name} not found in {folder}", values)
 
 
 # ---- materials_project: the live API through mp-api --------------------------------------------------
@@ -371,37 +388,111 @@ def _require_columns(where, available, targets: dict[str, str]) -> None:
         raise MatprobeError(f"{where}: target column(s) {missing} not found")
 
 
-SOURCES: dict[str, SourceInfo] = {
-    "embedded": SourceInfo(
-        {"formation_energy_per_atom": "formation_energy_per_atom", "e_above_hull": "e_above_hull"}, _no_files, read_embedded
+def _no_local_inputs(spec: dict) -> list[str]:
+    return []
+
+
+def _fixed(targets: dict[str, str]) -> Callable[[dict], dict[str, str]]:
+    return lambda spec: dict(targets)
+
+
+# Keys every source takes (described in config/schema.yaml).
+COMMON_KEYS = ("source", "targets", "limit")
+DOWNLOAD_KEYS = ("url", "sha256")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Everything the workflow knows about one kind of `datasets:` entry; nothing else branches on a source's name.
+
+    `keys`: the config keys it reads besides COMMON_KEYS; `required`: groups of keys of which one must be given;
+    `choices`: the allowed values of a key; `default_targets`: target name in the table -> column in the source,
+    used when the entry gives no `targets`; `remote_files`: what the download rule fetches; `local_inputs`: local
+    files it reads (Snakemake inputs, so that a changed file re-runs the data stage); `reader`: the records."""
+
+    reader: Callable[..., Iterator[RawRecord]]
+    keys: tuple[str, ...] = ()
+    required: tuple[tuple[str, ...], ...] = ()
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    default_targets: Callable[[dict], dict[str, str]] = _fixed({})
+    remote_files: Callable[[dict], list[RemoteFile]] = _no_files
+    local_inputs: Callable[[dict], list[str]] = _no_local_inputs
+
+
+SOURCES: dict[str, Source] = {
+    "embedded": Source(
+        read_embedded,
+        default_targets=_fixed({"formation_energy_per_atom": "formation_energy_per_atom", "e_above_hull": "e_above_hull"}),
+        local_inputs=lambda spec: [str(EMBEDDED_FILE)],
     ),
-    "cgcnn_dir": SourceInfo({}, cgcnn_files, read_cgcnn_dir),
-    "jarvis_dft_3d": SourceInfo(
-        {
-            "formation_energy_per_atom": "formation_energy_peratom",
-            "band_gap": "optb88vdw_bandgap",
-            "band_gap_mbj": "mbj_bandgap",
-        },
-        jarvis_files,
+    "cgcnn_dir": Source(
+        read_cgcnn_dir,
+        keys=("path", *DOWNLOAD_KEYS, "columns", "id_map"),
+        required=(("path", "url"), ("columns",)),
+        default_targets=lambda spec: {name: name for name in spec.get("columns") or []},
+        remote_files=cgcnn_files,
+        local_inputs=lambda spec: [] if spec.get("url") else [spec["path"]],
+    ),
+    "jarvis_dft_3d": Source(
         read_jarvis,
+        keys=("version", *DOWNLOAD_KEYS),
+        choices={"version": tuple(JARVIS_RELEASES)},
+        default_targets=_fixed({"formation_energy_per_atom": "formation_energy_peratom", "band_gap": "optb88vdw_bandgap",
+                                "band_gap_mbj": "mbj_bandgap"}),
+        remote_files=jarvis_files,
     ),
-    "matbench": SourceInfo({}, matbench_files, read_matbench),
-    "mp_2018": SourceInfo({"formation_energy_per_atom": "e_form", "band_gap": "gap pbe"}, mp_2018_files, read_mp_2018),
-    "materials_project": SourceInfo(MP_API_FIELDS, _no_files, read_materials_project),
-    "table": SourceInfo({}, _no_files, read_table),
+    "matbench": Source(
+        read_matbench,
+        keys=("task", *DOWNLOAD_KEYS),
+        required=(("task",),),
+        choices={"task": tuple(MATBENCH_TASKS)},
+        default_targets=matbench_default_targets,
+        remote_files=matbench_files,
+    ),
+    "mp_2018": Source(
+        read_mp_2018,
+        keys=(*DOWNLOAD_KEYS, "id_column", "structure_column"),
+        default_targets=_fixed({"formation_energy_per_atom": "e_form", "band_gap": "gap pbe"}),
+        remote_files=mp_2018_files,
+    ),
+    "materials_project": Source(read_materials_project, keys=("elements", "chunk_size"), default_targets=_fixed(MP_API_FIELDS)),
+    "cif_folder": Source(
+        read_cif_folder,
+        keys=("path", "labels", "id_column"),
+        required=(("path",), ("labels",)),
+        local_inputs=lambda spec: [spec["path"], spec["labels"]],
+    ),
+    "table": Source(
+        read_table,
+        keys=("path", "id_column", "structure_column"),
+        required=(("path",),),
+        local_inputs=lambda spec: [spec["path"]],
+    ),
 }
+
+
+def check_dataset(name: str, spec: dict) -> None:
+    """The keys of one `datasets:` entry against its source's: one line naming the dataset and the key."""
+    where = f"config: datasets.{name}"
+    source = SOURCES.get(spec.get("source"))
+    if source is None:
+        raise MatprobeError(f"{where}.source: {spec.get('source')!r} is not one of {sorted(SOURCES)}")
+    allowed = set(COMMON_KEYS) | set(source.keys)
+    foreign = [key for key in spec if key not in allowed]
+    if foreign:
+        takes = ", ".join(k for k in (*COMMON_KEYS[1:], *source.keys))
+        raise MatprobeError(f"{where}: source {spec['source']} does not take key `{foreign[0]}` (it takes: {takes})")
+    for group in source.required:
+        if not any(key in spec for key in group):
+            raise MatprobeError(f"{where}: source {spec['source']} needs `{'` or `'.join(group)}`")
+    for key, allowed_values in source.choices.items():
+        if key in spec and str(spec[key]) not in allowed_values:
+            raise MatprobeError(f"{where}.{key}: {spec[key]!r} is not one of {list(allowed_values)}")
 
 
 def resolve_targets(spec: dict) -> dict[str, str]:
     """Target name in the table -> column in the source, from the config or the source's defaults."""
-    source = spec["source"]
-    if spec.get("targets"):
-        return dict(spec["targets"])
-    if source == "cgcnn_dir":
-        return {name: name for name in spec.get("columns") or []}
-    if source == "matbench":
-        return matbench_default_targets(spec)
-    return dict(SOURCES[source].default_targets)
+    return dict(spec["targets"]) if spec.get("targets") else SOURCES[spec["source"]].default_targets(spec)
 
 
 def remote_files(spec: dict) -> list[RemoteFile]:
@@ -410,16 +501,9 @@ def remote_files(spec: dict) -> list[RemoteFile]:
 
 def local_inputs(spec: dict) -> list[str]:
     """Local files a dataset reads, so that Snakemake re-normalises when they change."""
-    source = spec["source"]
-    if source == "embedded":
-        return [str(EMBEDDED_FILE)]
-    if source == "table" or (source == "cgcnn_dir" and not spec.get("url")):
-        return [spec["path"]]
-    return []
+    return SOURCES[spec["source"]].local_inputs(spec)
 
 
-def iter_records(spec: dict, files: list[Path]) -> Iterator[RawRecord]:
-    source = spec["source"]
-    if source == "table" and "path" not in spec or source == "cgcnn_dir" and not ({"path", "url"} & set(spec)):
-        raise MatprobeError(f"config: datasets: source {source} needs a `path`" + (" or `url`" if source == "cgcnn_dir" else ""))
-    return SOURCES[source].reader(spec, files, resolve_targets(spec))
+def iter_records(spec: dict, files: list[Path], name: str = "dataset") -> Iterator[RawRecord]:
+    check_dataset(name, spec)
+    return SOURCES[spec["source"]].reader(spec, files, resolve_targets(spec))

@@ -24,15 +24,21 @@ from matprobe import MatprobeError
 from matprobe.data import load_materials, target_columns
 from matprobe.features import element_properties
 from matprobe.io import write_json, write_parquet
+from matprobe.sets import SETS
 
 log = logging.getLogger("matprobe.splits")
 
-SETS = ("train", "val", "id_test", "ood_test")
 CONTROL_SUFFIX = "-control"
 
 
 def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def split_key(options: dict) -> str:
+    """Folder name for one set of split settings: splits drawn with another seed or other fractions are other
+    files, so that two studies of one dataset share their splits only when they are the same."""
+    return f"seed{int(options['seed'])}-val{float(options['val_fraction']):g}-test{float(options['id_test_fraction']):g}"
 
 
 def split_name(definition: dict) -> str:

@@ -1,6 +1,7 @@
-"""Tables across runs: one row per trained model with its configuration keys and every scalar metric of the
-training, landscape and attribution stages (results/summary/runs.parquet and .csv); the headline table and the
-worst predictions per dataset, from training alone (results/summary/{dataset}/)."""
+"""Tables across runs: one row per trained model with its run keys and every scalar metric of the training,
+landscape and attribution stages (summary/runs.parquet and .csv of a study); the headline table and the worst
+predictions per dataset, from training alone (summary/{dataset}/). Every function takes the keys of the run each
+file belongs to beside the files (matprobe.layout.Run), never reading them off a path."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
+from matprobe.layout import RUN_KEYS
 from matprobe.splits import split_base
-
-
-def run_key(path) -> dict:
-    """dataset, target, split, model, seed from .../{dataset}/{target}/{split}/{model}/seed{seed}/file."""
-    parts = Path(path).parent.parts
-    return {"dataset": parts[-5], "target": parts[-4], "split": parts[-3], "model": parts[-2], "seed": int(parts[-1].removeprefix("seed"))}
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -28,23 +24,21 @@ def _flatten(prefix: str, value, out: dict) -> None:
 
 
 def _run_id(key: dict) -> tuple:
-    return tuple(key[name] for name in ("dataset", "target", "split", "model", "seed"))
+    return tuple(key[name] for name in RUN_KEYS)
 
 
-def _files_by_run(dirs: list, filename: str) -> dict:
-    return {_run_id(run_key(Path(d) / filename)): Path(d) / filename for d in dirs}
-
-
-def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: list, out_parquet, out_csv) -> pd.DataFrame:
-    """One row per trained model: its key, training metrics and, for the models that were analysed (config
-    `analysis_seeds`), landscape and attribution metrics; the others' landscape and attribution columns are empty."""
-    landscapes = _files_by_run(landscape_dirs, "metrics.json")
-    attributions = _files_by_run(attribution_dirs, "summary.json")
+def summarise_runs(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list,
+                   attribution_paths: list, out_parquet, out_csv) -> pd.DataFrame:
+    """One row per trained model: its keys, training metrics and, for the models that were analysed (`analysed`,
+    the runs of config `analysis_seeds`, beside their landscape metrics.json and attribution summary.json files),
+    landscape and attribution metrics; the others' landscape and attribution columns are empty."""
+    landscapes = {_run_id(key): Path(path) for key, path in zip(analysed, landscape_paths)}
+    attributions = {_run_id(key): Path(path) for key, path in zip(analysed, attribution_paths)}
     rows = []
-    for model_dir in model_dirs:
-        row = run_key(Path(model_dir) / "metrics.json")
+    for run, path in zip(runs, metrics_paths):
+        row = dict(run)
         key = _run_id(row)
-        metrics = json.loads((Path(model_dir) / "metrics.json").read_text())
+        metrics = json.loads(Path(path).read_text())
         row["split_kind"] = "control" if split_base(row["split"])[1] else ("random" if row["split"] == "random" else "omission")
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
         if key in landscapes:
@@ -61,14 +55,14 @@ def summarise_runs(model_dirs: list, landscape_dirs: list, attribution_dirs: lis
     return frame
 
 
-def headline_table(metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
+def headline_table(runs: list[dict], metrics_paths: list, out_csv, out_markdown) -> pd.DataFrame:
     """ID MAE, OOD MAE and their ratio per target x split x model (median, min and max over seeds), from training
     metrics alone, so that a study's headline can be read before its landscape and attribution jobs have run."""
     rows = []
-    for path in metrics_paths:
+    for run, path in zip(runs, metrics_paths):
         metrics = json.loads(Path(path).read_text())
         id_mae, ood_mae = metrics.get("id_test", {}).get("mae"), metrics.get("ood_test", {}).get("mae")
-        rows.append({**run_key(path), "id_mae": id_mae, "ood_mae": ood_mae,
+        rows.append({**run, "id_mae": id_mae, "ood_mae": ood_mae,
                      "ood_over_id": ood_mae / id_mae if id_mae and ood_mae is not None else None,
                      "n_id": metrics.get("id_test", {}).get("n"), "n_ood": metrics.get("ood_test", {}).get("n")})
     per_seed = pd.DataFrame(rows)
@@ -99,19 +93,19 @@ def _median_and_range(row, measure: str, decimals: int) -> str:
     return text + (f" ({low:.{decimals}f}–{high:.{decimals}f})" if row.seeds > 1 else "")
 
 
-def worst_predictions(prediction_paths: list, materials_path, out_csv, per_set: int = 10) -> pd.DataFrame:
+def worst_predictions(runs: list[dict], prediction_paths: list, materials_path, out_csv, per_set: int = 10) -> pd.DataFrame:
     """The crystals each model gets most wrong, per test set (and train, where a model failed to fit): id, formula,
     sites, target, prediction and error. Data errors and unphysical predictions surface here before they skew a
     mean, e.g. a hypothetical crystal whose predicted formation energy is tens of eV/atom."""
     materials = pd.read_parquet(materials_path, columns=["id", "reduced_formula", "nsites"]).set_index("id")
     frames = []
-    for path in prediction_paths:
+    for run, path in zip(runs, prediction_paths):
         predictions = pd.read_parquet(path, columns=["id", "set", "y_true", "y_pred"])
         predictions["error"] = predictions["y_pred"] - predictions["y_true"]
         predictions["abs_error"] = predictions["error"].abs()
         worst = (predictions[predictions["set"].isin(["train", "id_test", "ood_test"])]
                  .sort_values("abs_error", ascending=False, kind="stable").groupby("set", sort=False).head(per_set))
-        worst = worst.assign(**run_key(path), rank=worst.groupby("set").cumcount() + 1)
+        worst = worst.assign(**run, rank=worst.groupby("set").cumcount() + 1)
         frames.append(worst)
     columns = ["dataset", "target", "split", "model", "seed", "set", "rank", "id", "reduced_formula", "nsites", "y_true", "y_pred", "error"]
     table = pd.concat(frames, ignore_index=True).join(materials, on="id")[columns]

@@ -32,6 +32,11 @@ DESCRIPTORS = [f"h{dim}_{stat}" for dim in DIMENSIONS for stat in STATISTICS]
 MIN_PERSISTENCE = 1e-3  # Å: shorter bars are numerical ties of degenerate (symmetric) point sets
 
 
+def topology_key(options: dict) -> str:
+    """Folder name for one set of topology settings (results/topology/{dataset}/{key}/)."""
+    return f"radius{float(options['radius']):g}"
+
+
 def neighbourhood_clouds(crystal: Crystal, radius: float) -> list[np.ndarray]:
     """For each atom, the Cartesian positions (centred on it) of every atom and image within `radius`."""
     from vesin import NeighborList
@@ -106,3 +111,19 @@ def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0,
                 "seconds": round(time.perf_counter() - started, 1)}, out_summary)
     log.info("topology: %d crystals in %.1f s", len(frame), time.perf_counter() - started)
     return frame
+
+
+def persistence_examples(ids_by_set: dict[str, list[str]], materials: pd.DataFrame, radius: float) -> pd.DataFrame:
+    """The persistence diagram of site 0 of the smallest crystal of each set, as a tidy table (set, id, formula,
+    site, dim, birth, death, max_death): what the topology figure draws, computed once here rather than in a
+    plotting job. `materials` is indexed by id."""
+    rows = []
+    for set_name, ids in ids_by_set.items():
+        if not len(ids):
+            continue
+        crystal_id = sorted(ids, key=lambda i: (materials.loc[i, "nsites"], i))[0]
+        crystal = Crystal.from_row(materials.loc[crystal_id])
+        for dim, bars in persistence_diagrams(neighbourhood_clouds(crystal, radius)[0], radius / 2).items():
+            rows += [{"set": set_name, "id": crystal_id, "formula": materials.loc[crystal_id, "reduced_formula"], "site": 0,
+                      "dim": dim, "birth": float(birth), "death": float(death), "max_death": radius / 2} for birth, death in bars]
+    return pd.DataFrame(rows, columns=["set", "id", "formula", "site", "dim", "birth", "death", "max_death"])

@@ -1,9 +1,11 @@
-"""Training and ID/OOD evaluation of one (dataset, target, split, model, seed) combination.
+"""Training and ID/OOD evaluation of one run (dataset, target, split, model, seed).
 
-Resumable: a checkpoint is written atomically after every epoch; a job killed at any moment and started
-again resumes from it and ends where an uninterrupted run would have (same seed, CPU, deterministic mode).
-Epoch e shuffles with a generator seeded by (seed, e), so resuming needs no RNG state beyond the weights,
-optimizer, scheduler and early-stopping counters the checkpoint holds."""
+`Trainer` has three steps: `fit` (with resume), `evaluate` and `write`. Its whole state is a `TrainingState`, the
+dataclass that the checkpoint stores, written atomically after every epoch: a job killed at any moment and
+started again resumes from it and ends where an uninterrupted run would have (same seed, CPU, deterministic
+mode). Epoch e shuffles with a generator seeded by (seed, e), so resuming needs no RNG state beyond the weights,
+optimizer, scheduler and early-stopping counters the state holds. The checkpoint's fingerprint covers only what
+changes the result, so a job resumed with another thread count or on another device keeps its checkpoint."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import logging
 import math
 import platform
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,72 +25,62 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from matprobe import MatprobeError, __version__
-from matprobe.data import load_materials
-from matprobe.graphs import load_graphs, symmetry_reduced
+from matprobe.graphs import symmetry_reduced
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.models import build_model, model_options, regular_neighbors
-from matprobe.splits import SETS
+from matprobe.runtime import Runtime
+from matprobe.sets import SplitData, load_split_data
 
 log = logging.getLogger("matprobe.train")
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the state is a TrainingState (1: an ad-hoc dict)
+# Training settings that change how fast or where a run computes, or what is reported after it, but not the
+# weights it ends with: left out of the checkpoint fingerprint.
+NOT_IN_FINGERPRINT = ("threads", "device", "deterministic", "knn")
 
 
 class NonFiniteLoss(MatprobeError):
     pass
 
 
-def graph_data(stored: dict, ids: list[str], targets: np.ndarray) -> list[Data]:
-    """PyG Data objects for the given ids (each: z, edge_index, edge_dist, y, index into `ids`)."""
-    position = {crystal_id: k for k, crystal_id in enumerate(stored["ids"])}
-    node_ptr, edge_ptr = stored["node_ptr"], stored["edge_ptr"]
-    items = []
-    for k, crystal_id in enumerate(ids):
-        g = position[crystal_id]
-        n0, n1, e0, e1 = int(node_ptr[g]), int(node_ptr[g + 1]), int(edge_ptr[g]), int(edge_ptr[g + 1])
-        items.append(
-            Data(
-                z=stored["numbers"][n0:n1].long(),
-                edge_index=stored["edge_index"][:, e0:e1].long(),
-                edge_dist=stored["edge_dist"][e0:e1],
-                y=torch.tensor([float(targets[k])], dtype=torch.float32),
-                item=torch.tensor([k]),
-                num_nodes=n1 - n0,
-            )
-        )
-    return items
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds: the counters of the epoch loop and the state dicts to resume from."""
+
+    fingerprint: str
+    epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0  # epochs since the best validation MAE
+    history: list[dict] = field(default_factory=list)
+    best_weights: dict[str, torch.Tensor] | None = None
+    model: dict | None = None  # state dicts at the end of `epoch`
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+
+    def to_checkpoint(self) -> dict:
+        # plain containers and tensors only, so that it loads with torch.load(weights_only=True)
+        return {"format": CHECKPOINT_FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    @classmethod
+    def from_checkpoint(cls, stored: dict) -> "TrainingState":
+        return cls(**{f.name: stored[f.name] for f in fields(cls)})
 
 
-def load_split_data(graphs_path, materials_path, split_path, target: str) -> tuple[dict, dict, dict]:
-    """Per set: ids, targets and graphs; crystals without a graph or without the target are dropped and counted."""
-    split = json.loads(Path(split_path).read_text())
-    materials = load_materials(materials_path, columns=["id", "elements", target])
-    stored = load_graphs(graphs_path)
-    have_graph = set(stored["ids"])
-    values = dict(zip(materials["id"], materials[target]))
-    elements = dict(zip(materials["id"], materials["elements"]))
-    sets, dropped = {}, {}
-    for set_name in SETS:
-        if set_name not in split["sets"]:
-            continue
-        members = split["sets"][set_name]
-        usable = [i for i in members if i in have_graph and np.isfinite(values.get(i, np.nan))]
-        dropped[set_name] = len(members) - len(usable)
-        y = np.array([values[i] for i in usable], dtype=np.float64)
-        sets[set_name] = {"ids": usable, "y": y, "elements": [list(elements[i]) for i in usable], "data": graph_data(stored, usable, y)}
-    if not sets.get("train", {}).get("ids"):
-        raise MatprobeError(f"{split_path}: no training crystal has both a graph and a {target} value")
-    return split, sets, dropped
+@dataclass(frozen=True)
+class TargetScale:
+    """Targets are standardised with the training set's statistics; predictions are scaled back."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> "TargetScale":
+        return cls(float(y.mean()), float(y.std()) or 1.0)
 
 
 def fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def choose_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _epoch_loader(data: list[Data], batch_size: int, seed: int, epoch: int, shuffle: bool) -> DataLoader:
@@ -113,111 +106,192 @@ def predict(model, data: list[Data], batch_size: int, device) -> dict[str, np.nd
     }
 
 
-def train_model(
-    graphs_path,
-    materials_path,
-    split_path,
-    out_dir,
-    target: str,
-    model_name: str,
-    model_opts: dict,
-    training: dict,
-    seed: int,
-    threads: int = 1,
-    progress: bool = True,
-    stop_after_epochs: int | None = None,
-) -> dict:
-    """Train (or resume) one model and write model.pt, metrics.json, predictions.parquet, latents.parquet
-    and history.parquet to `out_dir`. `stop_after_epochs` ends the process early (tests of resuming)."""
-    from tqdm import tqdm
+def reduce_symmetry(data: SplitData) -> None:
+    """One weighted atom per class of symmetry-equivalent atoms in every set: the same predictions, losses and
+    gradients (batch norm weighted too) for about half the atoms of Materials Project crystals."""
+    started = time.perf_counter()
+    atoms = sum(int(g.num_nodes) for crystal_set in data.sets.values() for g in crystal_set.graphs)
+    for crystal_set in data.sets.values():
+        crystal_set.graphs = [symmetry_reduced(graph) for graph in crystal_set.graphs]
+    kept = sum(int(g.num_nodes) for crystal_set in data.sets.values() for g in crystal_set.graphs)
+    log.info("symmetry reduction: %d of %d atoms kept (%.1f s)", kept, atoms, time.perf_counter() - started)
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, int(threads)))
-    torch.set_flush_denormal(True)
-    device = choose_device(training.get("device", "auto"))
-    if training.get("deterministic", True):
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
 
-    split, sets, dropped = load_split_data(graphs_path, materials_path, split_path, target)
-    if training.get("symmetry_reduction", True):
-        # one weighted atom per class of symmetry-equivalent atoms: the same predictions, losses and gradients
-        # (batch norm weighted too) for about half the atoms of Materials Project crystals
-        started = time.perf_counter()
-        atoms = sum(int(g.num_nodes) for content in sets.values() for g in content["data"])
-        for content in sets.values():
-            content["data"] = [symmetry_reduced(graph) for graph in content["data"]]
-        kept = sum(int(g.num_nodes) for content in sets.values() for g in content["data"])
-        log.info("symmetry reduction: %d of %d atoms kept (%.1f s)", kept, atoms, time.perf_counter() - started)
-    train_y = sets["train"]["y"]
-    mean, std = float(train_y.mean()), float(train_y.std()) or 1.0
+@dataclass
+class Evaluation:
+    metrics: dict
+    predictions: pd.DataFrame
+    latents: pd.DataFrame
 
-    torch.manual_seed(seed)
-    model = build_model(model_name, model_opts).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
-    epochs = int(training["epochs"])
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=training["lr"] * 0.01)
-    settings = {"target": target, "model": model_name, "options": model_options(model), "training": training, "seed": seed,
-                "split": split["name"], "n_train": len(train_y)}
-    key = fingerprint(settings)
 
-    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "stale": 0, "history": [], "best_state": None}
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, weights_only=True, map_location=device)
-        if checkpoint.get("fingerprint") == key and checkpoint.get("format") == CHECKPOINT_FORMAT:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            state = checkpoint["state"]
-            log.info("resuming from %s after epoch %d", checkpoint_path, state["epoch"])
-        else:
+class Trainer:
+    """Fits one model on a split's train set with early stopping on val, then evaluates it on every set."""
+
+    def __init__(self, data: SplitData, target: str, model_name: str, model_opts: dict, training: dict, seed: int,
+                 device: torch.device):
+        self.data, self.target, self.model_name, self.training, self.seed, self.device = data, target, model_name, training, seed, device
+        self.scale = TargetScale.of(data.sets["train"].y)
+        torch.manual_seed(seed)
+        self.model = build_model(model_name, model_opts).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=int(training["epochs"]),
+                                                                    eta_min=training["lr"] * 0.01)
+        self.settings = {"target": target, "model": model_name, "options": model_options(self.model),
+                         "training": {k: v for k, v in training.items() if k not in NOT_IN_FINGERPRINT}, "seed": seed,
+                         "split": data.split["name"], "n_train": len(data.sets["train"])}
+        self.state = TrainingState(fingerprint(self.settings))
+
+    # ---- fit ---------------------------------------------------------------------------------------------
+
+    def resume(self, checkpoint_path: Path) -> None:
+        """Continue from a checkpoint of the same settings; one of other settings, or an unreadable one, is set
+        aside and training starts afresh."""
+        if not checkpoint_path.exists():
+            return
+        try:
+            stored = torch.load(checkpoint_path, weights_only=True, map_location=self.device)
+        except Exception as exc:  # a truncated or foreign file: keep it for a look, never block the job
+            aside = checkpoint_path.with_name(checkpoint_path.name + ".unreadable")
+            checkpoint_path.replace(aside)
+            log.warning("%s is unreadable (%s); moved to %s, starting afresh", checkpoint_path, type(exc).__name__, aside)
+            return
+        if stored.get("format") != CHECKPOINT_FORMAT or stored.get("fingerprint") != self.state.fingerprint:
             log.info("%s belongs to other settings; starting afresh", checkpoint_path)
+            return
+        state = TrainingState.from_checkpoint(stored)
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        self.state = state
+        log.info("resuming from %s after epoch %d", checkpoint_path, state.epoch)
 
-    for item in sets["train"]["data"] + sets["val"]["data"]:
-        item.y_std = (item.y - mean) / std
-    val_y = sets["val"]["y"]
-    bar = tqdm(total=epochs, initial=state["epoch"], desc=f"{model_name} {split['name']} {target}", unit="epoch", disable=not progress)
-    patience = int(training["patience"])
-    while state["epoch"] < epochs and state["stale"] < patience:
-        epoch = state["epoch"] + 1
-        started = time.perf_counter()
-        model.train()
+    def fit(self, checkpoint_path: Path, progress: bool = True) -> TrainingState:
+        """Train until the last epoch or until `patience` epochs bring no better validation MAE, writing the
+        state after every epoch; the best weights are loaded at the end."""
+        from tqdm import tqdm
+
+        self.resume(checkpoint_path)
+        train, val = self.data.sets["train"], self.data.sets["val"]
+        for item in train.graphs + val.graphs:
+            item.y_std = (item.y - self.scale.mean) / self.scale.std
+        epochs, patience = int(self.training["epochs"]), int(self.training["patience"])
+        state = self.state
+        bar = tqdm(total=epochs, initial=state.epoch, desc=f"{self.model_name} {self.data.split['name']} {self.target}",
+                   unit="epoch", disable=not progress)
+        while state.epoch < epochs and state.stale < patience:
+            epoch = state.epoch + 1
+            started = time.perf_counter()
+            train_loss = self._train_epoch(train.graphs, epoch, checkpoint_path)
+            val_mae = self._mae(val)
+            state.history.append({"epoch": epoch, "train_loss": train_loss, "val_mae": val_mae,
+                                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started})
+            if val_mae < state.best_val or not len(val):
+                state.best_val, state.best_epoch, state.stale = val_mae, epoch, 0
+                state.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                state.stale += 1
+            state.epoch = epoch
+            state.model, state.optimizer, state.scheduler = self.model.state_dict(), self.optimizer.state_dict(), self.scheduler.state_dict()
+            write_torch(state.to_checkpoint(), checkpoint_path)
+            bar.set_postfix(loss=f"{train_loss:.4f}", val_mae=f"{val_mae:.4f}")
+            bar.update()
+        bar.close()
+        self.model.load_state_dict(state.best_weights)
+        return state
+
+    def _train_epoch(self, graphs: list[Data], epoch: int, checkpoint_path: Path) -> float:
+        self.model.train()
         total, count = 0.0, 0
-        for batch_number, batch in enumerate(_epoch_loader(sets["train"]["data"], training["batch_size"], seed, epoch, True), start=1):
-            batch = batch.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            prediction = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))["prediction"]
+        for batch_number, batch in enumerate(_epoch_loader(graphs, self.training["batch_size"], self.seed, epoch, True), start=1):
+            batch = batch.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            prediction = self.model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))["prediction"]
             loss = torch.nn.functional.l1_loss(prediction, batch.y_std)
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"{out_dir}: non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch_number}; "
-                                    f"the checkpoint of epoch {state['epoch']} is kept")
+                raise NonFiniteLoss(f"{checkpoint_path.parent}: non-finite training loss ({loss.item()}) at epoch {epoch}, "
+                                    f"batch {batch_number}; the checkpoint of epoch {self.state.epoch} is kept")
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), training["clip_norm"])
-            optimizer.step()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.training["clip_norm"])
+            self.optimizer.step()
             total += loss.item() * batch.num_graphs
             count += batch.num_graphs
-        scheduler.step()
-        val_pred = predict(model, sets["val"]["data"], training["batch_size"], device)["prediction"] * std + mean
-        val_mae = float(np.mean(np.abs(val_pred - val_y))) if len(val_y) else math.nan
-        state["history"].append({"epoch": epoch, "train_loss": total / count, "val_mae": val_mae,
-                                 "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started})
-        if val_mae < state["best_val"] or not len(val_y):
-            state.update(best_val=val_mae, best_epoch=epoch, stale=0, best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
-        else:
-            state["stale"] += 1
-        state["epoch"] = epoch
-        write_torch({"format": CHECKPOINT_FORMAT, "fingerprint": key, "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state}, checkpoint_path)
-        bar.set_postfix(loss=f"{total / count:.4f}", val_mae=f"{val_mae:.4f}")
-        bar.update()
-        if stop_after_epochs is not None and epoch >= stop_after_epochs:
-            bar.close()
-            return {"stopped_after": epoch}
-    bar.close()
+        self.scheduler.step()
+        return total / count
 
-    model.load_state_dict(state["best_state"])
-    return _evaluate_and_write(model, split, sets, dropped, state, settings, mean, std, training, device, out_dir)
+    def _mae(self, crystal_set) -> float:
+        if not len(crystal_set):
+            return math.nan
+        predicted = self._predict(crystal_set.graphs)["prediction"]
+        return float(np.mean(np.abs(predicted - crystal_set.y)))
+
+    def _predict(self, graphs: list[Data]) -> dict[str, np.ndarray]:
+        out = predict(self.model, graphs, self.training["batch_size"], self.device)
+        out["prediction"] = out["prediction"] * self.scale.std + self.scale.mean
+        return out
+
+    # ---- evaluate and write ---------------------------------------------------------------------------------
+
+    def evaluate(self) -> Evaluation:
+        """Predictions, latents and metrics of every set with the weights the model holds (the best after fit)."""
+        predictions, latents, outputs = [], [], {}
+        for set_name, crystal_set in self.data.sets.items():
+            out = self._predict(crystal_set.graphs)
+            outputs[set_name] = (crystal_set, out["prediction"], out["latent"])
+            predictions.append(pd.DataFrame({"id": crystal_set.ids, "set": set_name, "y_true": crystal_set.y,
+                                             "y_pred": out["prediction"], "elements": crystal_set.elements}))
+            latents.append(pd.DataFrame({"id": crystal_set.ids, "set": set_name, "latent": list(out["latent"].astype(np.float32))}))
+
+        split, state = self.data.split, self.state
+        metrics: dict = {"target": self.target, "model": self.model_name, "split": split["name"], "seed": self.seed,
+                         "best_epoch": state.best_epoch, "epochs_run": state.epoch, "dropped": self.data.dropped}
+        for set_name, (crystal_set, y_pred, _) in outputs.items():
+            metrics[set_name] = regression_metrics(crystal_set.y, y_pred)
+        if "ood_test" in outputs and metrics["id_test"]["mae"]:
+            metrics["ood_id_mae_ratio"] = metrics["ood_test"]["mae"] / metrics["id_test"]["mae"]
+            crystal_set, y_pred, _ = outputs["ood_test"]
+            per_element = {}
+            for element in split["omitted_elements"]:
+                mask = np.array([element in e for e in crystal_set.elements], dtype=bool)
+                if mask.any():
+                    per_element[element] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(y_pred[mask] - crystal_set.y[mask])))}
+            metrics["ood_mae_by_element"] = per_element
+        k = int(self.training.get("knn", 5))
+        train_latent = outputs["train"][2]
+        metrics["latent_knn_distance"] = {"k": k}
+        for set_name in ("id_test", "ood_test"):
+            if set_name in outputs and len(outputs[set_name][2]):
+                metrics["latent_knn_distance"][set_name] = float(knn_distance(outputs[set_name][2], train_latent, k).mean())
+        return Evaluation(metrics, pd.concat(predictions, ignore_index=True), pd.concat(latents, ignore_index=True))
+
+    def write(self, evaluation: Evaluation, out_dir: Path) -> None:
+        """model.pt, predictions.parquet, latents.parquet, history.parquet and metrics.json (last: the rule's
+        completion marker for the summary), each atomically."""
+        write_torch({"state_dict": self.model.state_dict(), "model": self.model_name, "options": self.settings["options"],
+                     "target": self.target, "target_mean": self.scale.mean, "target_std": self.scale.std,
+                     "split": self.data.split["name"], "seed": self.seed, "metadata": runtime_metadata(self.device)},
+                    out_dir / "model.pt")
+        write_parquet(evaluation.predictions, out_dir / "predictions.parquet")
+        write_parquet(evaluation.latents, out_dir / "latents.parquet")
+        write_parquet(pd.DataFrame(self.state.history), out_dir / "history.parquet")
+        write_json(evaluation.metrics, out_dir / "metrics.json")
+        log.info("%s: id_test MAE %s, ood_test MAE %s", out_dir, evaluation.metrics.get("id_test", {}).get("mae"),
+                 evaluation.metrics.get("ood_test", {}).get("mae"))
+
+
+def train_model(graphs_path, materials_path, split_path, out_dir, target: str, model_name: str, model_opts: dict,
+                training: dict, seed: int, threads: int = 1, progress: bool = True) -> dict:
+    """The training stage: train (or resume) one model and write its outputs to `out_dir`; returns its metrics."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = Runtime.from_options(training, threads).apply()
+    data = load_split_data(graphs_path, materials_path, split_path, target)
+    if training.get("symmetry_reduction", True):
+        reduce_symmetry(data)
+    trainer = Trainer(data, target, model_name, model_opts, training, seed, device)
+    trainer.fit(out_dir / "checkpoint.pt", progress)
+    evaluation = trainer.evaluate()
+    trainer.write(evaluation, out_dir)
+    return evaluation.metrics
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -244,58 +318,6 @@ def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int, chunk: int 
         distances = torch.cdist(block, reference_t)
         out.append(distances.topk(min(k, reference_t.shape[0]), largest=False).values.mean(dim=1))
     return torch.cat(out).numpy() if out else np.zeros(0)
-
-
-def _evaluate_and_write(model, split, sets, dropped, state, settings, mean, std, training, device, out_dir: Path) -> dict:
-    predictions, latents, outputs = [], [], {}
-    for set_name, content in sets.items():
-        out = predict(model, content["data"], training["batch_size"], device)
-        y_pred = out["prediction"] * std + mean
-        outputs[set_name] = (content, y_pred, out["latent"])
-        predictions.append(pd.DataFrame({"id": content["ids"], "set": set_name, "y_true": content["y"], "y_pred": y_pred,
-                                         "elements": content["elements"]}))
-        latents.append(pd.DataFrame({"id": content["ids"], "set": set_name, "latent": list(out["latent"].astype(np.float32))}))
-
-    metrics: dict = {"target": settings["target"], "model": settings["model"], "split": split["name"], "seed": settings["seed"],
-                     "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "dropped": dropped}
-    for set_name, (content, y_pred, _) in outputs.items():
-        metrics[set_name] = regression_metrics(content["y"], y_pred)
-    if "ood_test" in outputs and metrics["id_test"]["mae"]:
-        metrics["ood_id_mae_ratio"] = metrics["ood_test"]["mae"] / metrics["id_test"]["mae"]
-        content, y_pred, _ = outputs["ood_test"]
-        per_element = {}
-        for element in split["omitted_elements"]:
-            mask = np.array([element in e for e in content["elements"]], dtype=bool)
-            if mask.any():
-                per_element[element] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(y_pred[mask] - content["y"][mask])))}
-        metrics["ood_mae_by_element"] = per_element
-    k = int(training.get("knn", 5))
-    train_latent = outputs["train"][2]
-    metrics["latent_knn_distance"] = {"k": k}
-    for set_name in ("id_test", "ood_test"):
-        if set_name in outputs and len(outputs[set_name][2]):
-            metrics["latent_knn_distance"][set_name] = float(knn_distance(outputs[set_name][2], train_latent, k).mean())
-
-    write_torch(
-        {
-            "state_dict": model.state_dict(),
-            "model": settings["model"],
-            "options": settings["options"],
-            "target": settings["target"],
-            "target_mean": mean,
-            "target_std": std,
-            "split": split["name"],
-            "seed": settings["seed"],
-            "metadata": runtime_metadata(device),
-        },
-        out_dir / "model.pt",
-    )
-    write_parquet(pd.concat(predictions, ignore_index=True), out_dir / "predictions.parquet")
-    write_parquet(pd.concat(latents, ignore_index=True), out_dir / "latents.parquet")
-    write_parquet(pd.DataFrame(state["history"]), out_dir / "history.parquet")
-    write_json(metrics, out_dir / "metrics.json")
-    log.info("%s: id_test MAE %s, ood_test MAE %s", out_dir, metrics.get("id_test", {}).get("mae"), metrics.get("ood_test", {}).get("mae"))
-    return metrics
 
 
 def runtime_metadata(device) -> dict:

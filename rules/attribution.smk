@@ -1,14 +1,14 @@
-# Stage 5: attributions per trained model, and topological descriptors once per dataset.
+# Stage 5: attributions per trained model, and topological descriptors once per dataset and topology settings.
 
-ATTRIBUTION_DIR = "results/attribution/{dataset}/{target}/{split}/{model}/seed{seed}"
+ATTRIBUTION_DIR = L.run_dir("attribution")
 
 
 rule topology:
     input:
-        "results/data/{dataset}/materials.parquet",
+        L.materials,
     output:
-        ph="results/topology/{dataset}/ph.parquet",
-        summary="results/topology/{dataset}/summary.json",
+        ph=f"{L.topology_dir}/ph.parquet",
+        summary=f"{L.topology_dir}/summary.json",
     params:
         radius=config["topology"]["radius"],
     threads: 8
@@ -16,9 +16,9 @@ rule topology:
         mem_mb=scaled(2000, 4.0),
         runtime=by_attempt(120),
     log:
-        "logs/topology/{dataset}.log",
+        L.log(L.topology_dir, "ph.log"),
     benchmark:
-        "benchmarks/topology/{dataset}.tsv"
+        L.benchmark(L.topology_dir, "ph.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -30,10 +30,8 @@ rule attribute_model:
         model=f"{MODEL_DIR}/model.pt",
         predictions=f"{MODEL_DIR}/predictions.parquet",
         latents=f"{MODEL_DIR}/latents.parquet",
-        graphs=GRAPHS,
-        materials="results/data/{dataset}/materials.parquet",
-        split="results/splits/{dataset}/{split}.json",
-        ph="results/topology/{dataset}/ph.parquet",
+        **run_inputs(),
+        ph=f"{L.topology_dir}/ph.parquet",
     output:
         atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
         elements=f"{ATTRIBUTION_DIR}/elements.parquet",
@@ -43,17 +41,19 @@ rule attribute_model:
         trim=f"{ATTRIBUTION_DIR}/trim.parquet",
         trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
         topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
+        diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
         summary=f"{ATTRIBUTION_DIR}/summary.json",
     params:
         options=config["attribution"],
+        radius=config["topology"]["radius"],
     threads: 1
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(120),
     log:
-        f"logs/{ATTRIBUTION_DIR}/attribution.log",
+        L.log(ATTRIBUTION_DIR, "attribution.log"),
     benchmark:
-        f"benchmarks/{ATTRIBUTION_DIR}/attribution.tsv"
+        L.benchmark(ATTRIBUTION_DIR, "attribution.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -62,4 +62,4 @@ rule attribute_model:
 
 rule attributions:
     input:
-        run_files(ATTRIBUTION_DIR, "summary.json", seeds=ANALYSIS_SEEDS),
+        run_files("attribution", "summary.json", ANALYSED_RUNS),

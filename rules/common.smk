@@ -1,27 +1,40 @@
-# Shared wiring: paths, wildcard constraints and input functions. Logic lives in matprobe.
+# Shared wiring: the layout of every output, the runs, wildcard constraints and input functions. Logic lives in matprobe.
 import importlib.util
 from pathlib import Path
 
-from matprobe.config import analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, model_options_for
+from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
+                             model_options_for, runs)
 from matprobe.sources import local_inputs, remote_files
 from matprobe.splits import split_names
-from matprobe.graphs import graph_key
 
+# Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
+# models and probes under results/studies/{study}/.
+L = layout_for(config)
 DATASETS = list(config["datasets"])
 DOWNLOAD_DIR = config["data"]["download_dir"]
-GRAPH_KEY = graph_key(config["graph"])
 SPLITS = split_names(config["splits"], config["split_options"]["controls"])
-TARGETS = config["targets"]
 MODELS = config["models"]
-SEEDS = config["seeds"]
+RUNS = runs(config)
 # Landscapes, attributions and the figures made of them are made for these seeds' models only (all seeds by default);
 # every trained model gets its parity plot.
-ANALYSIS_SEEDS = analysis_seeds(config)
-GRAPHS = f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt"
-MODEL_DIR = "results/models/{dataset}/{target}/{split}/{model}/seed{seed}"
+ANALYSED_RUNS = runs(config, analysis_seeds(config))
 GPU = gpus_per_job(config)
-# Figure jobs take the plotting module as an input, so editing a plotting function re-runs them and nothing else.
-FIGURE_CODE = importlib.util.find_spec("matprobe.figures").origin
+
+
+def run_files(stage, filename, selected=RUNS, dataset=None):
+    """One file of every run in `selected` (of one dataset, if given); stage as in matprobe.layout.RUN_STAGES."""
+    return [str(L.path(L.run_dir(stage), run) / filename) for run in selected if dataset in (None, run.dataset)]
+
+
+def run_keys(selected=RUNS, dataset=None):
+    """The keys of the runs `run_files` lists, in the same order: figure and summary jobs label rows with them."""
+    return [run.keys() for run in selected if dataset in (None, run.dataset)]
+
+
+def figure_code(family):
+    """The plotting modules of a figure family (matprobe/figures/{family}.py and the shared style): inputs of its
+    figure jobs, so that editing a plotting function re-runs that family's figures and nothing else."""
+    return [importlib.util.find_spec(f"matprobe.figures.{module}").origin for module in ("style", family)]
 
 
 def scaled(base, per_input_mb):
@@ -33,12 +46,6 @@ def scaled(base, per_input_mb):
 def by_attempt(minutes):
     """Runtime that grows with each retry (a job killed at its time limit comes back with more)."""
     return lambda wildcards, attempt: int(minutes * attempt)
-
-
-def run_files(folder, filename, datasets=DATASETS, seeds=SEEDS):
-    """One file of every run (dataset, target, split, model, seed) in the config; folder is a MODEL_DIR-like pattern."""
-    runs = expand(folder, dataset=datasets, target=TARGETS, split=SPLITS, model=MODELS, seed=seeds)
-    return [f"{run}/{filename}" for run in runs]
 
 
 wildcard_constraints:
@@ -65,3 +72,8 @@ def remote_file_by_name(filename):
             if remote.filename == filename:
                 return remote
     raise ValueError(f"no configured dataset downloads {filename}")
+
+
+# The inputs every per-model stage reads besides the model: graphs, materials table and split.
+def run_inputs():
+    return {"graphs": L.graphs, "materials": L.materials, "split": L.split}

@@ -25,9 +25,9 @@ rule normalise_dataset:
     input:
         unpack(dataset_inputs),
     output:
-        table="results/data/{dataset}/materials.parquet",
-        rejected="results/data/{dataset}/rejected.parquet",
-        summary="results/data/{dataset}/summary.json",
+        table=L.materials,
+        rejected=f"{L.data_dir}/rejected.parquet",
+        summary=f"{L.data_dir}/summary.json",
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
         min_distance=config["data"]["min_distance"],
@@ -36,9 +36,9 @@ rule normalise_dataset:
         mem_mb=scaled(2000, 4.0),
         runtime=by_attempt(30),
     log:
-        "logs/data/{dataset}.log",
+        L.log(L.data_dir, "normalise.log"),
     benchmark:
-        "benchmarks/data/{dataset}.tsv"
+        L.benchmark(L.data_dir, "normalise.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -47,4 +47,4 @@ rule normalise_dataset:
 
 rule data:
     input:
-        expand("results/data/{dataset}/materials.parquet", dataset=DATASETS),
+        expand(L.materials, dataset=DATASETS),

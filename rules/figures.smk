@@ -1,14 +1,19 @@
-# Stage 6: figures from stored results (never re-training), the summary table, and the report captions.
+# Stage 6: figures from stored results (never re-training), by family: one job per family and dataset or model,
+# each with its family's plotting module among its inputs, so that an edit to one family re-runs only its figures
+# and a failing plot leaves the other families' figures standing. Then the summary tables and report captions.
 
-FIG_DIR = "results/figures/{dataset}"
-MODEL_FIG_DIR = "results/figures/{dataset}/{target}/{split}/{model}/seed{seed}"
+FIG_DIR = L.dataset_figures
+MODEL_FIG_DIR = L.run_dir("figures")
+RUN_CATEGORY = "{target} {split} {model} seed{seed}"
 
 
 localrules:
     training_figures,
-    landscape_figures,
     parity_figure,
-    model_figures,
+    landscape_overview_figures,
+    landscape_figures,
+    attribution_figures,
+    topology_figures,
     summary_table,
     headline_table,
     worst_predictions,
@@ -16,119 +21,159 @@ localrules:
 
 rule training_figures:
     input:
-        metrics=lambda w: run_files(MODEL_DIR, "metrics.json", [w.dataset]),
-        histories=lambda w: run_files(MODEL_DIR, "history.parquet", [w.dataset]),
-        code=FIGURE_CODE,
+        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
+        histories=lambda w: run_files("models", "history.parquet", dataset=w.dataset),
+        code=figure_code("training"),
     output:
         headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
         headline_pdf=f"{FIG_DIR}/headline.pdf",
         curves=report(f"{FIG_DIR}/training_curves.png", caption="../report/training_curves.rst", category="2 Training"),
         curves_pdf=f"{FIG_DIR}/training_curves.pdf",
+    params:
+        runs=lambda w: run_keys(dataset=w.dataset),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=by_attempt(20),
     log:
-        "logs/figures/{dataset}_training.log",
+        L.log(FIG_DIR, "training.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/training_figures.py"
 
 
-rule landscape_figures:
-    input:
-        flatness=lambda w: run_files(LANDSCAPE_DIR, "metrics.json", [w.dataset], ANALYSIS_SEEDS),
-        grids=lambda w: run_files(LANDSCAPE_DIR, "grid.parquet", [w.dataset], ANALYSIS_SEEDS),
-        code=FIGURE_CODE,
-    output:
-        flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
-        flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
-        landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
-        landscapes_pdf=f"{FIG_DIR}/landscapes_1d.pdf",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=by_attempt(20),
-    log:
-        "logs/figures/{dataset}_landscapes.log",
-    conda:
-        "../envs/matprobe.yaml"
-    script:
-        "../workflow_scripts/landscape_figures.py"
-
-
 # Every trained model gets its parity plot; the probe figures below need its landscape and attribution.
 rule parity_figure:
     input:
         predictions=f"{MODEL_DIR}/predictions.parquet",
-        code=FIGURE_CODE,
+        code=figure_code("training"),
     output:
-        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory="{target} {split} {model} seed{seed}"),
+        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory=RUN_CATEGORY),
         pdf=f"{MODEL_FIG_DIR}/parity.pdf",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=by_attempt(10),
     log:
-        f"logs/{MODEL_FIG_DIR}/parity.log",
+        L.log(MODEL_FIG_DIR, "parity.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
         "../workflow_scripts/parity_figure.py"
 
 
-rule model_figures:
+rule landscape_overview_figures:
     input:
-        predictions=f"{MODEL_DIR}/predictions.parquet",
-        split="results/splits/{dataset}/{split}.json",
-        grid=f"{LANDSCAPE_DIR}/grid.parquet",
-        hessian=f"{LANDSCAPE_DIR}/hessian.json",
-        atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
-        elements=f"{ATTRIBUTION_DIR}/elements.parquet",
-        element_pca=f"{ATTRIBUTION_DIR}/element_pca.parquet",
-        trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
-        topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
-        materials="results/data/{dataset}/materials.parquet",
-        code=FIGURE_CODE,
+        flatness=lambda w: run_files("landscape", "metrics.json", ANALYSED_RUNS, w.dataset),
+        grids=lambda w: run_files("landscape", "grid.parquet", ANALYSED_RUNS, w.dataset),
+        code=figure_code("landscapes"),
     output:
-        landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
-        landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
-        hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory="{target} {split} {model} seed{seed}"),
-        periodic=report(f"{MODEL_FIG_DIR}/periodic_tables.png", caption="../report/periodic_tables.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        structures=report(f"{MODEL_FIG_DIR}/structures.png", caption="../report/structures.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory="{target} {split} {model} seed{seed}"),
-        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("landscape_2d", "landscape_3d", "hessian_density", "periodic_tables", "structures", "element_map", "trim", "topology")],
+        flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
+        flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
+        landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
+        landscapes_pdf=f"{FIG_DIR}/landscapes_1d.pdf",
     params:
-        radius=config["topology"]["radius"],
+        runs=lambda w: run_keys(ANALYSED_RUNS, w.dataset),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=by_attempt(20),
     log:
-        f"logs/{MODEL_FIG_DIR}/figures.log",
+        L.log(FIG_DIR, "landscapes.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
-        "../workflow_scripts/model_figures.py"
+        "../workflow_scripts/landscape_overview_figures.py"
+
+
+rule landscape_figures:
+    input:
+        grid=f"{LANDSCAPE_DIR}/grid.parquet",
+        hessian=f"{LANDSCAPE_DIR}/hessian.json",
+        code=figure_code("landscapes"),
+    output:
+        landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
+        landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
+        hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
+        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("landscape_2d", "landscape_3d", "hessian_density")],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        L.log(MODEL_FIG_DIR, "landscapes.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_figures.py"
+
+
+rule attribution_figures:
+    input:
+        predictions=f"{MODEL_DIR}/predictions.parquet",
+        split=L.split,
+        atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
+        elements=f"{ATTRIBUTION_DIR}/elements.parquet",
+        element_pca=f"{ATTRIBUTION_DIR}/element_pca.parquet",
+        trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
+        materials=L.materials,
+        code=figure_code("attribution"),
+    output:
+        periodic=report(f"{MODEL_FIG_DIR}/periodic_tables.png", caption="../report/periodic_tables.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        structures=report(f"{MODEL_FIG_DIR}/structures.png", caption="../report/structures.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("periodic_tables", "structures", "element_map", "trim")],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        L.log(MODEL_FIG_DIR, "attribution.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/attribution_figures.py"
+
+
+rule topology_figures:
+    input:
+        correlations=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
+        diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
+        code=figure_code("topology"),
+    output:
+        topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        pdf=f"{MODEL_FIG_DIR}/topology.pdf",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(20),
+    log:
+        L.log(MODEL_FIG_DIR, "topology.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/topology_figures.py"
 
 
 rule summary_table:
     input:
-        models=run_files(MODEL_DIR, "metrics.json"),
-        landscapes=run_files(LANDSCAPE_DIR, "metrics.json", seeds=ANALYSIS_SEEDS),
-        attributions=run_files(ATTRIBUTION_DIR, "summary.json", seeds=ANALYSIS_SEEDS),
+        models=run_files("models", "metrics.json"),
+        landscapes=run_files("landscape", "metrics.json", ANALYSED_RUNS),
+        attributions=run_files("attribution", "summary.json", ANALYSED_RUNS),
     output:
-        parquet="results/summary/runs.parquet",
-        csv=report("results/summary/runs.csv", caption="../report/summary.rst", category="1 Headline"),
+        parquet=f"{L.summary}/runs.parquet",
+        csv=report(f"{L.summary}/runs.csv", caption="../report/summary.rst", category="1 Headline"),
+    params:
+        runs=run_keys(),
+        analysed=run_keys(ANALYSED_RUNS),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=by_attempt(10),
     log:
-        "logs/summary.log",
+        L.log(L.summary, "runs.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -137,16 +182,18 @@ rule summary_table:
 
 rule headline_table:
     input:
-        metrics=lambda w: run_files(MODEL_DIR, "metrics.json", [w.dataset]),
+        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
     output:
-        csv="results/summary/{dataset}/headline.csv",
-        markdown="results/summary/{dataset}/headline.md",
+        csv=f"{L.dataset_summary}/headline.csv",
+        markdown=f"{L.dataset_summary}/headline.md",
+    params:
+        runs=lambda w: run_keys(dataset=w.dataset),
     threads: 1
     resources:
         mem_mb=1000,
         runtime=by_attempt(5),
     log:
-        "logs/summary/{dataset}_headline.log",
+        L.log(L.dataset_summary, "headline.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -155,16 +202,18 @@ rule headline_table:
 
 rule worst_predictions:
     input:
-        predictions=lambda w: run_files(MODEL_DIR, "predictions.parquet", [w.dataset]),
-        materials="results/data/{dataset}/materials.parquet",
+        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        materials=L.materials,
     output:
-        report("results/summary/{dataset}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
+        report(f"{L.dataset_summary}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
+    params:
+        runs=lambda w: run_keys(dataset=w.dataset),
     threads: 1
     resources:
         mem_mb=scaled(1000, 2.0),
         runtime=by_attempt(5),
     log:
-        "logs/summary/{dataset}_worst_predictions.log",
+        L.log(L.dataset_summary, "worst_predictions.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -174,17 +223,17 @@ rule worst_predictions:
 # The headline numbers and figure from training alone, before any landscape or attribution job has run.
 rule headline:
     input:
-        expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
-        expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
+        expand(f"{L.dataset_summary}/headline.csv", dataset=DATASETS),
+        expand(f"{L.dataset_summary}/worst_predictions.csv", dataset=DATASETS),
         expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
 
 
 rule figures:
     input:
-        expand("results/summary/{dataset}/headline.csv", dataset=DATASETS),
-        expand("results/summary/{dataset}/worst_predictions.csv", dataset=DATASETS),
-        expand(f"{FIG_DIR}/headline.png", dataset=DATASETS),
+        rules.headline.input,
         expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
-        run_files(MODEL_FIG_DIR, "parity.png"),
-        run_files(MODEL_FIG_DIR, "landscape_2d.png", seeds=ANALYSIS_SEEDS),
-        "results/summary/runs.parquet",
+        run_files("figures", "parity.png"),
+        run_files("figures", "landscape_2d.png", ANALYSED_RUNS),
+        run_files("figures", "periodic_tables.png", ANALYSED_RUNS),
+        run_files("figures", "topology.png", ANALYSED_RUNS),
+        f"{L.summary}/runs.parquet",

@@ -1,13 +1,14 @@
-# Stage 2a: crystal graphs, built once per dataset and graph settings (GRAPH_KEY), reused by every split and model.
+# Stage 2a: crystal graphs, built once per dataset and graph settings (the layout's graph key), reused by every
+# split, model and study.
 
 
 rule build_graphs:
     input:
-        "results/data/{dataset}/materials.parquet",
+        L.materials,
     output:
-        graphs=f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt",
-        rejected=f"results/graphs/{{dataset}}/{GRAPH_KEY}/rejected.parquet",
-        summary=f"results/graphs/{{dataset}}/{GRAPH_KEY}/summary.json",
+        graphs=L.graphs,
+        rejected=f"{L.graphs_dir}/rejected.parquet",
+        summary=f"{L.graphs_dir}/summary.json",
     params:
         cutoff=config["graph"]["cutoff"],
         max_neighbors=config["graph"]["max_neighbors"],
@@ -16,9 +17,9 @@ rule build_graphs:
         mem_mb=scaled(2000, 10.0),
         runtime=by_attempt(20),
     log:
-        f"logs/graphs/{{dataset}}/{GRAPH_KEY}.log",
+        L.log(L.graphs_dir, "build.log"),
     benchmark:
-        f"benchmarks/graphs/{{dataset}}/{GRAPH_KEY}.tsv"
+        L.benchmark(L.graphs_dir, "build.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -27,4 +28,4 @@ rule build_graphs:
 
 rule graphs:
     input:
-        expand(f"results/graphs/{{dataset}}/{GRAPH_KEY}/graphs.pt", dataset=DATASETS),
+        expand(L.graphs, dataset=DATASETS),

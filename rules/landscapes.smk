@@ -1,16 +1,14 @@
 # Stage 4: loss landscapes. Directions first, then grid chunks (separate jobs, so that a cluster spreads
 # one landscape over nodes), merged; Hessian spectra; flatness metrics from both.
 
-LANDSCAPE_DIR = "results/landscape/{dataset}/{target}/{split}/{model}/seed{seed}"
+LANDSCAPE_DIR = L.run_dir("landscape")
 LANDSCAPE_CHUNKS = config["landscape"]["chunks"]
 
 
 rule landscape_directions:
     input:
         model=f"{MODEL_DIR}/model.pt",
-        graphs=GRAPHS,
-        materials="results/data/{dataset}/materials.parquet",
-        split="results/splits/{dataset}/{split}.json",
+        **run_inputs(),
     output:
         f"{LANDSCAPE_DIR}/directions.pt",
     params:
@@ -21,7 +19,7 @@ rule landscape_directions:
         runtime=by_attempt(60),
         gpu=GPU,
     log:
-        f"logs/{LANDSCAPE_DIR}/directions.log",
+        L.log(LANDSCAPE_DIR, "directions.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -32,9 +30,7 @@ rule landscape_chunk:
     input:
         directions=f"{LANDSCAPE_DIR}/directions.pt",
         model=f"{MODEL_DIR}/model.pt",
-        graphs=GRAPHS,
-        materials="results/data/{dataset}/materials.parquet",
-        split="results/splits/{dataset}/{split}.json",
+        **run_inputs(),
     output:
         temp(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet"),
     params:
@@ -46,9 +42,9 @@ rule landscape_chunk:
         runtime=by_attempt(240),
         gpu=GPU,
     log:
-        f"logs/{LANDSCAPE_DIR}/chunk_{{chunk}}.log",
+        L.log(LANDSCAPE_DIR, "chunk_{chunk}.log"),
     benchmark:
-        f"benchmarks/{LANDSCAPE_DIR}/chunk_{{chunk}}.tsv"
+        L.benchmark(LANDSCAPE_DIR, "chunk_{chunk}.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -65,7 +61,7 @@ rule landscape_grid:
         mem_mb=scaled(1000, 4.0),
         runtime=by_attempt(10),
     log:
-        f"logs/{LANDSCAPE_DIR}/merge.log",
+        L.log(LANDSCAPE_DIR, "merge.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -75,9 +71,7 @@ rule landscape_grid:
 rule landscape_hessian:
     input:
         model=f"{MODEL_DIR}/model.pt",
-        graphs=GRAPHS,
-        materials="results/data/{dataset}/materials.parquet",
-        split="results/splits/{dataset}/{split}.json",
+        **run_inputs(),
     output:
         f"{LANDSCAPE_DIR}/hessian.json",
     params:
@@ -88,9 +82,9 @@ rule landscape_hessian:
         runtime=by_attempt(240),
         gpu=GPU,
     log:
-        f"logs/{LANDSCAPE_DIR}/hessian.log",
+        L.log(LANDSCAPE_DIR, "hessian.log"),
     benchmark:
-        f"benchmarks/{LANDSCAPE_DIR}/hessian.tsv"
+        L.benchmark(LANDSCAPE_DIR, "hessian.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -110,7 +104,7 @@ rule landscape_metrics:
         mem_mb=scaled(1000, 4.0),
         runtime=by_attempt(10),
     log:
-        f"logs/{LANDSCAPE_DIR}/metrics.log",
+        L.log(LANDSCAPE_DIR, "metrics.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -119,4 +113,4 @@ rule landscape_metrics:
 
 rule landscapes:
     input:
-        run_files(LANDSCAPE_DIR, "metrics.json", seeds=ANALYSIS_SEEDS),
+        run_files("landscape", "metrics.json", ANALYSED_RUNS),

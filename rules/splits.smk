@@ -1,11 +1,12 @@
-# Stage 2b: element-omission splits with size-matched controls, and random splits.
+# Stage 2b: element-omission splits with size-matched controls, and random splits; shared by every study that
+# draws them with the same settings (the layout's split key).
 
 
 rule make_split:
     input:
-        "results/data/{dataset}/materials.parquet",
+        L.materials,
     output:
-        "results/splits/{dataset}/{split}.json",
+        L.split,
     params:
         definitions=config["splits"],
         options=config["split_options"],
@@ -14,7 +15,7 @@ rule make_split:
         mem_mb=scaled(1000, 2.0),
         runtime=by_attempt(10),
     log:
-        "logs/splits/{dataset}/{split}.log",
+        L.log(L.splits_dir, "{split}.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -23,16 +24,16 @@ rule make_split:
 
 rule split_stats:
     input:
-        materials="results/data/{dataset}/materials.parquet",
-        splits=expand("results/splits/{{dataset}}/{split}.json", split=SPLITS),
+        materials=L.materials,
+        splits=expand(L.split, split=SPLITS, allow_missing=True),
     output:
-        "results/splits/{dataset}/stats.parquet",
+        f"{L.splits_dir}/stats.parquet",
     threads: 1
     resources:
         mem_mb=scaled(1000, 2.0),
         runtime=by_attempt(10),
     log:
-        "logs/splits/{dataset}/stats.log",
+        L.log(L.splits_dir, "stats.log"),
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -41,4 +42,4 @@ rule split_stats:
 
 rule splits:
     input:
-        expand("results/splits/{dataset}/stats.parquet", dataset=DATASETS),
+        expand(f"{L.splits_dir}/stats.parquet", dataset=DATASETS),

@@ -1,11 +1,11 @@
-# Stage 3: one training job per (dataset, target, split, model, seed); resumable from its checkpoint.
+# Stage 3: one training job per run (dataset, target, split, model, seed); resumable from its checkpoint.
+
+MODEL_DIR = L.run_dir("models")
 
 
 rule train_model:
     input:
-        graphs=GRAPHS,
-        materials="results/data/{dataset}/materials.parquet",
-        split="results/splits/{dataset}/{split}.json",
+        **run_inputs(),
     output:
         model=f"{MODEL_DIR}/model.pt",
         metrics=f"{MODEL_DIR}/metrics.json",
@@ -21,9 +21,9 @@ rule train_model:
         runtime=by_attempt(240),
         gpu=GPU,
     log:
-        f"logs/{MODEL_DIR}/train.log",
+        L.log(MODEL_DIR, "train.log"),
     benchmark:
-        f"benchmarks/{MODEL_DIR}/train.tsv"
+        L.benchmark(MODEL_DIR, "train.tsv")
     conda:
         "../envs/matprobe.yaml"
     script:
@@ -32,4 +32,4 @@ rule train_model:
 
 rule train:
     input:
-        run_files(MODEL_DIR, "metrics.json"),
+        run_files("models", "metrics.json"),

@@ -19,7 +19,8 @@ from matprobe.graphs import build_graph, collate_graphs
 from matprobe.models import CrystalModel, ElementEncoder, GaussianExpansion
 from matprobe.structures import Crystal
 from matprobe.topology import DESCRIPTORS, crystal_descriptor, neighbourhood_clouds, persistence_diagrams
-from matprobe.train import graph_data, load_split_data, load_trained_model
+from matprobe.sets import CrystalSet, graph_data, load_split_data
+from matprobe.train import load_trained_model
 
 TARGET = "formation_energy_per_atom"
 
@@ -28,7 +29,7 @@ TARGET = "formation_energy_per_atom"
 def trained(small, tiny_model):
     torch.set_flush_denormal(True)
     model, record = load_trained_model(tiny_model)
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
     return model, record, sets
 
 
@@ -36,7 +37,7 @@ def _sets_of(crystals: dict[str, Crystal]):
     ids = list(crystals)
     stored = collate_graphs(ids, [build_graph(c, 8.0, 12) for c in crystals.values()], {"cutoff": 8.0, "max_neighbors": 12})
     y = np.zeros(len(ids))
-    return {"id_test": {"ids": ids, "data": graph_data(stored, ids, y), "y": y, "elements": [[] for _ in ids]}}
+    return {"id_test": CrystalSet("id_test", ids, y, [[] for _ in ids], graph_data(stored, ids, y))}
 
 
 def test_atom_contributions_average_to_the_prediction(trained):
@@ -47,21 +48,21 @@ def test_atom_contributions_average_to_the_prediction(trained):
     from torch_geometric.loader import DataLoader
 
     for set_name in ("id_test", "ood_test"):
-        for batch in DataLoader(sets[set_name]["data"], batch_size=1000):
+        for batch in DataLoader(sets[set_name].graphs, batch_size=1000):
             with torch.no_grad():
                 values = model(batch)["prediction"] * record["target_std"] + record["target_mean"]
-            predictions.update(dict(zip(sets[set_name]["ids"], values.tolist())))
+            predictions.update(dict(zip(sets[set_name].ids, values.tolist())))
     means = atoms.groupby("id")["contribution"].mean()
     np.testing.assert_allclose(means.to_numpy(), [predictions[i] for i in means.index], atol=1e-4)
-    assert set(atoms.loc[atoms["set"] == "ood_test", "id"]) == set(sets["ood_test"]["ids"])
+    assert set(atoms.loc[atoms["set"] == "ood_test", "id"]) == set(sets["ood_test"].ids)
 
 
 @pytest.mark.parametrize("baseline", ["zeros", "train_mean"])
 def test_integrated_gradients_are_complete(trained, baseline):
     model, record, sets = trained
-    mean_input = model.node_inputs(torch.cat([d.z for d in sets["train"]["data"]])).mean(dim=0, keepdim=True).detach()
+    mean_input = model.node_inputs(torch.cat([d.z for d in sets["train"].graphs])).mean(dim=0, keepdim=True).detach()
     atoms, residuals = integrated_gradients(model, record, sets, baseline, steps=32, train_mean_input=mean_input)
-    assert len(atoms) == sum(d.num_nodes for s in ("id_test", "ood_test") for d in sets[s]["data"])
+    assert len(atoms) == sum(d.num_nodes for s in ("id_test", "ood_test") for d in sets[s].graphs)
     assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
 
 
@@ -134,9 +135,9 @@ def test_trim_recovers_the_one_property_a_toy_model_uses(trained):
 
     toy, expected = _OnlyProperty(band=(2.5, 3.0)), {}
     for set_name in ("id_test", "ood_test"):
-        batch = next(iter(DataLoader(sets[set_name]["data"], batch_size=10_000)))
+        batch = next(iter(DataLoader(sets[set_name].graphs, batch_size=10_000)))
         with torch.no_grad():
-            expected.update(dict(zip(sets[set_name]["ids"], toy(batch)["prediction"].tolist())))
+            expected.update(dict(zip(sets[set_name].ids, toy(batch)["prediction"].tolist())))
     totals = trim.groupby("id")["attribution"].sum()
     np.testing.assert_allclose(totals.to_numpy(), [expected[i] for i in totals.index], rtol=1e-4, atol=1e-5)
     assert totals.abs().max() > 0
@@ -144,7 +145,7 @@ def test_trim_recovers_the_one_property_a_toy_model_uses(trained):
 
 def test_element_representation_analysis(trained):
     model, _, sets = trained
-    seen = {e for elements in sets["train"]["elements"] for e in elements}
+    seen = {e for elements in sets["train"].elements for e in elements}
     frame, summary = element_embedding_analysis(model, seen, seen | {"O"}, ["O"])
     assert {"pc1", "pc2", "group", "period"} <= set(frame.columns)
     assert not frame.loc[frame["symbol"] == "O", "seen_in_training"].item()

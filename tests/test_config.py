@@ -56,6 +56,19 @@ def test_shipped_configs_validate(name):
         ({"splits": [{"omit": 26}]}, "splits.0.omit"),
         ({"data": {"retries": 0}}, "data.retries"),
         ({"seeds": [0, 1], "analysis_seeds": [2]}, "analysis_seeds: [2] not among seeds [0, 1]"),
+        # each source takes its own keys: a missing or foreign one names the dataset and the key
+        ({"datasets": {"mine": {"source": "table"}}}, "datasets.mine: source table needs `path`"),
+        ({"datasets": {"cg": {"source": "cgcnn_dir", "columns": ["e"]}}}, "datasets.cg: source cgcnn_dir needs `path` or `url`"),
+        ({"datasets": {"mb": {"source": "matbench"}}}, "datasets.mb: source matbench needs `task`"),
+        ({"datasets": {"mine": {"source": "table", "path": "t.csv", "task": "x", "targets": {"e": "e"}}}},
+         "datasets.mine: source table does not take key `task`"),
+        ({"datasets": {"mb": {"source": "matbench", "task": "matbench_dielectric"}}}, "datasets.mb.task: 'matbench_dielectric' is not one of"),
+        ({"datasets": {"jv": {"source": "jarvis_dft_3d", "version": "2019"}}}, "datasets.jv.version: '2019' is not one of"),
+        ({"datasets": {"mine": {"source": "table", "path": "t.csv"}}}, "datasets.mine: no target column given"),
+        # the targets to train are checked against each dataset's
+        ({"datasets": {"mb": {"source": "matbench", "task": "matbench_mp_gap"}}}, "targets: dataset mb has no target 'formation_energy_per_atom'"),
+        ({"targets": {"demo": ["band_gap"]}}, "targets.demo: dataset demo has no target 'band_gap'"),
+        ({"targets": {"other": ["band_gap"]}}, "targets.other: no dataset of that name"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(config, expected):
@@ -76,4 +89,39 @@ def test_snakemake_stops_on_bad_config_with_one_line(tmp_path):
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if "unknown key graph.cutof" in line]
     assert lines, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_targets_per_dataset_plan_only_runs_that_can_run():
+    from matprobe.config import runs
+
+    config = validate_config({"datasets": {"e": {"source": "matbench", "task": "matbench_mp_e_form"},
+                                           "g": {"source": "matbench", "task": "matbench_mp_gap"}},
+                              "targets": {"e": ["formation_energy_per_atom"], "g": ["band_gap"]},
+                              "splits": [{"omit": "O"}], "models": ["cgcnn"]})
+    assert {(run.dataset, run.target) for run in runs(config)} == {("e", "formation_energy_per_atom"), ("g", "band_gap")}
+
+
+def test_every_settable_key_is_described():
+    from matprobe.schema_docs import settable_keys
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    undescribed = [key for key, sub in settable_keys(schema) if not str(sub.get("description", "")).strip()]
+    assert not undescribed, undescribed
+    assert len(list(settable_keys(schema))) > 80  # the walk reaches nested sections, dataset keys and split kinds
+
+
+def test_the_configuration_page_is_what_the_schema_generates():
+    from matprobe.schema_docs import PAGE, render
+
+    assert PAGE == REPO / "docs" / "configuration.md"
+    assert PAGE.read_text() == render(), "docs/configuration.md is out of date: run python -m matprobe.schema_docs"
+
+
+def test_a_table_without_a_path_stops_the_dry_run_in_one_line(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "mine.yaml").write_text("datasets:\n  mine:\n    source: table\n    targets: {e: e}\ntargets: [e]\n")
+    result = subprocess.run(["snakemake", "-n", "--configfile", "mine.yaml"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "matprobe: config: datasets.mine: source table needs `path`" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr

@@ -74,41 +74,51 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     assert run.returncode == 0, run.stderr[-4000:]
     plan = snakemake("-n")
     assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr  # every declared output exists
+    study = workdir / "results/studies/default"
     for model in ("cgcnn", "schnet"):
         for split in ("omit-Fe", "omit-Fe-control"):
             base = f"tiny/formation_energy_per_atom/{split}/{model}/seed0"
-            assert (workdir / "results/models" / base / "model.pt").exists()
-            assert (workdir / "results/landscape" / base / "grid.parquet").exists()
-            assert (workdir / "results/attribution" / base / "atoms.parquet").exists()
-            assert (workdir / "results/figures" / base / "parity.png").stat().st_size > 10_000
-    grid = pd.read_parquet(workdir / "results/landscape/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0/grid.parquet")
+            assert (study / "models" / base / "model.pt").exists()
+            assert (study / "landscape" / base / "grid.parquet").exists()
+            assert (study / "attribution" / base / "atoms.parquet").exists()
+            assert (study / "figures" / base / "parity.png").stat().st_size > 10_000
+    grid = pd.read_parquet(study / "landscape/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0/grid.parquet")
     assert len(grid) == (5 + 25) * 4
-    runs = pd.read_parquet(workdir / "results/summary/runs.parquet")
+    runs = pd.read_parquet(study / "summary/runs.parquet")
     assert len(runs) == 4 and {"train.ood_test.mae", "landscape.sets.ood_test.epsilon_sharpness"} <= set(runs.columns)
-    headline = pd.read_csv(workdir / "results/summary/tiny/headline.csv")
+    headline = pd.read_csv(study / "summary/tiny/headline.csv")
     assert len(headline) == 4  # split x model, seeds pooled
     row = runs[(runs["split"] == "omit-Fe") & (runs["model"] == "cgcnn")].iloc[0]
     cgcnn = headline[(headline["split"] == "omit-Fe") & (headline["model"] == "cgcnn")].iloc[0]
     assert cgcnn["ood_over_id"] == pytest.approx(row["train.ood_test.mae"] / row["train.id_test.mae"])
-    assert "| formation_energy_per_atom | omit-Fe | cgcnn |" in (workdir / "results/summary/tiny/headline.md").read_text()
-    worst = pd.read_csv(workdir / "results/summary/tiny/worst_predictions.csv")
+    assert "| formation_energy_per_atom | omit-Fe | cgcnn |" in (study / "summary/tiny/headline.md").read_text()
+    worst = pd.read_csv(study / "summary/tiny/worst_predictions.csv")
     assert set(worst["set"]) == {"train", "id_test", "ood_test"} and worst["reduced_formula"].notna().all()
     report = snakemake("--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (workdir / "results/report.html").stat().st_size > 100_000
-    # editing a plotting function (matprobe/figures.py, an input of every figure job) re-runs figure jobs only
-    plotting = package / "matprobe" / "figures.py"
+    # editing a plotting function of one family (matprobe/figures/landscapes.py, an input of that family's figure
+    # jobs) re-runs that family's figures only
+    plotting = package / "matprobe" / "figures" / "landscapes.py"
     plotting.write_text(plotting.read_text() + "\n# edited\n")
     plan = snakemake("-n", "--quiet", "rules")
     planned = set((plan.stdout + plan.stderr).split())
-    assert {"model_figures", "parity_figure", "training_figures", "landscape_figures"} <= planned, planned
+    assert {"landscape_figures", "landscape_overview_figures"} <= planned, planned
+    assert not {"train_model", "landscape_chunk", "attribute_model", "headline_table", "parity_figure", "training_figures",
+                "attribution_figures", "topology_figures"} & planned, planned
+    # the style every family shares re-runs them all
+    style = package / "matprobe" / "figures" / "style.py"
+    style.write_text(style.read_text() + "\n# edited\n")
+    plan = snakemake("-n", "--quiet", "rules")
+    planned = set((plan.stdout + plan.stderr).split())
+    assert {"parity_figure", "training_figures", "landscape_figures", "attribution_figures", "topology_figures"} <= planned
     assert not {"train_model", "landscape_chunk", "attribute_model", "headline_table"} & planned
     # so does editing a workflow script (snakemake's own code trigger)
-    script = workdir / "workflow_scripts" / "model_figures.py"
+    script = workdir / "workflow_scripts" / "attribution_figures.py"
     script.write_text(script.read_text() + "\n# touched\n")
     plan = snakemake("-n", "--quiet", "rules")
     planned = set((plan.stdout + plan.stderr).split())
-    assert "model_figures" in planned and not {"train_model", "landscape_chunk"} & planned
+    assert "attribution_figures" in planned and not {"train_model", "landscape_chunk"} & planned
     # reading flatness off the stored grids differently re-runs the metrics jobs, not the grids or Hessians
     (workdir / "flatness.yaml").write_text("landscape: {flatness: {divergence_radius: 0.7}}\n")
     plan = subprocess.run(["snakemake", "-n", "--quiet", "rules", "--configfile", "tiny.yaml", "flatness.yaml"], cwd=workdir,
@@ -117,3 +127,15 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     assert plan.returncode == 0, planned[-3000:]
     assert "landscape_metrics" in planned
     assert not {"landscape_directions", "landscape_chunk", "landscape_hessian", "train_model"} & set(planned.split())
+    # a second study of the same dataset (longer training, its own name) shares data, graphs and splits and never
+    # trains over the first one's models: everything it plans lives under its own name
+    (workdir / "longer.yaml").write_text("study: longer\ntraining: {epochs: 6}\n")
+    plan = subprocess.run(["snakemake", "-n", "--configfile", "tiny.yaml", "longer.yaml"], cwd=workdir, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    outputs = [out for line in plan.stdout.splitlines() if line.strip().startswith("output: ")
+               for out in line.split(": ", 1)[1].split(", ")]
+    assert any("results/studies/longer/models/" in out for out in outputs)
+    assert all(out.startswith("results/studies/longer/") for out in outputs), [o for o in outputs if "longer" not in o][:5]
+    planned = set(plan.stdout.split())
+    assert not {"normalise_dataset", "build_graphs", "make_split", "split_stats", "topology"} & planned

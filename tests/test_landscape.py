@@ -19,7 +19,8 @@ from matprobe.landscape import (
     prepare_sets,
     random_directions,
 )
-from matprobe.train import load_split_data, load_trained_model
+from matprobe.sets import load_split_data
+from matprobe.train import load_trained_model
 
 OPTIONS = validate_config({"landscape": {"grid_1d": {"points": 5}, "grid_2d": {"points": 5}, "max_crystals": 40, "batch_size": 16,
                                          "compile": "never", "hessian": {"lanczos_steps": 10, "trace_samples": 4, "slq_runs": 2, "seeds": 2}}})["landscape"]
@@ -59,8 +60,8 @@ def test_grid_values_equal_the_naive_evaluation(small, loaded, compile_model, pe
     points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 1.0)]
     fast = LandscapeEvaluator(model, sets, weights, d1, d2, compile_model=compile_model, points_per_pass=per_pass)
     values = fast.evaluate(points)
-    _, all_sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record["target"])
-    data = {n: [all_sets[n]["data"][all_sets[n]["ids"].index(i)] for i in s.ids] for n, s in sets.items()}
+    all_sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record["target"]).sets
+    data = {n: [all_sets[n].graphs[all_sets[n].ids.index(i)] for i in s.ids] for n, s in sets.items()}
     reference_model, _ = load_trained_model(small / "tiny" / "model.pt")
     for (alpha, beta), row in zip(points, values):
         state = perturbed_state_dict(model, weights, d1, d2, alpha, beta)

@@ -70,7 +70,7 @@ def test_fatal_problems_name_the_file(tmp_path, crystals):
     with pytest.raises(MatprobeError, match="does not exist"):
         normalise(tmp_path, "x", {"source": "cgcnn_dir", "path": str(tmp_path / "nowhere"), "columns": ["e"]})
     root = write_cgcnn_folder(tmp_path / "cg", crystals)
-    with pytest.raises(MatprobeError, match="no target column"):
+    with pytest.raises(MatprobeError, match="datasets.x: source cgcnn_dir needs `columns`"):
         normalise(tmp_path, "x", {"source": "cgcnn_dir", "path": str(root)})
     table = tmp_path / "t.csv"
     pd.DataFrame({"id": ["a"], "structure": [BAD_CIF], "e": [1.0]}).to_csv(table, index=False)

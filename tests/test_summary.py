@@ -5,11 +5,15 @@ import json
 import pandas as pd
 import pytest
 
-from matprobe.summary import headline_table, run_key, summarise_runs
+from matprobe.summary import headline_table, summarise_runs
+
+
+def _key(split, seed, target="formation_energy_per_atom", model="cgcnn"):
+    return {"dataset": "set", "target": target, "split": split, "model": model, "seed": seed}
 
 
 def _write_metrics(root, split, seed, id_mae, ood_mae):
-    path = root / "results/models/set/formation_energy_per_atom" / split / "cgcnn" / f"seed{seed}" / "metrics.json"
+    path = root / f"{split}-{seed}" / "metrics.json"  # the run's keys are passed beside the file, not read off its path
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"id_test": {"mae": id_mae, "n": 50}, "ood_test": {"mae": ood_mae, "n": 20}}))
     return path
@@ -19,8 +23,8 @@ def test_headline_reports_median_and_range_over_seeds(tmp_path):
     paths = [_write_metrics(tmp_path, "omit-O", seed, id_mae, ood_mae)
              for seed, id_mae, ood_mae in ((0, 0.10, 1.0), (1, 0.08, 1.2), (2, 0.12, 0.9))]
     paths.append(_write_metrics(tmp_path, "omit-O-control", 0, 0.1, 0.1))
-    assert run_key(paths[1]) == {"dataset": "set", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 1}
-    table = headline_table(paths, tmp_path / "headline.csv", tmp_path / "headline.md").set_index("split")
+    runs = [_key("omit-O", seed) for seed in (0, 1, 2)] + [_key("omit-O-control", 0)]
+    table = headline_table(runs, paths, tmp_path / "headline.csv", tmp_path / "headline.md").set_index("split")
     omission = table.loc["omit-O"]
     assert omission["seeds"] == 3 and omission["n_id"] == 50 and omission["n_ood"] == 20
     assert omission["id_mae"] == pytest.approx(0.10) and omission["ood_mae"] == pytest.approx(1.0)
@@ -42,10 +46,9 @@ def test_worst_predictions_ranks_the_largest_errors_per_set(tmp_path):
     predictions = pd.DataFrame({"id": [f"mp-{i}" for i in range(8)],
                                 "set": ["train", "train", "train", "val", "id_test", "id_test", "ood_test", "ood_test"],
                                 "y_true": [0.0] * 8, "y_pred": [0.1, -3.0, 0.5, 9.0, 0.2, -0.4, 2.0, 1.0]})
-    path = tmp_path / "results/models/set/band_gap/omit-O/schnet/seed2/predictions.parquet"
-    path.parent.mkdir(parents=True)
+    path = tmp_path / "predictions.parquet"
     predictions.to_parquet(path)
-    table = worst_predictions([path], tmp_path / "materials.parquet", tmp_path / "worst.csv", per_set=2)
+    table = worst_predictions([_key("omit-O", 2, "band_gap", "schnet")], [path], tmp_path / "materials.parquet", tmp_path / "worst.csv", per_set=2)
     assert "val" not in set(table["set"])  # model selection's set, not an evaluation
     train = table[table["set"] == "train"]
     assert list(train["id"]) == ["mp-1", "mp-2"] and list(train["rank"]) == [1, 2] and list(train["error"]) == [-3.0, 0.5]
@@ -55,16 +58,17 @@ def test_worst_predictions_ranks_the_largest_errors_per_set(tmp_path):
 
 
 def test_summary_has_a_row_per_trained_model_and_probe_metrics_where_analysed(tmp_path):
-    models = [_write_metrics(tmp_path, "omit-O", seed, 0.1, 1.0).parent for seed in (0, 1)]
+    models = [_write_metrics(tmp_path, "omit-O", seed, 0.1, 1.0) for seed in (0, 1)]
     analysed = {}
     for stage, filename, content in (("landscape", "metrics.json", {"train": {"sharpness": 0.5}}),
                                      ("attribution", "summary.json", {"split": "omit-O", "target": "t", "omitted": ["O"],
                                                                       "contributions": {"mean": -1.2}})):
-        path = tmp_path / "results" / stage / "set/formation_energy_per_atom/omit-O/cgcnn/seed1" / filename
+        path = tmp_path / stage / filename
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(content))
-        analysed[stage] = [path.parent]
-    runs = summarise_runs(models, analysed["landscape"], analysed["attribution"], tmp_path / "runs.parquet", tmp_path / "runs.csv")
+        analysed[stage] = [path]
+    runs = summarise_runs([_key("omit-O", 0), _key("omit-O", 1)], models, [_key("omit-O", 1)], analysed["landscape"],
+                          analysed["attribution"], tmp_path / "runs.parquet", tmp_path / "runs.csv")
     runs = runs.set_index("seed")
     assert list(runs.index) == [0, 1] and (runs["train.ood_test.mae"] == 1.0).all()
     assert runs.loc[1, "landscape.train.sharpness"] == 0.5 and runs.loc[1, "attribution.contributions.mean"] == -1.2

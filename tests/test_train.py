@@ -15,7 +15,8 @@ import torch
 from matprobe import MatprobeError
 from matprobe.graphs import symmetry_reduced
 from matprobe.models import GaussianExpansion, build_model, model_options, regular_neighbors, weighted_batch_norm
-from matprobe.train import load_split_data, load_trained_model, train_model
+from matprobe.sets import load_split_data
+from matprobe.train import load_trained_model, train_model
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
@@ -32,10 +33,10 @@ def run(small, out_dir, model="cgcnn", options=None, training=TRAINING, **kwargs
 @pytest.mark.parametrize("model", ["cgcnn", "schnet"])
 @pytest.mark.parametrize("features", ["physical", "onehot"])
 def test_prediction_is_exactly_the_mean_of_atom_contributions(small, model, features):
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
     torch.manual_seed(0)
     net = build_model(model, {"hidden": 16, "node_features": features}).eval()
-    batch = next(iter(DataLoader(sets["ood_test"]["data"], batch_size=32)))
+    batch = next(iter(DataLoader(sets["ood_test"].graphs, batch_size=32)))
     out = net(batch)
     means = torch.zeros(batch.num_graphs).index_add_(0, batch.batch, out["contributions"]) / torch.bincount(batch.batch)
     torch.testing.assert_close(out["prediction"], means, atol=1e-5, rtol=0)
@@ -62,8 +63,8 @@ def test_weighted_batch_norm_is_batch_norm_over_the_repeated_rows():
 def test_training_steps_on_symmetry_reduced_graphs_equal_the_full_graphs(small, model_name, options):
     # float64, so that the comparison is not drowned by float32 rounding: the bias gradients before batch norm
     # are sums of many cancelling terms, whose float32 rounding differs between the two graphs by ~1e-3 relative
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
-    full = [graph.clone() for graph in sets["train"]["data"][:96]]
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
+    full = [graph.clone() for graph in sets["train"].graphs[:96]]
     for graph in full:
         graph.edge_dist, graph.y = graph.edge_dist.double(), graph.y.double()
     reduced = [symmetry_reduced(graph) for graph in full]
@@ -140,8 +141,8 @@ def test_model_file_loads_with_weights_only_and_reproduces_predictions(small, tm
     record = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert record["model"] == "schnet" and record["metadata"]["torch"] == torch.__version__
     model, record = load_trained_model(tmp_path / "run" / "model.pt")
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
-    batch = next(iter(DataLoader(sets["id_test"]["data"], batch_size=1000)))
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
+    batch = next(iter(DataLoader(sets["id_test"].graphs, batch_size=1000)))
     with torch.no_grad():
         again = model(batch)["prediction"].numpy() * record["target_std"] + record["target_mean"]
     stored = pd.read_parquet(tmp_path / "run" / "predictions.parquet").query("set == 'id_test'")["y_pred"].to_numpy()
@@ -158,13 +159,13 @@ def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_checkpoint(small, t
         loss = real_l1(prediction, target)
         return loss * float("nan") if calls["n"] == batches_per_epoch + 3 else loss
 
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
-    batches_per_epoch = -(-len(sets["train"]["ids"]) // TRAINING["batch_size"])
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
+    batches_per_epoch = -(-len(sets["train"].ids) // TRAINING["batch_size"])
     monkeypatch.setattr(torch.nn.functional, "l1_loss", poisoned)
     with pytest.raises(MatprobeError, match="non-finite training loss .* at epoch 2, batch 3"):
         run(small, tmp_path / "run")
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["state"]["epoch"] == 1
+    assert checkpoint["epoch"] == 1
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
@@ -189,14 +190,14 @@ def test_killed_job_resumes_to_the_same_result(small, tmp_path):
     checkpoint = out / "checkpoint.pt"
     deadline = time.time() + 300
     while time.time() < deadline:  # kill mid-way through the third epoch, after two checkpoints
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["state"]["epoch"] >= 2:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.05)
     time.sleep(0.3)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (out / "metrics.json").exists(), "the job finished before it could be killed"
-    stopped_at = torch.load(checkpoint, weights_only=True)["state"]["epoch"]
+    stopped_at = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 2 <= stopped_at < 8
 
     resumed = run(small, out, training=training)
@@ -211,8 +212,8 @@ def test_crystal_graph_conv_equals_pyg_cgconv(small):
 
     from matprobe.models import CrystalGraphConv
 
-    _, sets, _ = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET)
-    batch = next(iter(DataLoader(sets["train"]["data"], batch_size=64)))
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
+    batch = next(iter(DataLoader(sets["train"].graphs, batch_size=64)))
     torch.manual_seed(1)
     reference = CGConv(16, dim=41, batch_norm=True)
     ours = CrystalGraphConv(16, 41)
@@ -222,3 +223,40 @@ def test_crystal_graph_conv_equals_pyg_cgconv(small):
     for mode in (True, False):
         reference.train(mode), ours.train(mode)
         torch.testing.assert_close(ours(x, batch.edge_index, edge_attr), reference(x, batch.edge_index, edge_attr), atol=1e-5, rtol=1e-5)
+
+
+def test_a_job_resumed_with_another_thread_count_keeps_its_checkpoint(small, tmp_path, caplog):
+    first = run(small, tmp_path / "run")
+    history = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    caplog.set_level("INFO", logger="matprobe.train")
+    again = train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", tmp_path / "run", TARGET, "cgcnn",
+                        {"hidden": 16}, {**TRAINING, "knn": 4}, seed=0, threads=2, progress=False)
+    assert f"resuming from {tmp_path / 'run' / 'checkpoint.pt'} after epoch 4" in caplog.text
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "run" / "history.parquet"), history)  # no epoch ran again
+    assert again["id_test"] == first["id_test"] and again["latent_knn_distance"]["k"] == 4
+    # a setting that changes the weights does not resume
+    caplog.clear()
+    run(small, tmp_path / "run", training={**TRAINING, "lr": 1e-3})
+    assert "belongs to other settings; starting afresh" in caplog.text
+
+
+def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(small, tmp_path, caplog):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    caplog.set_level("INFO", logger="matprobe.train")
+    metrics = run(small, out)
+    assert (out / "checkpoint.pt.unreadable").read_bytes() == b"PK\x03\x04 truncated"
+    assert "unreadable" in caplog.text and "moved to" in caplog.text
+    assert metrics["epochs_run"] == TRAINING["epochs"]
+
+
+def test_the_checkpoint_is_the_training_state(small, tmp_path):
+    from matprobe.train import CHECKPOINT_FORMAT, TrainingState
+
+    run(small, tmp_path / "run")
+    stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert stored["format"] == CHECKPOINT_FORMAT
+    state = TrainingState.from_checkpoint(stored)
+    assert state.epoch == 4 and len(state.history) == 4 and 1 <= state.best_epoch <= 4
+    assert state.to_checkpoint().keys() == stored.keys()

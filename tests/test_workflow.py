@@ -58,14 +58,15 @@ def test_analysis_seeds_limit_landscapes_and_attributions_not_training_or_parity
                for out in line.split(": ", 1)[1].split(", ")]
     trained = [out for out in planned if "/model.pt" in out]
     parity = [out for out in planned if "/parity." in out]
-    probed = [out for out in planned if "results/landscape/" in out or "results/attribution/" in out
-              or ("results/figures/demo/" in out and out not in parity)]
+    study = "results/studies/default"
+    probed = [out for out in planned if f"{study}/landscape/" in out or f"{study}/attribution/" in out
+              or (f"{study}/figures/demo/" in out and out not in parity)]
     every_seed = {"seed0", "seed1", "seed2"}
     assert {f"seed{s}" for out in trained for s in range(3) if f"/seed{s}/" in out} == every_seed
     assert {f"seed{s}" for out in parity for s in range(3) if f"/seed{s}/" in out} == every_seed
     assert probed and all("/seed" not in out or "/seed1/" in out for out in probed)
-    assert any("/seed1/" in out for out in probed if "results/landscape/" in out)
-    assert any("/seed1/" in out for out in probed if "results/attribution/" in out)
+    assert any("/seed1/" in out for out in probed if f"{study}/landscape/" in out)
+    assert any("/seed1/" in out for out in probed if f"{study}/attribution/" in out)
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
     assert summary["accepted"] + summary["rejected"] == summary["read"] == 3938
     ((source, digest),) = summary["input_sha256"].items()  # the embedded table, hashed for provenance
     assert source.endswith(".parquet") and digest == hashlib.sha256(Path(source).read_bytes()).hexdigest()
-    assert (workdir / "logs/data/demo.log").exists() and (workdir / "benchmarks/data/demo.tsv").exists()
+    assert (workdir / "logs/data/demo/normalise.log").exists() and (workdir / "benchmarks/data/demo/normalise.tsv").exists()
     again = snakemake(workdir, "--cores", "2", "data")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # The same dataset copied again (newer date, same bytes; 1.03 MB, above Snakemake's 1 MB default checksum
@@ -98,7 +99,7 @@ def test_data_stage_on_the_default_config_then_nothing_to_do(workdir):
 def test_graphs_and_splits_on_the_default_config(workdir, tmp_path):
     result = snakemake(workdir, "--cores", "2", "graphs", "splits")
     assert result.returncode == 0, result.stderr[-3000:]
-    stats = pd.read_parquet(workdir / "results/splits/demo/stats.parquet")
+    stats = pd.read_parquet(workdir / "results/splits/demo/seed0-val0.1-test0.1/stats.parquet")
     assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "omit-O", "omit-O-control"}
     graph_summary = json.loads((workdir / "results/graphs/demo/cutoff8-nn12-v2/summary.json").read_text())
     assert graph_summary["graphs"] == 3938 and graph_summary["mean_edges_per_atom"] == 12.0
@@ -114,12 +115,12 @@ def test_bad_dataset_fails_with_one_line_and_keeps_earlier_results(workdir, tmp_
     demo = workdir / "results/data/demo/materials.parquet"
     before = demo.stat().st_mtime if demo.exists() else None
     config = tmp_path / "bad.yaml"
-    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/nowhere.tar.gz\n    columns: [e]\n")
+    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/nowhere.tar.gz\n    columns: [e]\ntargets: [e]\n")
     result = snakemake(workdir, "data", "--cores", "1", "--configfile", str(config))
     assert result.returncode != 0
     assert "Missing input files" in result.stderr and f"{tmp_path}/nowhere.tar.gz" in result.stderr
     (tmp_path / "empty").mkdir()
-    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/empty\n    columns: [e]\n")
+    config.write_text(f"datasets:\n  broken:\n    source: cgcnn_dir\n    path: {tmp_path}/empty\n    columns: [e]\ntargets: [e]\n")
     result = snakemake(workdir, "data", "--cores", "1", "--configfile", str(config))
     assert result.returncode != 0
     assert f"matprobe: error: {tmp_path}/empty: no id_prop.csv found" in result.stderr

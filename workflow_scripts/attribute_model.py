@@ -5,4 +5,5 @@ from matprobe.io import run_logged
 
 i = snakemake.input
 run_logged(snakemake.log[0], run_attribution, i.model, i.graphs, i.materials, i.split, i.predictions, i.latents, i.ph,
-           Path(snakemake.output.summary).parent, snakemake.params.options, threads=snakemake.threads)
+           Path(snakemake.output.summary).parent, snakemake.params.options, threads=snakemake.threads,
+           topology_radius=snakemake.params.radius)

@@ -1,12 +1,12 @@
-from matprobe import figures
+from matprobe.figures import landscapes
 from matprobe.io import run_logged
 
-i, o = snakemake.input, snakemake.output
+i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
 
 
 def make_all():
-    figures.flatness_table(i.flatness, o.flatness)
-    figures.landscapes_1d(i.grids, o.landscapes)
+    landscapes.landscape_2d(i.grid, target, o.landscape_2d, o.landscape_3d)
+    landscapes.hessian_density(i.hessian, o.hessian)
 
 
 run_logged(snakemake.log[0], make_all)

@@ -1,4 +1,4 @@
-from matprobe import figures
+from matprobe.figures import training
 from matprobe.io import run_logged
 
-run_logged(snakemake.log[0], figures.parity, snakemake.input.predictions, snakemake.wildcards.target, snakemake.output.parity)
+run_logged(snakemake.log[0], training.parity, snakemake.input.predictions, snakemake.wildcards.target, snakemake.output.parity)

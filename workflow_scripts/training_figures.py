@@ -1,12 +1,12 @@
-from matprobe import figures
+from matprobe.figures import training
 from matprobe.io import run_logged
 
-i, o = snakemake.input, snakemake.output
+i, o, runs = snakemake.input, snakemake.output, snakemake.params.runs
 
 
 def make_all():
-    figures.headline(i.metrics, o.headline)
-    figures.training_curves(i.histories, o.curves)
+    training.headline(runs, i.metrics, o.headline)
+    training.training_curves(runs, i.histories, o.curves)
 
 
 run_logged(snakemake.log[0], make_all)

@@ -1,4 +1,5 @@
 from matprobe.io import run_logged
 from matprobe.summary import worst_predictions
 
-run_logged(snakemake.log[0], worst_predictions, snakemake.input.predictions, snakemake.input.materials, snakemake.output[0])
+run_logged(snakemake.log[0], worst_predictions, snakemake.params.runs, snakemake.input.predictions, snakemake.input.materials,
+           snakemake.output[0])

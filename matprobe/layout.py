@@ -1,0 +1,158 @@
+"""Where every output lives: one definition of a run and of every path, read by the rules and the package alike.
+
+Outputs that do not depend on training or probe settings are shared by every study of a dataset:
+    results/data/{dataset}/                       the normalised materials table
+    results/graphs/{dataset}/{graph_key}/         crystal graphs, per graph settings
+    results/splits/{dataset}/{split_key}/         split files, per split settings
+    results/topology/{dataset}/{topology_key}/    topological descriptors, per topology settings
+Everything a study trains or computes from its models lives under its name (config `study`):
+    results/studies/{study}/{stage}/{dataset}/{target}/{split}/{model}/seed{seed}/
+    results/studies/{study}/figures/{dataset}/ and .../summary/
+so that a second config of the same dataset (say 100 epochs after 20) reuses the data, graphs and splits and
+never trains over the first one's models.
+
+Templates hold Snakemake wildcards (`{dataset}`, ...); `Layout.path` fills them in for the package, and
+`Layout.parse` reads a run's keys back from a path by matching the template, never by position."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESULTS = "results"
+RUN_KEYS = ("dataset", "target", "split", "model", "seed")
+# per-run folders of a study, one per stage; a figure folder per run holds that run's figures
+RUN_STAGES = ("models", "landscape", "attribution", "figures", "knobs", "probe_maps")
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One trained model: the unit every per-model stage works on."""
+
+    dataset: str
+    target: str
+    split: str
+    model: str
+    seed: int
+
+    @classmethod
+    def from_mapping(cls, keys) -> "Run":
+        return cls(**{name: (int(keys[name]) if name == "seed" else str(keys[name])) for name in RUN_KEYS})
+
+    def keys(self) -> dict:
+        return asdict(self)
+
+    def label(self) -> str:
+        return f"{self.dataset} | {self.target} | {self.split} | {self.model} | seed {self.seed}"
+
+
+RUN_PATTERN = "{dataset}/{target}/{split}/{model}/seed{seed}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    study: str
+    graph_key: str
+    split_key: str
+    topology_key: str
+    root: str = RESULTS
+
+    # ---- shared by every study of a dataset ------------------------------------------------------------
+    @property
+    def data_dir(self) -> str:
+        return f"{self.root}/data/{{dataset}}"
+
+    @property
+    def materials(self) -> str:
+        return f"{self.data_dir}/materials.parquet"
+
+    @property
+    def graphs_dir(self) -> str:
+        return f"{self.root}/graphs/{{dataset}}/{self.graph_key}"
+
+    @property
+    def graphs(self) -> str:
+        return f"{self.graphs_dir}/graphs.pt"
+
+    @property
+    def splits_dir(self) -> str:
+        return f"{self.root}/splits/{{dataset}}/{self.split_key}"
+
+    @property
+    def split(self) -> str:
+        return f"{self.splits_dir}/{{split}}.json"
+
+    @property
+    def topology_dir(self) -> str:
+        return f"{self.root}/topology/{{dataset}}/{self.topology_key}"
+
+    # ---- one study's outputs -------------------------------------------------------------------------------
+    @property
+    def study_dir(self) -> str:
+        return f"{self.root}/studies/{self.study}"
+
+    def run_dir(self, stage: str) -> str:
+        """The folder of one run's outputs of a stage (models, landscape, attribution, figures, knobs, probe_maps)."""
+        if stage not in RUN_STAGES:
+            raise ValueError(f"unknown run stage {stage!r}; one of {RUN_STAGES}")
+        return f"{self.study_dir}/{stage}/{RUN_PATTERN}"
+
+    @property
+    def dataset_figures(self) -> str:
+        return f"{self.study_dir}/figures/{{dataset}}"
+
+    @property
+    def dataset_summary(self) -> str:
+        return f"{self.study_dir}/summary/{{dataset}}"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.study_dir}/summary"
+
+    def log(self, folder: str, name: str) -> str:
+        """A rule's log: logs/ mirrors results/ (the log of results/studies/default/models/... is under
+        logs/studies/default/models/...), so that logs are found where the outputs are, without cluttering them."""
+        return f"logs/{folder.removeprefix(f'{self.root}/')}/{name}"
+
+    def benchmark(self, folder: str, name: str) -> str:
+        """A rule's benchmark file, mirrored like its log under benchmarks/."""
+        return f"benchmarks/{folder.removeprefix(f'{self.root}/')}/{name}"
+
+    # ---- filling in and reading back -------------------------------------------------------------------
+    @staticmethod
+    def path(template: str, run: Run | None = None, **keys) -> Path:
+        """A template with its wildcards filled in from `run` and `keys`."""
+        values = {**(run.keys() if run else {}), **keys}
+        return Path(template.format(**values))
+
+    @staticmethod
+    def parse(template: str, path) -> dict:
+        """The wildcard values of `path` under `template` (a MatprobeError-free ValueError if it does not match)."""
+        pattern, names = "", []
+        for literal, name in _fields(template):
+            pattern += re.escape(literal)
+            if name:
+                names.append(name)
+                pattern += f"(?P<{name}>[^/]+?)" if name not in names[:-1] else f"(?P={name})"
+        match = re.fullmatch(pattern, str(path))
+        if not match:
+            raise ValueError(f"{path} does not match {template}")
+        return match.groupdict()
+
+    def parse_run(self, stage: str, folder) -> Run:
+        """The run a per-run folder (or a file in it) belongs to."""
+        folder = Path(folder)
+        template = self.run_dir(stage)
+        try:
+            return Run.from_mapping(self.parse(template, folder))
+        except ValueError:
+            return Run.from_mapping(self.parse(template, folder.parent))
+
+
+def _fields(template: str):
+    """(literal text, wildcard name or None) pieces of a template."""
+    import string
+
+    for literal, name, _, _ in string.Formatter().parse(template):
+        yield literal, name

@@ -1,0 +1,125 @@
+"""A study's results as DataFrames, for notebooks: the summary table, and per run its metrics, predictions, landscape
+grid and metrics, Hessian summary and attributions.
+
+    from matprobe.results import Results
+    study = Results("results", study="default")
+    study.runs()                                              # one row per trained model found
+    study.predictions(split="omit-O", model="cgcnn")          # keys may be partial when they name one run
+    study.landscape_grid(dataset="demo", target="formation_energy_per_atom", split="omit-O", model="cgcnn", seed=0)
+
+Paths come from matprobe.layout, the same definition the workflow writes them with."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from matprobe import MatprobeError
+from matprobe.layout import RUN_KEYS, RUN_PATTERN, Layout, Run
+
+# The file a stage writes last for a run: a folder without it holds a run still in progress (or a failed one).
+DONE = {"models": "metrics.json", "landscape": "metrics.json", "attribution": "summary.json"}
+ATTRIBUTION_TABLES = ("atoms", "elements", "element_pca", "ig_atoms", "ig_elements", "trim", "trim_summary",
+                      "topology_correlations", "persistence_examples")
+
+
+class Results:
+    def __init__(self, root: str | Path = "results", study: str = "default"):
+        self.root = Path(root)
+        # the per-run folders need only the study; the shared stages' keys do not enter them
+        self.layout = Layout(study, graph_key="", split_key="", topology_key="", root=str(self.root))
+        if not (self.root / "studies" / study).is_dir():
+            found = sorted(p.name for p in (self.root / "studies").glob("*") if p.is_dir())
+            raise MatprobeError(f"{self.root}/studies/{study}: no such study (found: {found or 'none'})")
+
+    def runs(self, stage: str = "models") -> pd.DataFrame:
+        """The runs whose outputs of a stage (models, landscape, attribution, ...) are complete, one row each, sorted."""
+        template = self.layout.run_dir(stage)
+        found = []
+        for folder in (Path(self.layout.study_dir) / stage).glob(re.sub(r"\{\w+\}", "*", RUN_PATTERN)):
+            if stage in DONE and not (folder / DONE[stage]).exists():
+                continue
+            try:
+                found.append(Run.from_mapping(self.layout.parse(template, folder.as_posix())))
+            except ValueError:  # a folder that is not a run's (a seed folder named otherwise)
+                continue
+        return pd.DataFrame([run.keys() for run in sorted(found)], columns=list(RUN_KEYS))
+
+    def run(self, run: Run | None = None, **keys) -> Run:
+        """The one run that `keys` name (any subset of dataset, target, split, model, seed)."""
+        if run is not None:
+            return run
+        unknown = set(keys) - set(RUN_KEYS)
+        if unknown:
+            raise MatprobeError(f"unknown run key(s) {sorted(unknown)}; keys are {list(RUN_KEYS)}")
+        table = self.runs()
+        for key, value in keys.items():
+            table = table[table[key] == (int(value) if key == "seed" else value)]
+        if len(table) != 1:
+            raise MatprobeError(f"{len(table)} runs match {keys} in {self.layout.study_dir}"
+                                + (f": {table.to_dict('records')[:4]}" if len(table) else ""))
+        return Run.from_mapping(table.iloc[0])
+
+    def folder(self, stage: str, run: Run | None = None, **keys) -> Path:
+        return self.layout.path(self.layout.run_dir(stage), self.run(run, **keys))
+
+    def _file(self, stage: str, name: str, run: Run | None, keys: dict) -> Path:
+        path = self.folder(stage, run, **keys) / name
+        if not path.exists():
+            raise MatprobeError(f"{path}: not found (has its {stage} stage run?)")
+        return path
+
+    # ---- tables -----------------------------------------------------------------------------------------------
+
+    def summary(self) -> pd.DataFrame:
+        """The study's summary table (summary/runs.parquet: a row per trained model, every scalar metric)."""
+        path = Path(self.layout.summary) / "runs.parquet"
+        if not path.exists():
+            raise MatprobeError(f"{path}: not found (run `snakemake figures` or `snakemake {path}`)")
+        return pd.read_parquet(path)
+
+    def metrics(self, run: Run | None = None, **keys) -> dict:
+        return json.loads(self._file("models", "metrics.json", run, keys).read_text())
+
+    def predictions(self, run: Run | None = None, **keys) -> pd.DataFrame:
+        """id, set, y_true, y_pred, elements, with the run's keys as columns."""
+        run = self.run(run, **keys)
+        return pd.read_parquet(self._file("models", "predictions.parquet", run, {})).assign(**run.keys())
+
+    def history(self, run: Run | None = None, **keys) -> pd.DataFrame:
+        run = self.run(run, **keys)
+        return pd.read_parquet(self._file("models", "history.parquet", run, {})).assign(**run.keys())
+
+    def landscape_grid(self, run: Run | None = None, **keys) -> pd.DataFrame:
+        """grid (1d/2d), alpha, beta, set, loss, mae, with the run's keys as columns."""
+        run = self.run(run, **keys)
+        return pd.read_parquet(self._file("landscape", "grid.parquet", run, {})).assign(**run.keys())
+
+    def landscape_metrics(self, run: Run | None = None, **keys) -> pd.DataFrame:
+        """The flatness metrics, one row per set, with the run-level divergences as columns."""
+        run = self.run(run, **keys)
+        metrics = json.loads(self._file("landscape", "metrics.json", run, {}).read_text())
+        frame = pd.DataFrame.from_dict(metrics["sets"], orient="index").rename_axis("set").reset_index()
+        for key, value in metrics.items():
+            if key.startswith("divergence_"):
+                frame[key] = value
+        return frame.assign(**run.keys())
+
+    def hessian(self, run: Run | None = None, **keys) -> pd.DataFrame:
+        """Per set: top and smallest eigenvalue, trace (means and spreads over the estimator's runs)."""
+        run = self.run(run, **keys)
+        stored = json.loads(self._file("landscape", "hessian.json", run, {}).read_text())
+        rows = [{"set": name, **{k: v for k, v in entry.items() if not isinstance(v, (dict, list))}}
+                for name, entry in stored["sets"].items()]
+        return pd.DataFrame(rows).assign(**run.keys())
+
+    def attributions(self, table: str = "atoms", run: Run | None = None, **keys) -> pd.DataFrame:
+        """One of the attribution stage's tables (ATTRIBUTION_TABLES: atoms, elements, ig_atoms, trim, ...)."""
+        if table not in ATTRIBUTION_TABLES:
+            raise MatprobeError(f"unknown attribution table {table!r}; one of {list(ATTRIBUTION_TABLES)}")
+        run = self.run(run, **keys)
+        return pd.read_parquet(self._file("attribution", f"{table}.parquet", run, {})).assign(**run.keys())
+

@@ -1,0 +1,17 @@
+import json
+
+from matprobe.figures import attribution
+from matprobe.io import run_logged
+
+i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
+
+
+def make_all():
+    omitted = json.loads(open(i.split).read())["omitted_elements"]
+    attribution.periodic_tables(i.elements, i.predictions, omitted, target, o.periodic)
+    attribution.structures_3d(i.atoms, i.materials, omitted, target, o.structures)
+    attribution.element_map(i.element_pca, o.element_map)
+    attribution.trim_bars(i.trim_summary, target, o.trim)
+
+
+run_logged(snakemake.log[0], make_all)
