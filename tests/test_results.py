@@ -1,0 +1,84 @@
+"""matprobe.results reads a study's outputs into DataFrames by the layout the workflow writes them with."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from matprobe import MatprobeError
+from matprobe.layout import Layout, Run
+from matprobe.results import Results
+
+RUNS = [Run("demo", "formation_energy_per_atom", split, model, 0)
+        for split in ("omit-O", "omit-O-control") for model in ("cgcnn", "schnet")]
+
+
+@pytest.fixture()
+def study(tmp_path):
+    """The files of four runs where the workflow would write them, with values that tell the runs apart."""
+    layout = Layout("default", "g", "s", "t", root=str(tmp_path / "results"))
+    for k, run in enumerate(RUNS):
+        models = layout.path(layout.run_dir("models"), run)
+        models.mkdir(parents=True)
+        (models / "metrics.json").write_text(json.dumps({"ood_test": {"mae": float(k)}}))
+        pd.DataFrame({"id": ["a", "b"], "set": ["id_test", "ood_test"], "y_true": [0.0, 1.0], "y_pred": [0.1, 1.0 + k],
+                      "elements": [["Na"], ["O"]]}).to_parquet(models / "predictions.parquet")
+        landscape = layout.path(layout.run_dir("landscape"), run)
+        landscape.mkdir(parents=True)
+        pd.DataFrame({"grid": ["1d"], "alpha": [0.0], "beta": [0.0], "set": ["train"], "loss": [k], "mae": [k]}).to_parquet(
+            landscape / "grid.parquet")
+        (landscape / "metrics.json").write_text(json.dumps({"sets": {"train": {"loss_at_origin": k}, "ood_test": {"loss_at_origin": 2 * k}},
+                                                            "divergence_id_test_ood_test": 0.5}))
+        (landscape / "hessian.json").write_text(json.dumps({"sets": {"train": {"top_eigenvalue_mean": 3.0, "density": {"grid": []}}}}))
+        attribution = layout.path(layout.run_dir("attribution"), run)
+        attribution.mkdir(parents=True)
+        pd.DataFrame({"id": ["b"], "set": ["ood_test"], "site": [0], "element": ["O"], "contribution": [-1.0 - k]}).to_parquet(
+            attribution / "atoms.parquet")
+        (attribution / "summary.json").write_text("{}")
+    # a run still training (no metrics.json yet) is not listed
+    layout.path(layout.run_dir("models"), Run("demo", "band_gap", "omit-O", "cgcnn", 0)).mkdir(parents=True)
+    summary = tmp_path / "results/studies/default/summary"
+    summary.mkdir(parents=True)
+    pd.DataFrame([run.keys() for run in RUNS]).to_parquet(summary / "runs.parquet")
+    return Results(tmp_path / "results")
+
+
+def test_runs_lists_the_complete_runs(study):
+    assert [Run.from_mapping(row) for row in study.runs().to_dict("records")] == sorted(RUNS)
+    assert len(study.summary()) == 4
+
+
+def test_tables_carry_their_run_keys_and_partial_keys_name_one_run(study):
+    predictions = study.predictions(split="omit-O-control", model="schnet")
+    assert predictions["y_pred"].tolist() == [0.1, 4.0] and (predictions["split"] == "omit-O-control").all()
+    assert study.metrics(RUNS[1])["ood_test"]["mae"] == 1.0
+    grids = pd.concat([study.landscape_grid(run) for run in RUNS])
+    assert grids.groupby("model")["loss"].sum().to_dict() == {"cgcnn": 2, "schnet": 4}
+    flatness = study.landscape_metrics(split="omit-O", model="schnet").set_index("set")
+    assert flatness.loc["ood_test", "loss_at_origin"] == 2 and flatness.loc["train", "divergence_id_test_ood_test"] == 0.5
+    assert study.hessian(RUNS[0]).loc[0, "top_eigenvalue_mean"] == 3.0
+    assert study.attributions("atoms", split="omit-O", model="cgcnn")["contribution"].item() == -1.0
+
+
+def test_an_ambiguous_or_unknown_key_is_one_line(study, tmp_path):
+    with pytest.raises(MatprobeError, match="2 runs match {'split': 'omit-O'}"):
+        study.predictions(split="omit-O")
+    with pytest.raises(MatprobeError, match="0 runs match"):
+        study.predictions(split="omit-Fe", model="cgcnn")
+    with pytest.raises(MatprobeError, match="unknown run key"):
+        study.predictions(splitt="omit-O")
+    with pytest.raises(MatprobeError, match="unknown attribution table"):
+        study.attributions("nope", RUNS[0])
+    with pytest.raises(MatprobeError, match=r"studies/other: no such study \(found: \['default'\]\)"):
+        Results(tmp_path / "results", study="other")
+
+
+def test_the_notebook_example_in_docs_outputs_runs(study, monkeypatch, capsys):
+    page = (REPO / "docs" / "outputs.md").read_text()
+    example = re.search(r"## Reading results in a notebook.*?```python\n(.*?)```", page, re.S).group(1)
+    monkeypatch.chdir(study.root.parent)
+    exec(compile(example, "docs/outputs.md", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    assert printed == ["0.0", "-1.0"]  # the omit-O CGCNN run's OOD signed error, and its O atoms' mean contribution
