@@ -99,7 +99,36 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     if unknown:
         raise MatprobeError(f"config: analysis_seeds: {unknown} not among seeds {config.get('seeds')}")
     _check_datasets_and_targets(config)
+    _check_elements(config)
+    _check_grids(config)
     return config
+
+
+def _check_elements(config: dict[str, Any]) -> None:
+    """Element symbols of the splits against the periodic table (H to Og), with a hint for the wrong case."""
+    from ase.data import chemical_symbols
+
+    known = set(chemical_symbols[1:])
+    for k, definition in enumerate(config["splits"]):
+        symbols = definition.get("omit", [])
+        for symbol in [symbols] if isinstance(symbols, str) else symbols:
+            if symbol not in known:
+                hint = f" (did you mean {symbol.capitalize()!r}?)" if symbol.capitalize() in known else ""
+                raise MatprobeError(f"config: splits.{k}.omit: {symbol!r} is not an element symbol{hint}")
+
+
+def _check_grids(config: dict[str, Any]) -> None:
+    """Each landscape grid must hold the trained weights (0), where every flatness metric is read from."""
+    import numpy as np
+
+    for name in ("grid_1d", "grid_2d"):
+        grid = config["landscape"][name]
+        low, high = grid["range"]
+        points = np.linspace(low, high, grid["points"])
+        if not low < high or not np.any(np.abs(points) <= 1e-9 * (high - low)):
+            hint = "use an odd number of points" if low == -high else "make 0 one of its points"
+            raise MatprobeError(f"config: landscape.{name}: {grid['points']} points over {grid['range']} miss the trained "
+                                f"weights (0), where the flatness metrics are read; {hint}")
 
 
 def _check_datasets_and_targets(config: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ Beside it, rejected.parquet (id, reason, detail) and summary.json."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -20,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from matprobe import MatprobeError
-from matprobe.download import sha256_of
+from matprobe.download import record_checksum, sha256_of, verify
 from matprobe.io import write_json, write_parquet
-from matprobe.sources import RawRecord, iter_records, local_inputs, resolve_targets
+from matprobe.sources import RawRecord, iter_records, local_inputs, remote_files, resolve_targets
 from matprobe.structures import (
     DUPLICATE_ID,
     UNPARSABLE,
@@ -41,12 +42,25 @@ log = logging.getLogger("matprobe.data")
 STRUCTURE_COLUMNS = ["lattice", "frac_coords", "numbers"]
 
 
-def _to_float(value) -> float:
+# How a source writes "no value" (JARVIS: "na"): read as missing, not as a bad value.
+MISSING_MARKERS = {"", "na", "n/a", "nan", "none", "null"}
+NOT_A_NUMBER, NOT_FINITE = "not_a_number", "not_finite"
+
+
+def target_value(value) -> tuple[float, str | None]:
+    """(the value as a float, None), (NaN, None) where it is missing, or (NaN, why it was refused): text that is
+    not a number ("abc", a comma decimal "1,5" is not guessed at) or an infinite value."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_MARKERS):
+        return math.nan, None
+    if isinstance(value, bool):
+        return math.nan, NOT_A_NUMBER
     try:
         number = float(value)
     except (TypeError, ValueError):
-        return math.nan
-    return number if math.isfinite(number) else math.nan
+        return math.nan, NOT_A_NUMBER
+    if math.isnan(number):
+        return math.nan, None
+    return (number, None) if math.isfinite(number) else (math.nan, NOT_FINITE)
 
 
 def _parse(record: RawRecord) -> Crystal:
@@ -94,12 +108,13 @@ def _formulas(numbers: np.ndarray) -> tuple[str, str, list[str]]:
         return composition.formula, composition.reduced_formula, sorted(counts)
 
 
-def normalise_record(record: RawRecord, min_distance: float) -> tuple[dict | None, dict | None]:
-    """(row, None) for an accepted record, (None, rejection) otherwise. Runs in worker processes."""
+def normalise_record(record: RawRecord, min_distance: float) -> tuple[dict | None, dict | None, list[dict]]:
+    """(row, None, refused values) for an accepted record, (None, rejection, []) otherwise. A target value that is
+    not a number leaves the crystal in the table with that target missing, and is reported. Runs in worker processes."""
     try:
         crystal = check_crystal(_parse(record), min_distance)
     except RejectedStructure as exc:
-        return None, {"id": record.id, "reason": exc.reason, "detail": exc.detail}
+        return None, {"id": record.id, "reason": exc.reason, "detail": exc.detail}, []
     formula, reduced, elements = _formulas(crystal.numbers)
     row = {
         "id": record.id,
@@ -109,9 +124,13 @@ def normalise_record(record: RawRecord, min_distance: float) -> tuple[dict | Non
         "nsites": crystal.nsites,
         "volume": crystal.volume,
     }
-    row.update({name: _to_float(value) for name, value in record.targets.items()})
+    refused = []
+    for name, raw in record.targets.items():
+        row[name], problem = target_value(raw)
+        if problem:
+            refused.append({"target": name, "reason": problem, "id": record.id, "value": repr(raw)[:40]})
     row.update(crystal.to_row())
-    return row, None
+    return row, None, refused
 
 
 def _normalise_star(args):
@@ -134,21 +153,30 @@ def normalise_records(records: Iterable[RawRecord], min_distance: float, threads
             yield record
 
     work = ((record, min_distance) for record in unique(records))
-    accepted, rejected = [], []
+    accepted, rejected, refused = [], [], []
     bar = tqdm(desc="normalise", unit="crystal", disable=not progress, mininterval=2.0)
-    if threads > 1:
-        # fork shares the already imported pymatgen; chunks amortise the pickling of CIF texts
-        with multiprocessing.get_context("fork").Pool(threads) as pool:
+    with contextlib.ExitStack() as stack:
+        if threads > 1:
+            # fork shares the already imported pymatgen; chunks amortise the pickling of CIF texts
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(threads))
             results = pool.imap(_normalise_star, work, chunksize=64)
-            for row, rejection in results:
-                (accepted.append(row) if row is not None else rejected.append(rejection))
-                bar.update()
-    else:
-        for row, rejection in map(_normalise_star, work):
+        else:
+            results = map(_normalise_star, work)
+        for row, rejection, refused_values in results:
             (accepted.append(row) if row is not None else rejected.append(rejection))
+            refused += refused_values
             bar.update()
     bar.close()
-    return accepted, rejected + duplicates
+    return accepted, rejected + duplicates, refused
+
+
+def refused_value_counts(refused: list[dict]) -> dict:
+    """Per target and reason: how many values were refused, and the first as an example (id and value)."""
+    counts: dict = {}
+    for item in refused:
+        entry = counts.setdefault(item["target"], {}).setdefault(item["reason"], {"count": 0, "example": f"{item['id']}: {item['value']}"})
+        entry["count"] += 1
+    return counts
 
 
 def normalise_dataset(
@@ -161,13 +189,19 @@ def normalise_dataset(
     min_distance: float = 0.5,
     threads: int = 1,
 ) -> dict:
-    """Normalise one configured dataset and write its table, rejections and summary (all atomic)."""
+    """Normalise one configured dataset and write its table, rejections and summary (all atomic).
+
+    Downloaded files are checked against their pinned or recorded checksum before they are read, wherever they came
+    from; a file without either gets its checksum recorded once it has been read completely."""
     started = time.perf_counter()
     targets = list(resolve_targets(spec))
-    records = iter_records(spec, [Path(p) for p in input_files], name)
+    pinned = {remote.filename: remote.sha256 for remote in remote_files(spec)}
+    downloads = {Path(p): pinned.get(Path(p).name) for p in input_files}
+    checksums = {path: verify(path, sha256) for path, sha256 in downloads.items()}
+    records = iter_records(spec, list(downloads), name)
     if spec.get("limit"):
         records = itertools.islice(records, spec["limit"])
-    accepted, rejected = normalise_records(records, min_distance, threads)
+    accepted, rejected, refused = normalise_records(records, min_distance, threads)
     n_read = len(accepted) + len(rejected)
     if not accepted:
         reasons = Counter(r["reason"] for r in rejected).most_common(3)
@@ -183,19 +217,28 @@ def normalise_dataset(
         "dataset": name,
         "source": spec["source"],
         # provenance, and a way to tell a re-copied file (newer, so Snakemake plans a re-run) from a changed one
-        "input_sha256": {str(path): sha256_of(path) for path in map(Path, [*input_files, *local_inputs(spec)]) if path.is_file()},
+        "input_sha256": {**{str(path): checksum for path, checksum in checksums.items()},
+                         **{path: sha256_of(path) for path in local_inputs(spec) if Path(path).is_file()}},
         "read": n_read,
         "accepted": len(table),
         "rejected": len(rejected_frame),
         "rejected_by_reason": dict(Counter(rejected_frame["reason"]).most_common()),
         "targets": {t: int(table[t].notna().sum()) for t in targets},
+        # values that were there but are not numbers: the crystal stays, without that target
+        "target_values_refused": refused_value_counts(refused),
         "elements": dict(sorted(element_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    for path, checksum in checksums.items():  # read completely: a first download's checksum may now be trusted
+        record_checksum(path, downloads[path], checksum)
     write_parquet(table, out_table)
     write_parquet(rejected_frame, out_rejected)
     write_json(summary, out_summary)
     log.info("dataset %s: %d read, %d accepted, rejected %s", name, n_read, len(table), summary["rejected_by_reason"])
+    for target, reasons in summary["target_values_refused"].items():
+        for reason, entry in reasons.items():
+            log.warning("dataset %s: %d %s values refused as %s (e.g. %s); those crystals have no %s", name, entry["count"],
+                        target, reason.replace("_", " "), entry["example"], target)
     return summary
 
 

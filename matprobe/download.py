@@ -1,9 +1,15 @@
-"""Downloads that survive flaky networks and air-gapped nodes.
+"""Downloads that survive flaky networks and air-gapped nodes, and checksums that are trusted only when earned.
 
-A file is looked for in `mirror_dir` first, then fetched: streamed to a temporary file, retried with
-exponential back-off, checked against its pinned sha256 (or the checksum recorded beside it on first
-download), and only then renamed into place. Archives are unpacked with a guard against members whose
-paths escape the target folder."""
+The transfer is pooch's (`pooch.retrieve`: streamed to a temporary file, checked against a known sha256, renamed
+into place); around it, this module adds what pooch leaves to its caller: a mirror folder searched before the
+network (air-gapped nodes), retries with exponential back-off that stop at a refusal (HTTP 4xx), and one-line
+errors that name the file and where to put it.
+
+Every downloaded file is checked against a checksum wherever it came from (network, mirror, or placed in the
+download folder by hand): the one pinned for the source's release (or given as `sha256` in the config), else the
+one recorded beside the file (`{file}.sha256`). A checksum is recorded only after the data stage has read the file
+completely (`record_checksum`), so a truncated first download is never recorded and never used to refuse the
+good file."""
 
 from __future__ import annotations
 
@@ -11,11 +17,7 @@ import hashlib
 import logging
 import os
 import shutil
-import tarfile
 import time
-import urllib.error
-import urllib.request
-import zipfile
 from pathlib import Path
 
 from matprobe import MatprobeError
@@ -34,122 +36,98 @@ def sha256_of(path: os.PathLike | str) -> str:
     return digest.hexdigest()
 
 
-def _recorded_checksum_path(dest: Path) -> Path:
+def record_path(dest: os.PathLike | str) -> Path:
+    """Where the checksum of a file read completely is recorded: beside it, `{file}.sha256`."""
+    dest = Path(dest)
     return dest.with_name(dest.name + ".sha256")
 
 
-class _TransferError(Exception):
-    """A failed attempt that is worth retrying (network error, truncated body, checksum mismatch)."""
+def expected_checksum(dest: os.PathLike | str, pinned: str | None) -> tuple[str | None, str]:
+    """(checksum, what it is) a file must have: pinned, else recorded, else (None, "")."""
+    if pinned:
+        return pinned, "pinned"
+    record = record_path(dest)
+    if record.exists():
+        return record.read_text().strip() or None, f"recorded in {record}"
+    return None, ""
 
 
-def _stream(url: str, tmp: Path, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "matprobe"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-        expected = response.headers.get("Content-Length")
-        written = 0
-        while True:
-            try:
-                block = response.read(CHUNK)
-            except Exception as exc:  # http.client.IncompleteRead and socket errors mid-body
-                raise _TransferError(f"transfer broke off after {written} bytes ({type(exc).__name__})") from None
-            if not block:
-                break
-            out.write(block)
-            written += len(block)
-        if expected is not None and written != int(expected):
-            raise _TransferError(f"truncated transfer: {written} of {expected} bytes")
+def verify(path: os.PathLike | str, pinned: str | None) -> str:
+    """The file's sha256, after checking it against its pinned or recorded checksum (one line naming what to do)."""
+    path = Path(path)
+    actual = sha256_of(path)
+    expected, what = expected_checksum(path, pinned)
+    if expected is not None and actual != expected:
+        if what == "pinned":
+            raise MatprobeError(f"{path}: sha256 {actual[:16]}... does not match the pinned {expected[:16]}... "
+                                "(the source's release, or `sha256` in the config); delete the file to download it again")
+        record = record_path(path)
+        raise MatprobeError(f"{path}: sha256 {actual[:16]}... differs from the one {what} when the file was first read "
+                            f"completely; if this file is the one to trust, delete {record}")
+    return actual
 
 
-def fetch(
-    url: str,
-    dest: os.PathLike | str,
-    sha256: str | None = None,
-    mirror_dir: os.PathLike | str | None = None,
-    retries: int = 3,
-    backoff: float = 1.0,
-    timeout: float = 60.0,
-) -> Path:
-    """Make `dest` hold the verified file named by `url` and return its path.
+def record_checksum(path: os.PathLike | str, pinned: str | None, checksum: str) -> None:
+    """Record the checksum of a file that has just been read completely, unless one is pinned or already recorded."""
+    record = record_path(path)
+    if pinned or record.exists():
+        return
+    with atomic_path(record) as tmp:
+        tmp.write_text(checksum + "\n")
+    log.info("%s: sha256 %s recorded in %s", path, checksum, record)
 
-    Order: an existing verified `dest`; a file of the same name in `mirror_dir`; the network.
-    Raises MatprobeError (one line naming the file) when no verified copy can be had.
-    """
+
+def fetch(url: str, dest: os.PathLike | str, sha256: str | None = None, mirror_dir: os.PathLike | str | None = None,
+          retries: int = 3, backoff: float = 1.0, timeout: float = 60.0) -> Path:
+    """Make `dest` hold the file named by `url`, checked against its pinned or recorded checksum, and return it.
+
+    Order: an existing `dest` that passes the check; a file of the same name in `mirror_dir`; the network.
+    Raises MatprobeError (one line naming the file) when no checked copy can be had."""
+    import pooch
+    import requests
+
     dest = Path(dest)
-    recorded = _recorded_checksum_path(dest)
-    if sha256 is None and recorded.exists():
-        sha256 = recorded.read_text().strip() or None
-
+    expected, what = expected_checksum(dest, sha256)
     if dest.exists():
-        actual = sha256_of(dest)
-        if sha256 is None or actual == sha256:
-            _record(recorded, actual)
+        try:
+            verify(dest, sha256)
             return dest
-        log.warning("%s: checksum %s does not match %s; fetching again", dest, actual[:12], sha256[:12])
+        except MatprobeError as problem:
+            log.warning("%s; fetching it again", problem)
 
     if mirror_dir:
         mirrored = Path(mirror_dir) / dest.name
         if mirrored.exists():
             actual = sha256_of(mirrored)
-            if sha256 is not None and actual != sha256:
-                raise MatprobeError(f"{mirrored}: checksum {actual} does not match the pinned {sha256}")
+            if expected is not None and actual != expected:
+                raise MatprobeError(f"{mirrored}: sha256 {actual[:16]}... does not match the {what} {expected[:16]}...")
             with atomic_path(dest) as tmp:
                 shutil.copyfile(mirrored, tmp)
-            _record(recorded, actual)
             log.info("%s: taken from mirror %s", dest, mirrored)
             return dest
 
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    downloader = pooch.HTTPDownloader(progressbar=False, timeout=timeout, headers={"User-Agent": "matprobe"})
     last_problem = "no attempt made"
     for attempt in range(1, retries + 1):
         try:
-            with atomic_path(dest) as tmp:
-                _stream(url, tmp, timeout)
-                actual = sha256_of(tmp)
-                if sha256 is not None and actual != sha256:
-                    raise _TransferError(f"checksum {actual} does not match the pinned {sha256}")
-            _record(recorded, actual)
-            log.info("%s: downloaded from %s (sha256 %s)", dest, url, actual)
+            # pooch streams to a temporary file beside dest, checks the hash and only then renames it into place
+            pooch.retrieve(url, known_hash=f"sha256:{expected}" if expected else None, fname=dest.name, path=dest.parent,
+                           downloader=downloader)
+            log.info("%s: downloaded from %s", dest, url)
             return dest
-        except urllib.error.HTTPError as exc:
-            last_problem = f"HTTP {exc.code} {exc.reason}"
-            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+        except requests.HTTPError as exc:
+            code = exc.response.status_code if exc.response is not None else 0
+            last_problem = f"HTTP {code} {exc.response.reason if exc.response is not None else ''}".strip()
+            if 400 <= code < 500 and code not in (408, 429):
                 break  # the server said no: asking again will not help
-        except (urllib.error.URLError, OSError, _TransferError) as exc:
-            last_problem = str(getattr(exc, "reason", exc))
+        except ValueError as exc:  # pooch's hash mismatch
+            last_problem = f"sha256 does not match the {what} one" if "hash" in str(exc).lower() else str(exc).splitlines()[0]
+        except (requests.RequestException, OSError) as exc:
+            last_problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}" if str(exc) else type(exc).__name__
         log.warning("%s: attempt %d of %d failed: %s", url, attempt, retries, last_problem)
         if attempt < retries:
             time.sleep(backoff * 2 ** (attempt - 1))
     where = f"{Path(mirror_dir) / dest.name} (data.mirror_dir) or {dest}" if mirror_dir else f"{dest} (or set data.mirror_dir)"
     raise MatprobeError(f"{dest.name}: could not download {url} ({last_problem}); place the file at {where}")
 
-
-def _record(path: Path, checksum: str) -> None:
-    if not path.exists() or path.read_text().strip() != checksum:
-        with atomic_path(path) as tmp:
-            tmp.write_text(checksum + "\n")
-
-
-def _inside(root: Path, member: str) -> bool:
-    target = (root / member).resolve()
-    return target == root or root in target.parents
-
-
-def safe_extract(archive: os.PathLike | str, target: os.PathLike | str) -> Path:
-    """Unpack a zip or tar archive into `target`, refusing any member that would land outside it."""
-    archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if not _inside(root, name) or Path(name).is_absolute():
-                    raise MatprobeError(f"{archive}: member {name!r} would be written outside {target}")
-            zf.extractall(target)
-        return target
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                if not _inside(root, member.name) or member.issym() or member.islnk():
-                    raise MatprobeError(f"{archive}: member {member.name!r} is a link or escapes {target}")
-            tf.extractall(target, filter="data")
-        return target
-    raise MatprobeError(f"{archive}: not a zip or tar archive")

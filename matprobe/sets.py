@@ -101,6 +101,8 @@ def load_split_data(graphs_path, materials_path, split_path, target: str) -> Spl
         dropped[set_name] = len(members) - len(usable)
         y = np.array([values[i] for i in usable], dtype=np.float64)
         sets[set_name] = CrystalSet(set_name, usable, y, [list(elements[i]) for i in usable], graph_data(stored, usable, y))
-    if not sets.get("train"):
-        raise MatprobeError(f"{split_path}: no training crystal has both a graph and a {target} value")
+    for set_name, crystal_set in sets.items():
+        if not len(crystal_set):
+            raise MatprobeError(f"{split_path}: no {set_name} crystal has both a graph and a {target} value "
+                                f"({dropped[set_name]} dropped; see the graphs' rejected.parquet and the data summary)")
     return SplitData(split, sets, dropped)

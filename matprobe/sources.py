@@ -6,14 +6,17 @@ them in a rule of their own, before normalisation, and so that a mirror can be p
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
 import logging
+import math
 import os
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -62,21 +65,44 @@ def read_embedded(spec: dict, files: list[Path], targets: dict[str, str]) -> Ite
 
 
 class _CgcnnTree:
-    """Uniform access to the files of a CGCNN dataset, whether unpacked or inside a .tar(.gz)."""
+    """Uniform access to the files of a CGCNN dataset, whether unpacked or inside a .tar(.gz).
+
+    In an archive, the dataset is the folder of its one `id_prop.csv`; structures are read from that folder only, so
+    that a label is never paired with a CIF of the same name from elsewhere in the archive. An archive with two
+    `id_prop.csv`, or with a member whose path leaves the archive (`../x`, `/x`), is refused; a truncated or
+    corrupt one is one line naming it."""
 
     def __init__(self, path: Path):
         self.path = path
         if not path.exists():
             raise MatprobeError(f"{path}: dataset path does not exist")
-        self._tar = tarfile.open(path) if path.is_file() else None
-        if self._tar is not None:
-            self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
-            id_props = sorted((n for n in self._members if Path(n).name == "id_prop.csv"), key=len)
+        self._tar = None
+        self.prefix = ""
+        if path.is_file():
+            with self._reading():
+                self._tar = tarfile.open(path)
+                members = [m for m in self._tar.getmembers() if m.isfile()]
+            escaping = [m.name for m in members if m.name.startswith("/") or ".." in Path(m.name).parts]
+            if escaping:
+                raise MatprobeError(f"{path}: member {escaping[0]!r} points outside the archive; refusing to read it")
+            self._members = {m.name.removeprefix("./"): m for m in members}
+            id_props = sorted(n for n in self._members if Path(n).name == "id_prop.csv")
             if not id_props:
                 raise MatprobeError(f"{path}: archive holds no id_prop.csv")
+            if len(id_props) > 1:
+                raise MatprobeError(f"{path}: archive holds {len(id_props)} id_prop.csv ({', '.join(id_props[:3])}); "
+                                    "keep one dataset per archive, or unpack it and give the folder as `path`")
             self.prefix = str(Path(id_props[0]).parent)
-        else:
-            self.prefix = ""
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """Turn the errors of a truncated or corrupt archive into one line naming it."""
+        try:
+            yield
+        except (EOFError, OSError, tarfile.TarError, zlib.error) as exc:
+            raise MatprobeError(f"{self.path}: truncated or corrupt archive ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:120] if str(exc) else 'ends early'}); "
+                                "replace it (a download: delete it to fetch it again)") from None
 
     def _name(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix not in ("", ".") else name
@@ -88,7 +114,8 @@ class _CgcnnTree:
         member = self._members.get(self._name(name))
         if member is None:
             return None
-        return self._tar.extractfile(member).read().decode()
+        with self._reading():
+            return self._tar.extractfile(member).read().decode()
 
     def iter_cifs(self, wanted: set[str]) -> Iterator[tuple[str, str]]:
         """(stem, CIF text) for the wanted stems, in archive order for tars (one sequential pass)."""
@@ -98,10 +125,12 @@ class _CgcnnTree:
                 if file.exists():
                     yield stem, file.read_text()
             return
-        for member in self._tar:
-            name = Path(member.name)
-            if member.isfile() and name.suffix == ".cif" and name.stem in wanted:
-                yield name.stem, self._tar.extractfile(member).read().decode()
+        names = {self._name(f"{stem}.cif"): stem for stem in wanted}
+        with self._reading():
+            for member in self._tar:
+                stem = names.get(member.name.removeprefix("./"))
+                if stem is not None and member.isfile():
+                    yield stem, self._tar.extractfile(member).read().decode()
 
 
 def cgcnn_files(spec: dict) -> list[RemoteFile]:
@@ -208,11 +237,6 @@ def _load_json_file(path: Path) -> Any:
         raise MatprobeError(f"{path}: cannot read JSON ({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
 
-def _missing(value: Any) -> Any:
-    # JARVIS writes "na" for a missing value
-    return None if isinstance(value, str) and value.strip().lower() in ("na", "nan", "") else value
-
-
 def read_jarvis(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
     entries = _load_json_file(files[0])
     if not isinstance(entries, list) or not entries:
@@ -221,7 +245,7 @@ def read_jarvis(spec: dict, files: list[Path], targets: dict[str, str]) -> Itera
     for entry in entries[: spec.get("limit")]:
         atoms = entry.get("atoms") or {}
         payload = (atoms.get("lattice_mat"), atoms.get("coords"), atoms.get("elements"), bool(atoms.get("cartesian", False)))
-        yield RawRecord(str(entry.get("jid")), "arrays", payload, {t: _missing(entry.get(c)) for t, c in targets.items()})
+        yield RawRecord(str(entry.get("jid")), "arrays", payload, {t: entry.get(c) for t, c in targets.items()})
 
 
 def _frame_records(data: Any, path: Path) -> tuple[list[str], list[dict]]:
@@ -240,8 +264,12 @@ def _frame_records(data: Any, path: Path) -> tuple[list[str], list[dict]]:
     raise MatprobeError(f"{path}: unrecognised JSON table layout")
 
 
-def _read_json_table(spec: dict, path: Path, targets: dict[str, str], id_column: str | None) -> Iterator[RawRecord]:
+def _read_json_table(spec: dict, path: Path, targets: dict[str, str], id_column: str | None,
+                     name_ids: Callable[[int], list[str]] | None = None) -> Iterator[RawRecord]:
+    """Records of a JSON table; ids from `id_column`, else from `name_ids(rows)`, else the table's index."""
     ids, rows = _frame_records(_load_json_file(path), path)
+    if name_ids is not None:
+        ids = name_ids(len(rows))
     columns = set(rows[0]) if rows else set()
     _require_columns(path, columns, targets)
     structure_column = spec.get("structure_column", "structure")
@@ -254,8 +282,17 @@ def _read_json_table(spec: dict, path: Path, targets: dict[str, str], id_column:
         yield RawRecord(record_id, "dict", row[structure_column], {t: row.get(c) for t, c in targets.items()})
 
 
+def matbench_ids(task: str, count: int) -> list[str]:
+    """Matbench's own ids for the rows of a task's table, in file order: `mb-mp-e-form-000001` for the first row of
+    matbench_mp_e_form (the prefix is the task's name, the number is 1-based and zero-padded to the digits of the
+    row count), as the matbench package names them, so that its published folds match these records."""
+    prefix = task.replace("matbench", "mb").replace("_", "-")
+    digits = math.floor(math.log10(count)) + 1 if count else 1
+    return [f"{prefix}-{i + 1:0{digits}d}" for i in range(count)]
+
+
 def read_matbench(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
-    return _read_json_table(spec, files[0], targets, id_column=None)
+    return _read_json_table(spec, files[0], targets, id_column=None, name_ids=lambda count: matbench_ids(spec["task"], count))
 
 
 def read_mp_2018(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:

@@ -180,8 +180,12 @@ def check_split(split: dict, materials: pd.DataFrame) -> None:
     stray = [m for m in seen if m not in known]
     if stray:
         raise MatprobeError(f"split {name}: {len(stray)} ids are not in the materials table (e.g. {stray[0]})")
-    if not sets.get("train"):
-        raise MatprobeError(f"split {name}: the train set is empty")
+    # every set the later stages evaluate must hold crystals: found here, not after a model has trained
+    needed = ("train", "val", "id_test") + (("ood_test",) if split["kind"] != "random" else ())
+    for set_name in needed:
+        if not sets.get(set_name):
+            raise MatprobeError(f"split {name}: its {set_name} set is empty ({len(known)} materials; "
+                                f"{', '.join(f'{k} {len(v)}' for k, v in sets.items())}); use more materials or larger fractions")
     if not omitted:
         return
     elements = dict(zip(materials["id"], materials["elements"]))

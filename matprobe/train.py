@@ -266,8 +266,10 @@ class Trainer:
     def write(self, evaluation: Evaluation, out_dir: Path) -> None:
         """model.pt, predictions.parquet, latents.parquet, history.parquet and metrics.json (last: the rule's
         completion marker for the summary), each atomically."""
-        write_torch({"state_dict": self.model.state_dict(), "model": self.model_name, "options": self.settings["options"],
-                     "target": self.target, "target_mean": self.scale.mean, "target_std": self.scale.std,
+        weights = self.model.state_dict()
+        write_torch({"state_dict": weights, "weights_sha256": weights_checksum(weights), "model": self.model_name,
+                     "options": self.settings["options"], "target": self.target, "target_mean": self.scale.mean,
+                     "target_std": self.scale.std,
                      "split": self.data.split["name"], "seed": self.seed, "metadata": runtime_metadata(self.device)},
                     out_dir / "model.pt")
         write_parquet(evaluation.predictions, out_dir / "predictions.parquet")
@@ -285,6 +287,8 @@ def train_model(graphs_path, materials_path, split_path, out_dir, target: str, m
     out_dir.mkdir(parents=True, exist_ok=True)
     device = Runtime.from_options(training, threads).apply()
     data = load_split_data(graphs_path, materials_path, split_path, target)
+    if any(data.dropped.values()):
+        log.warning("dropped, without a graph or a %s value: %s", target, data.dropped)
     if training.get("symmetry_reduction", True):
         reduce_symmetry(data)
     trainer = Trainer(data, target, model_name, model_opts, training, seed, device)
@@ -328,10 +332,29 @@ def runtime_metadata(device) -> dict:
     return meta
 
 
+def weights_checksum(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor of a state dict, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_trained_model(path):
-    """A trained model and its record from model.pt (weights_only: no code runs on load)."""
-    record = torch.load(path, weights_only=True, map_location="cpu")
-    model = build_model(record["model"], record["options"])
-    model.load_state_dict(record["state_dict"])
+    """A trained model and its record from model.pt (weights_only: no code runs on load), its weights checked
+    against the checksum the record carries, so that a corrupted file never loads silently."""
+    try:
+        record = torch.load(path, weights_only=True, map_location="cpu")
+        model = build_model(record["model"], record["options"])
+        model.load_state_dict(record["state_dict"])
+    except Exception as exc:  # truncated, foreign or damaged: one line naming the file
+        raise MatprobeError(f"{path}: not a readable matprobe model ({type(exc).__name__}); delete it and re-run its "
+                            "training job (snakemake re-plans it)") from None
+    stored = record.get("weights_sha256")
+    if stored is not None and stored != weights_checksum(record["state_dict"]):
+        raise MatprobeError(f"{path}: its weights do not match the checksum in its record (the file is damaged); "
+                            "delete it and re-run its training job")
     model.eval()
     return model, record

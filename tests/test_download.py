@@ -1,17 +1,14 @@
 """Downloads against a local HTTP server on 127.0.0.1: good file, checksum mismatch, truncated transfer,
-404, mirror hit, recorded checksum, and archives whose members try to escape the target folder."""
+404, mirror hit, and checksums recorded only after a complete read."""
 
 import hashlib
 import http.server
-import io
-import tarfile
 import threading
-import zipfile
 
 import pytest
 
 from matprobe import MatprobeError
-from matprobe.download import fetch, safe_extract
+from matprobe.download import fetch, record_checksum, verify
 
 PAYLOAD = b"matprobe test payload\n" * 5000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -60,18 +57,21 @@ def server():
     httpd.server_close()
 
 
-def test_good_file_is_verified_and_recorded(server, tmp_path):
+def test_good_file_is_verified(server, tmp_path):
     dest = fetch(f"{server}/good/file.bin", tmp_path / "file.bin", sha256=PAYLOAD_SHA, backoff=0)
     assert dest.read_bytes() == PAYLOAD
-    assert (tmp_path / "file.bin.sha256").read_text().strip() == PAYLOAD_SHA
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.bin"]  # a pinned file needs no record; no temporary left
 
 
-def test_checksum_recorded_on_first_download_is_enforced(server, tmp_path):
+def test_a_checksum_is_recorded_only_after_a_complete_read_and_then_enforced(server, tmp_path):
     dest = fetch(f"{server}/good/unpinned", tmp_path / "unpinned.bin", backoff=0)
+    assert not (tmp_path / "unpinned.bin.sha256").exists()  # downloaded, not yet read: nothing trusted yet
+    record_checksum(dest, None, verify(dest, None))  # what the data stage does once it has read the whole file
     assert (tmp_path / "unpinned.bin.sha256").read_text().strip() == PAYLOAD_SHA
-    dest.write_bytes(b"tampered")  # a changed file is fetched again and checked against the record
-    fetch(f"{server}/good/unpinned", dest, backoff=0)
+    dest.write_bytes(b"tampered")
+    with pytest.raises(MatprobeError, match=r"unpinned.bin: sha256 .* differs from the one recorded in .*unpinned.bin.sha256 .*delete"):
+        verify(dest, None)
+    fetch(f"{server}/good/unpinned", dest, backoff=0)  # fetched again and checked against the record
     assert dest.read_bytes() == PAYLOAD
 
 
@@ -114,7 +114,7 @@ def test_mirror_is_used_before_the_network(tmp_path):
     dest = fetch("http://127.0.0.1:9/data.json.gz", tmp_path / "dl" / "data.json.gz", sha256=PAYLOAD_SHA, mirror_dir=mirror)
     assert dest.read_bytes() == PAYLOAD
     (mirror / "bad.bin").write_bytes(b"wrong")
-    with pytest.raises(MatprobeError, match="bad.bin: checksum"):
+    with pytest.raises(MatprobeError, match="bad.bin: sha256 .* does not match the pinned"):
         fetch("http://127.0.0.1:9/bad.bin", tmp_path / "dl" / "bad.bin", sha256=PAYLOAD_SHA, mirror_dir=mirror)
 
 
@@ -123,28 +123,3 @@ def test_no_network_and_no_mirror_names_the_file_and_place(tmp_path):
         fetch("http://127.0.0.1:9/jdft.zip", tmp_path / "jdft.zip", retries=1, backoff=0)
     assert str(tmp_path / "jdft.zip") in str(error.value) and "mirror_dir" in str(error.value)
 
-
-def test_zip_slip_archives_are_refused(tmp_path):
-    archive = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("ok.json", "{}")
-        zf.writestr("../../escape.txt", "gotcha")
-    with pytest.raises(MatprobeError, match="outside"):
-        safe_extract(archive, tmp_path / "out")
-    assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
-
-    tar_path = tmp_path / "evil.tar.gz"
-    with tarfile.open(tar_path, "w:gz") as tar:
-        info = tarfile.TarInfo("../escape.txt")
-        info.size = 6
-        tar.addfile(info, io.BytesIO(b"gotcha"))
-    with pytest.raises(MatprobeError, match="escapes"):
-        safe_extract(tar_path, tmp_path / "out2")
-
-
-def test_safe_archives_extract(tmp_path):
-    archive = tmp_path / "good.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("sub/data.json", "[]")
-    safe_extract(archive, tmp_path / "out")
-    assert (tmp_path / "out" / "sub" / "data.json").read_text() == "[]"

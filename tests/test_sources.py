@@ -1,6 +1,7 @@
 """Every data source on small inputs the tests write themselves."""
 
 import gzip
+import hashlib
 import json
 import tarfile
 import zipfile
@@ -136,6 +137,14 @@ def test_jarvis_zip_with_missing_values(tmp_path, crystals):
     assert sorted(table["reduced_formula"]) == sorted(["NaCl", "FeO", "MgO", "Si", "CsCl"])
 
 
+def test_matbench_ids_are_matbenchs_own():
+    from matprobe.sources import matbench_ids
+
+    ids = matbench_ids("matbench_mp_e_form", 132752)
+    assert ids[0] == "mb-mp-e-form-000001" and ids[-1] == "mb-mp-e-form-132752"
+    assert matbench_ids("matbench_mp_gap", 106113)[41] == "mb-mp-gap-000042"
+
+
 def test_matbench_and_mp2018_json_gz(tmp_path, crystals):
     structures = list(crystals.values())
     matbench = {
@@ -146,8 +155,9 @@ def test_matbench_and_mp2018_json_gz(tmp_path, crystals):
     path = tmp_path / "matbench_mp_e_form.json.gz"
     with gzip.open(path, "wt") as fh:
         json.dump(matbench, fh)
-    table, _, summary = normalise(tmp_path, "mb", {"source": "matbench", "task": "matbench_mp_e_form"}, [path])
-    assert table["id"].tolist()[0] == "mb-mp-e_form-00000"
+    spec = {"source": "matbench", "task": "matbench_mp_e_form", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    table, _, summary = normalise(tmp_path, "mb", spec, [path])
+    assert table["id"].tolist() == [f"mb-mp-e-form-{i}" for i in range(1, 6)]  # Matbench's own ids, not row numbers
     assert summary["targets"] == {"formation_energy_per_atom": 5}
 
     mp2018 = {
@@ -158,7 +168,7 @@ def test_matbench_and_mp2018_json_gz(tmp_path, crystals):
     path = tmp_path / "mp_all_20181018.json.gz"
     with gzip.open(path, "wt") as fh:
         json.dump(mp2018, fh)
-    table, _, summary = normalise(tmp_path, "mp", {"source": "mp_2018"}, [path])
+    table, _, summary = normalise(tmp_path, "mp", {"source": "mp_2018", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}, [path])
     assert table["id"].tolist() == [f"mp-{i}" for i in range(5)]
     assert table["band_gap"].tolist() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
 

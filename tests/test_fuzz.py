@@ -1,0 +1,255 @@
+"""Malformed inputs of every kind, generated from good ones by seeded mutations: each must end in a one-line error
+from the project (MatprobeError, never a library's exception) or a counted skip, and results present before the
+run must be unchanged after it. Deterministic (fixed seeds), so a failure reproduces."""
+
+import copy
+import gzip
+import io
+import json
+import random
+import tarfile
+
+import pandas as pd
+import pytest
+
+from matprobe import MatprobeError
+from matprobe.config import load_config, validate_config
+from matprobe.data import normalise_dataset, normalise_record
+from matprobe.sources import RawRecord
+from matprobe.splits import make_split
+from matprobe.train import load_trained_model
+
+from conftest import REPO
+
+JUNK = ["", "nan", "-inf", "1e400", "abc", "1,5", "[]", "{", "\x00", "-0", "999999999999", "None", "é"]
+
+
+def one_line(error: Exception) -> None:
+    assert isinstance(error, MatprobeError), f"{type(error).__name__}: {error}"
+    assert "\n" not in str(error) and str(error).strip(), repr(str(error))
+
+
+def mutate_text(text: str, rng: random.Random) -> str:
+    lines = text.splitlines()
+    kind = rng.randrange(5)
+    if kind == 0:  # cut anywhere
+        return text[: rng.randrange(len(text))]
+    if kind == 1:  # drop lines
+        return "\n".join(line for line in lines if rng.random() > 0.25)
+    if kind == 2:  # a number becomes junk
+        tokens = text.split(" ")
+        numeric = [k for k, token in enumerate(tokens) if token.strip().replace(".", "", 1).replace("-", "", 1).isdigit()]
+        if numeric:
+            tokens[rng.choice(numeric)] = rng.choice(JUNK)
+        return " ".join(tokens)
+    if kind == 3:  # lines repeated or swapped
+        k = rng.randrange(len(lines))
+        lines.insert(rng.randrange(len(lines)), lines[k])
+        return "\n".join(lines)
+    return "".join(c if rng.random() > 0.02 else rng.choice("#;_'\"\t") for c in text)
+
+
+def test_cif_text(crystals):
+    rng = random.Random(0)
+    good = [s.to(fmt="cif") for s in crystals.values()]
+    outcomes = {"accepted": 0, "skipped": 0}
+    for case in range(80):
+        text = mutate_text(rng.choice(good), rng)
+        row, rejection, _ = normalise_record(RawRecord(f"c{case}", "any", text, {"e": rng.choice(JUNK + ["1.0"])}), 0.5)
+        assert (row is None) != (rejection is None)
+        if rejection:
+            assert rejection["reason"] and "\n" not in rejection["detail"]
+        outcomes["skipped" if rejection else "accepted"] += 1
+    assert outcomes["skipped"] > 20 and outcomes["accepted"] > 5, outcomes  # the mutations reach both outcomes
+
+
+def _table(crystals) -> pd.DataFrame:
+    return pd.DataFrame({"id": list(crystals), "structure": [json.dumps(s.as_dict()) for s in crystals.values()],
+                         "e": [-1.0, -0.5, 0.0, 0.5, 1.0]})
+
+
+def _run_keeps_earlier_results(tmp_path, spec, files=()):
+    """Normalise into a folder holding earlier results: a failure leaves them byte for byte."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    before = {name: f"earlier {name}".encode() for name in ("materials.parquet", "rejected.parquet", "summary.json")}
+    for name, content in before.items():
+        (out / name).write_bytes(content)
+    try:
+        summary = normalise_dataset("x", spec, list(files), out / "materials.parquet", out / "rejected.parquet", out / "summary.json")
+    except Exception as error:  # noqa: BLE001 - the point is to see which
+        one_line(error)
+        assert {name: (out / name).read_bytes() for name in before} == before
+        return "error"
+    assert summary["accepted"] + summary["rejected"] == summary["read"]
+    return "ran"
+
+
+def test_tables(tmp_path, crystals):
+    rng = random.Random(1)
+    good = _table(crystals)
+    outcomes = []
+    for case in range(30):
+        path = tmp_path / f"t{case}.csv"
+        frame = good.copy()
+        kind = case % 6
+        if kind == 0:
+            frame = frame.drop(columns=[rng.choice(list(frame.columns))])
+        elif kind == 1:
+            frame["structure"] = [mutate_text(text, rng) for text in frame["structure"]]
+        elif kind == 2:
+            frame["e"] = [rng.choice(JUNK) for _ in range(len(frame))]
+        if kind == 3:
+            path.write_bytes(bytes(rng.randrange(256) for _ in range(200)))
+        elif kind == 4:
+            text = frame.to_csv(index=False)
+            path.write_text(text[: rng.randrange(len(text))])
+        elif kind == 5:
+            path = path.with_suffix(rng.choice([".parquet", ".json", ".txt"]))
+            path.write_bytes(frame.to_csv(index=False).encode())
+        else:
+            frame.to_csv(path, index=False)
+        outcomes.append(_run_keeps_earlier_results(tmp_path, {"source": "table", "path": str(path), "targets": {"e": "e"}}))
+    assert outcomes.count("error") >= 5 and outcomes.count("ran") >= 5, outcomes
+
+
+def _cgcnn_archive(crystals) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        members = {"set/id_prop.csv": "".join(f"{k},{-k / 10}\n" for k in range(len(crystals)))}
+        members.update({f"set/{k}.cif": s.to(fmt="cif") for k, s in enumerate(crystals.values())})
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_archives(tmp_path, crystals):
+    rng = random.Random(2)
+    good = _cgcnn_archive(crystals)
+    outcomes = []
+    for case in range(24):
+        data = bytearray(good)
+        kind = case % 3
+        if kind == 0:
+            data = data[: rng.randrange(20, len(data))]
+        elif kind == 1:
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(20, len(data))] ^= rng.randrange(1, 256)
+        else:  # a damaged member inside an intact archive
+            raw = bytearray(gzip.decompress(good))
+            for _ in range(rng.randrange(1, 6)):
+                raw[rng.randrange(len(raw))] = rng.randrange(32, 127)
+            data = bytearray(gzip.compress(bytes(raw)))
+        path = tmp_path / f"a{case}.tar.gz"
+        path.write_bytes(bytes(data))
+        outcomes.append(_run_keeps_earlier_results(tmp_path, {"source": "cgcnn_dir", "path": str(path), "columns": ["e"]}))
+    assert outcomes.count("error") >= 8 and outcomes.count("ran") >= 2, outcomes
+
+
+def _mutate_config(config: dict, rng: random.Random) -> dict:
+    config = copy.deepcopy(config)
+    paths = []
+
+    def walk(node, trail):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                paths.append(trail + [key])
+                walk(value, trail + [key])
+
+    walk(config, [])
+    trail = rng.choice(paths)
+    holder = config
+    for key in trail[:-1]:
+        holder = holder[key]
+    action = rng.randrange(3)
+    if action == 0:
+        del holder[trail[-1]]
+    elif action == 1:
+        holder[trail[-1]] = rng.choice([*JUNK, -1, 0, 3.5, [], {}, None, True, ["Xx"], {"omit": "fe"}])
+    else:
+        holder[trail[-1] + "_typo"] = holder[trail[-1]]
+    return config
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "mp36k-study.yaml", "examples/cif-folder.yaml"])
+def test_configs(name):
+    import yaml
+
+    rng = random.Random(name)
+    good = yaml.safe_load((REPO / "config" / name).read_text())
+    load_config(REPO / "config" / name)
+    outcomes = []
+    for _ in range(60):
+        try:
+            validate_config(_mutate_config(good, rng))
+            outcomes.append("valid")
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            outcomes.append("error")
+    assert outcomes.count("error") >= 15, outcomes
+
+
+def test_split_settings():
+    rng = random.Random(3)
+    for case in range(60):
+        n = rng.randrange(3, 60)
+        materials = pd.DataFrame({"id": [f"m{k}" for k in range(n)],
+                                  "elements": [rng.choice([["Na", "Cl"], ["Fe", "O"], ["O", "Si"], ["Fe"]]) for _ in range(n)]})
+        options = {"seed": rng.randrange(5), "val_fraction": rng.uniform(0.0, 0.6), "id_test_fraction": rng.uniform(0.0, 0.6),
+                   "min_ood": rng.randrange(1, 10)}
+        name = rng.choice(["omit-Fe", "omit-Fe-control", "omit-O", "random"])
+        definitions = [{"omit": "Fe"}, {"omit": "O"}, {"random": True}]
+        try:
+            split = make_split(materials, name, definitions, options)
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            continue
+        assert all(split["sets"][key] for key in split["sets"])  # no set that a later stage would find empty
+
+
+def test_grids():
+    rng = random.Random(4)
+    for _ in range(80):
+        low, high = sorted(rng.choice([-2.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0]) for _ in range(2))
+        grid = {"points": rng.randrange(1, 14), "range": [low, high] if rng.random() > 0.2 else [high, low]}
+        try:
+            config = validate_config({"landscape": {"grid_2d": grid}})
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            continue
+        import numpy as np
+
+        accepted = config["landscape"]["grid_2d"]
+        assert np.isclose(np.linspace(*accepted["range"], accepted["points"]), 0.0).any()
+
+
+def test_model_files(tiny_model, tmp_path):
+    rng = random.Random(5)
+    good = tiny_model.read_bytes()
+    for case in range(30):
+        data = bytearray(good)
+        if case % 2:
+            data = data[: rng.randrange(len(data))]
+        else:
+            for _ in range(rng.randrange(1, 8)):
+                data[rng.randrange(len(data))] ^= rng.randrange(1, 256)
+        path = tmp_path / f"model{case}.pt"
+        path.write_bytes(bytes(data))
+        try:
+            load_trained_model(path)
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            assert str(path) in str(error)
+            continue
+        # a flip that lands in padding or metadata the model does not use can load; its weights must be intact
+        assert bytes(data) == good or _weights_equal(path, tiny_model)
+
+
+def _weights_equal(path, reference) -> bool:
+    import torch
+
+    got, expected = load_trained_model(path)[0].state_dict(), load_trained_model(reference)[0].state_dict()
+    return all(torch.equal(got[name], expected[name]) for name in expected)
