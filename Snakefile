@@ -33,6 +33,7 @@ include: "rules/splits.smk"
 include: "rules/train.smk"
 include: "rules/landscapes.smk"
 include: "rules/attribution.smk"
+include: "rules/probe_maps.smk"
 include: "rules/figures.smk"
 
 
@@ -45,4 +46,5 @@ rule all:
         rules.train.input,
         rules.landscapes.input,
         rules.attributions.input,
+        rules.probe_maps.input,
         rules.figures.input,

@@ -109,12 +109,19 @@ def _check_elements(config: dict[str, Any]) -> None:
     from ase.data import chemical_symbols
 
     known = set(chemical_symbols[1:])
+
+    def check(symbol: str, where: str) -> None:
+        if symbol not in known:
+            hint = f" (did you mean {symbol.capitalize()!r}?)" if symbol.capitalize() in known else ""
+            raise MatprobeError(f"config: {where}: {symbol!r} is not an element symbol{hint}")
+
     for k, definition in enumerate(config["splits"]):
         symbols = definition.get("omit", [])
         for symbol in [symbols] if isinstance(symbols, str) else symbols:
-            if symbol not in known:
-                hint = f" (did you mean {symbol.capitalize()!r}?)" if symbol.capitalize() in known else ""
-                raise MatprobeError(f"config: splits.{k}.omit: {symbol!r} is not an element symbol{hint}")
+            check(symbol, f"splits.{k}.omit")
+    for k, probe in enumerate(config["probe_maps"]["probes"]):
+        if probe not in ("held_out", "most_electronegative"):
+            check(probe, f"probe_maps.probes.{k}")
 
 
 def _check_grids(config: dict[str, Any]) -> None:

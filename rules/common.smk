@@ -5,7 +5,7 @@ from pathlib import Path
 from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
                              model_options_for, runs)
 from matprobe.sources import local_inputs, remote_files
-from matprobe.splits import split_names
+from matprobe.splits import CONTROL_SUFFIX, split_base, split_names
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
 # models and probes under results/studies/{study}/.
@@ -19,6 +19,8 @@ RUNS = runs(config)
 # every trained model gets its parity plot.
 ANALYSED_RUNS = runs(config, analysis_seeds(config))
 GPU = gpus_per_job(config)
+# The report's subcategory of a per-model figure
+RUN_CATEGORY = "{target} {split} {model} seed{seed}"
 
 
 def run_files(stage, filename, selected=RUNS, dataset=None):

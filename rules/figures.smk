@@ -4,7 +4,6 @@
 
 FIG_DIR = L.dataset_figures
 MODEL_FIG_DIR = L.run_dir("figures")
-RUN_CATEGORY = "{target} {split} {model} seed{seed}"
 
 
 localrules:

@@ -1,0 +1,323 @@
+"""Spatially resolved explanations: a probe atom's contribution mapped over a crystal's cell (Schütt et al.'s "local
+chemical potential", Nat. Commun. 8, 13890 (2017), generalised to crystals).
+
+A probe atom of a chosen element is placed at every point of a grid over a lattice plane (h k l) of the cell (at a
+fractional offset, or through a chosen site) or over a coarse 3-D grid. For each position, the augmented
+structure's graph is built exactly as training graphs are (`graphs.build_graph`: the probe's neighbours, and the
+probe as a neighbour of the others, periodic images included), and the frozen model gives
+
+- the probe's own contribution (target units: the atom-wise term of the probe in the crystal's prediction), and
+- the change of the crystal's total prediction, (n + 1) · f(crystal + probe) − n · f(crystal): for formation energy
+  per atom, the model's energy of inserting the probe there (eV).
+
+Positions closer than `mask_distance` to an atom are masked (NaN). Many positions go through one forward pass.
+For an omission study the maps answer: around an oxygen site, does the model that never saw oxygen expect binding
+where its control does? The omission and its control map the same crystals, chosen from the omission's own
+predictions: its median and worst-predicted OOD crystals and their nearest ID neighbours in its latent space."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from matprobe import MatprobeError
+from matprobe.io import write_json, write_parquet
+from matprobe.structures import Crystal
+
+log = logging.getLogger("matprobe.probe_maps")
+
+
+# ---- positions ----------------------------------------------------------------------------------------------------
+
+
+def plane_axes(hkl, lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two fractional in-plane lattice vectors spanning one cell of the lattice plane (h k l) and the plane's normal
+    step: points origin + s·u + t·v (s, t in [0, 1)) cover the plane once, and offset·step moves the plane to
+    h·x = offset. Of the pairs spanning a primitive plane cell, the one shortest in Cartesian terms: a map drawn
+    over it has the cell's compact shape, not a sliver."""
+    h, k, l = (int(x) for x in hkl)
+    if (h, k, l) == (0, 0, 0):
+        raise MatprobeError("probe_maps.plane.hkl: (0 0 0) is not a plane")
+    normal = np.array([h, k, l], dtype=float)
+    candidates = [np.array(v, dtype=float) - 3 for v in np.ndindex(7, 7, 7)]
+    in_plane = [v for v in candidates if np.any(v) and abs(v @ normal) < 1e-9]
+    area = min(np.linalg.norm(np.cross(u, v)) for u in in_plane for v in in_plane if np.linalg.norm(np.cross(u, v)) > 1e-9)
+    length = {tuple(v): float(np.linalg.norm(v @ lattice)) for v in in_plane}
+    _, u, v = min((length[tuple(u)] + length[tuple(v)], tuple(u), tuple(v)) for u in in_plane for v in in_plane
+                  if abs(np.linalg.norm(np.cross(u, v)) - area) < 1e-9 and np.cross(u, v) @ normal > 0)
+    step = normal / (normal @ normal)  # fractional vector with h·step = 1: offset 1 is the next equivalent plane
+    return np.array(u), np.array(v), step
+
+
+def plane_positions(crystal: Crystal, hkl, offset: float, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional positions (points², 3) on the plane h·x = offset, and their (s, t) plane coordinates."""
+    u, v, step = plane_axes(hkl, crystal.lattice)
+    s, t = np.meshgrid(np.arange(points) / points, np.arange(points) / points, indexing="ij")
+    frac = offset * step + s.reshape(-1, 1) * u + t.reshape(-1, 1) * v
+    return frac, np.stack([s.ravel(), t.ravel()], axis=1)
+
+
+def in_plane_coordinates(crystal: Crystal, hkl, frac: np.ndarray) -> np.ndarray:
+    """Cartesian coordinates (Å) of positions within the plane (h k l): along its first in-plane lattice vector, and
+    perpendicular to it within the plane; a map drawn in them has the cell's true shape."""
+    u, v, _ = plane_axes(hkl, crystal.lattice)
+    e1 = u @ crystal.lattice
+    e1 /= np.linalg.norm(e1)
+    e2 = v @ crystal.lattice
+    e2 -= (e2 @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    cart = frac @ crystal.lattice
+    return np.stack([cart @ e1, cart @ e2], axis=1)
+
+
+def plane_atoms(crystal: Crystal, hkl, offset: float, within: float = 0.6) -> pd.DataFrame:
+    """The atoms (and periodic images) within `within` Å of the plane h·x = offset, over one plane cell, with their
+    in-plane coordinates: what a map is drawn over."""
+    u, v, step = plane_axes(hkl, crystal.lattice)
+    normal = np.cross(u @ crystal.lattice, v @ crystal.lattice)
+    normal /= np.linalg.norm(normal)
+    basis = np.stack([u, v, step])  # fractional coordinates in the plane's own cell: x = a·u + b·v + c·step
+    rows = []
+    for site, (frac, z) in enumerate(zip(crystal.frac_coords, crystal.numbers)):
+        a, b, c = np.linalg.solve(basis.T, frac)
+        for da, db, dc in np.ndindex(3, 3, 3):  # images near the plane cell
+            image = (a % 1 - 1 + da, b % 1 - 1 + db, c + (dc - 1))
+            if not (-0.02 <= image[0] < 1.02 and -0.02 <= image[1] < 1.02):
+                continue
+            position = np.array(image) @ basis
+            distance = abs(((position - offset * step) @ crystal.lattice) @ normal)
+            if distance <= within:
+                x, y = in_plane_coordinates(crystal, hkl, position[None, :])[0]
+                rows.append({"site": site, "Z": int(z), "plane_x": x, "plane_y": y, "distance_to_plane": distance})
+    return pd.DataFrame(rows, columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane"]).drop_duplicates(
+        subset=["site", "plane_x", "plane_y"])
+
+
+def grid_positions(points: int) -> np.ndarray:
+    """A coarse 3-D grid over the cell (points³ fractional positions)."""
+    axis = np.arange(points) / points
+    return np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def nearest_atom_distance(crystal: Crystal, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each fractional position, the distance (Å) to the nearest atom or periodic image, and that atom's index."""
+    shifts = np.array(list(np.ndindex(3, 3, 3))) - 1
+    delta = frac[:, None, :] - crystal.frac_coords[None, :, :]
+    delta -= np.round(delta)  # into [-0.5, 0.5]; the 27 images around it cover skewed cells
+    cart = (delta[:, :, None, :] + shifts[None, None, :, :]) @ crystal.lattice
+    distances = np.linalg.norm(cart, axis=-1).min(axis=2)
+    return distances.min(axis=1), distances.argmin(axis=1)
+
+
+# ---- the model on augmented crystals -----------------------------------------------------------------------------
+
+
+def with_probe(crystal: Crystal, frac_position, z: int) -> Crystal:
+    """The crystal with one more atom, of atomic number z, at a fractional position (wrapped into the cell)."""
+    position = np.asarray(frac_position, dtype=np.float64).reshape(1, 3) % 1.0
+    return Crystal(crystal.lattice, np.vstack([crystal.frac_coords, position]), np.append(crystal.numbers, z))
+
+
+def crystal_graphs(crystals: list[Crystal], cutoff: float, max_neighbors: int | None):
+    """PyG graphs of crystals, built and stored the way the graph stage builds them (build_graph, collate_graphs,
+    graph_data), so that a probe's graph is the graph of the same structure."""
+    from matprobe.graphs import build_graph, collate_graphs
+    from matprobe.sets import graph_data
+
+    ids = [str(k) for k in range(len(crystals))]
+    stored = collate_graphs(ids, [build_graph(c, cutoff, max_neighbors) for c in crystals], {})
+    return graph_data(stored, ids, np.zeros(len(ids)))
+
+
+@torch.no_grad()
+def predict_atoms(model, record, graphs, batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per graph, the prediction and the atom contributions, in target units."""
+    from torch_geometric.data import Batch
+
+    from matprobe.models import regular_neighbors
+
+    mean, std = record["target_mean"], record["target_std"]
+    predictions, contributions = [], []
+    for start in range(0, len(graphs), batch_size):
+        batch = Batch.from_data_list(graphs[start : start + batch_size])
+        out = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))
+        predictions.append(out["prediction"].double().numpy() * std + mean)
+        per_atom = out["contributions"].double().numpy() * std + mean
+        contributions += np.split(per_atom, batch.ptr[1:-1].numpy())
+    return np.concatenate(predictions), contributions
+
+
+def probe_map(model, record, crystal: Crystal, frac: np.ndarray, z: int, cutoff: float, max_neighbors: int | None,
+              mask_distance: float, batch_size: int = 256) -> pd.DataFrame:
+    """The probe's contribution and the change of the crystal's total prediction at each fractional position."""
+    distance, _ = nearest_atom_distance(crystal, frac)
+    free = distance >= mask_distance
+    (reference,), _ = predict_atoms(model, record, crystal_graphs([crystal], cutoff, max_neighbors))
+    probe_contribution = np.full(len(frac), np.nan)
+    total_change = np.full(len(frac), np.nan)
+    positions = np.flatnonzero(free)
+    for start in range(0, len(positions), batch_size):
+        chunk = positions[start : start + batch_size]
+        graphs = crystal_graphs([with_probe(crystal, frac[k], z) for k in chunk], cutoff, max_neighbors)
+        predictions, contributions = predict_atoms(model, record, graphs, batch_size)
+        probe_contribution[chunk] = [atoms[-1] for atoms in contributions]  # the probe is the last atom
+        total_change[chunk] = (crystal.nsites + 1) * predictions - crystal.nsites * reference
+    cart = frac @ crystal.lattice
+    return pd.DataFrame({"frac_x": frac[:, 0], "frac_y": frac[:, 1], "frac_z": frac[:, 2], "x": cart[:, 0], "y": cart[:, 1],
+                         "z": cart[:, 2], "nearest_atom": distance, "masked": ~free,
+                         "probe_contribution": probe_contribution, "total_change": total_change})
+
+
+# ---- which crystals and probes ------------------------------------------------------------------------------------
+
+
+def select_crystals(predictions: pd.DataFrame, latents: pd.DataFrame, materials: pd.DataFrame, options: dict) -> list[dict]:
+    """The crystals to map, from an omission model's own predictions: per rule in `options["crystals"]`
+    (ood_median, ood_worst, id_neighbours), among crystals of at most `max_atoms` sites; id_neighbours adds, for
+    each OOD crystal chosen, the ID test crystal nearest to it in the model's latent space."""
+    nsites = materials.set_index("id")["nsites"]
+    tests = predictions[predictions["set"].isin(["id_test", "ood_test"])].assign(abs_error=lambda f: (f["y_pred"] - f["y_true"]).abs())
+    tests = tests[tests["id"].map(nsites) <= options["max_atoms"]]
+    ood = tests[tests["set"] == "ood_test"].sort_values(["abs_error", "id"], kind="stable")
+    if ood.empty:
+        raise MatprobeError(f"probe maps: no OOD test crystal has at most {options['max_atoms']} sites (probe_maps.max_atoms)")
+    chosen = []
+    for rule in options["crystals"]:
+        if rule == "ood_median":
+            chosen.append(("ood_median", ood.iloc[(len(ood) - 1) // 2]["id"]))
+        elif rule == "ood_worst":
+            chosen.append(("ood_worst", ood.iloc[-1]["id"]))
+    if "id_neighbours" in options["crystals"]:
+        latent = latents.set_index("id")["latent"]
+        candidates = tests[tests["set"] == "id_test"]["id"].tolist()
+        if candidates:
+            reference = np.stack(latent.loc[candidates].to_numpy())
+            for role, crystal_id in list(chosen):
+                nearest = candidates[int(np.argmin(np.linalg.norm(reference - latent.loc[crystal_id], axis=1)))]
+                chosen.append((f"id_neighbour_of_{role}", nearest))
+    by_id = predictions.drop_duplicates("id").set_index("id")
+    return [{"role": role, "id": crystal_id, "set": by_id.loc[crystal_id, "set"], "y_true": float(by_id.loc[crystal_id, "y_true"]),
+             "y_pred": float(by_id.loc[crystal_id, "y_pred"])} for role, crystal_id in chosen]
+
+
+def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> list[str]:
+    """The probe elements for a crystal: the held-out element(s) and/or the crystal's most electronegative one."""
+    from matprobe.features import element_properties
+
+    props = element_properties()
+    symbols = []
+    for probe in probes:
+        if probe == "held_out":
+            symbols += list(omitted)
+        elif probe == "most_electronegative":
+            present = props.loc[sorted(set(crystal.numbers.tolist()))]
+            symbols.append(present.loc[present["electronegativity"].idxmax(), "symbol"])
+        else:
+            symbols.append(probe)  # an element symbol given in the config
+    return list(dict.fromkeys(symbols))
+
+
+def plane_offset(crystal: Crystal, hkl, through: str | float, z: int) -> float:
+    """Where the plane sits: a number is the fractional offset h·x; `probe_site` passes through the first site of
+    the probe's element (its first atom if the crystal has none of it), `origin` through 0."""
+    if isinstance(through, (int, float)):
+        return float(through)
+    if through == "origin":
+        return 0.0
+    sites = np.flatnonzero(crystal.numbers == z)
+    site = int(sites[0]) if len(sites) else 0
+    return float(np.asarray(hkl, dtype=float) @ crystal.frac_coords[site])
+
+
+# ---- the stage ------------------------------------------------------------------------------------------------------
+
+
+def compute_probe_maps(model_path, omission_predictions, omission_latents, split_path, materials_path, out_maps, out_atoms,
+                       out_summary, options: dict, graph: dict, threads: int = 1) -> dict:
+    """Every map of one model: each crystal the omission model's predictions and latents select (the same for an
+    omission and its control), each probe element, over the configured plane or grid."""
+    from matprobe.features import element_properties
+    from matprobe.runtime import Runtime
+    from matprobe.train import load_trained_model
+
+    started = time.perf_counter()
+    Runtime(threads=threads, device="cpu").apply()
+    model, record = load_trained_model(model_path)
+    split = json.loads(Path(split_path).read_text())
+    materials = pd.read_parquet(materials_path)
+    selection = select_crystals(pd.read_parquet(omission_predictions), pd.read_parquet(omission_latents), materials, options)
+    materials = materials.set_index("id")
+    numbers = dict(zip(element_properties()["symbol"], element_properties().index))
+    frames, atoms, summary = [], [], {"crystals": selection, "maps": []}
+    for chosen in selection:
+        crystal = Crystal.from_row(materials.loc[chosen["id"]])
+        for symbol in probe_elements(crystal, split["omitted_elements"], options["probes"]):
+            z = int(numbers[symbol])
+            if options["grid_3d"]:
+                frac, plane_st = grid_positions(options["grid_3d"]), None
+            else:
+                offset = plane_offset(crystal, options["plane"]["hkl"], options["plane"]["through"], z)
+                frac, plane_st = plane_positions(crystal, options["plane"]["hkl"], offset, options["points"])
+            frame = probe_map(model, record, crystal, frac, z, graph["cutoff"], graph["max_neighbors"], options["mask_distance"])
+            keys = {"role": chosen["role"], "id": chosen["id"], "probe": symbol}
+            if plane_st is not None:
+                frame.insert(0, "s", plane_st[:, 0])
+                frame.insert(1, "t", plane_st[:, 1])
+                frame[["plane_x", "plane_y"]] = in_plane_coordinates(crystal, options["plane"]["hkl"], frac)
+                atoms.append(plane_atoms(crystal, options["plane"]["hkl"], offset).assign(**keys))
+            frames.append(frame.assign(**keys))
+            summary["maps"].append(map_summary(frame, crystal, chosen, symbol, z, model, record, graph))
+    maps = pd.concat(frames, ignore_index=True)
+    write_parquet(maps, out_maps)
+    write_parquet(pd.concat(atoms, ignore_index=True) if atoms else pd.DataFrame(columns=["site", "Z", "plane_x", "plane_y"]), out_atoms)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["positions"] = int(len(maps))
+    write_json(summary, out_summary)
+    log.info("probe maps: %d maps, %d positions in %.1f s", len(frames), len(maps), summary["seconds"])
+    return summary
+
+
+def map_summary(frame: pd.DataFrame, crystal: Crystal, chosen: dict, symbol: str, z: int, model, record, graph) -> dict:
+    """Numbers a reader compares between an omission and its control: where the probe binds most strongly (the
+    lowest contribution) and how far that is from a real site of its element, and the contributions the model gives
+    the crystal's own atoms of that element (what a probe exactly at their sites would get)."""
+    free = frame[~frame["masked"]]
+    entry = {"role": chosen["role"], "id": chosen["id"], "probe": symbol, "positions": int(len(frame)), "masked": int(frame["masked"].sum())}
+    if free.empty:
+        return entry
+    best = free.loc[free["probe_contribution"].idxmin()]
+    entry.update(probe_contribution_min=float(best["probe_contribution"]), probe_contribution_mean=float(free["probe_contribution"].mean()),
+                 total_change_min=float(free["total_change"].min()), total_change_mean=float(free["total_change"].mean()))
+    sites = np.flatnonzero(crystal.numbers == z)
+    if len(sites):
+        own = Crystal(crystal.lattice, crystal.frac_coords[sites], crystal.numbers[sites])
+        distance, _ = nearest_atom_distance(own, best[["frac_x", "frac_y", "frac_z"]].to_numpy(dtype=float)[None, :])
+        entry["minimum_to_nearest_site_of_probe_element"] = float(distance[0])
+        (_,), (contributions,) = predict_atoms(model, record, crystal_graphs([crystal], graph["cutoff"], graph["max_neighbors"]))
+        entry["contribution_at_own_sites"] = float(contributions[sites].mean())
+    return entry
+
+
+def compare_maps(omission_maps, control_maps, out_path) -> dict:
+    """The omission's maps against its control's on the same crystals, probes and positions: rank correlation of the
+    probe contribution over the free positions, and the mean difference (omission minus control), per map."""
+    omission, control = pd.read_parquet(omission_maps), pd.read_parquet(control_maps)
+    keys = ["role", "id", "probe", "frac_x", "frac_y", "frac_z"]
+    merged = omission.merge(control, on=keys, suffixes=("_omission", "_control"))
+    merged = merged[~merged["masked_omission"]]
+    rows = []
+    for (role, crystal_id, probe), frame in merged.groupby(["role", "id", "probe"], sort=False):
+        a, b = frame["probe_contribution_omission"], frame["probe_contribution_control"]
+        rows.append({"role": role, "id": crystal_id, "probe": probe, "positions": int(len(frame)),
+                     "spearman_probe_contribution": float(a.corr(b, method="spearman")),
+                     "mean_difference_probe_contribution": float((a - b).mean()),
+                     "mean_difference_total_change": float((frame["total_change_omission"] - frame["total_change_control"]).mean())})
+    write_json({"maps": rows}, out_path)
+    return {"maps": rows}

@@ -1,0 +1,98 @@
+"""Probe maps: periodic, invariant under the crystal's symmetry, equal to a site's own contribution where the probe
+replaces that site's atom, and built from the same graphs as training."""
+
+import numpy as np
+import pytest
+import torch
+
+from matprobe.graphs import build_graph
+from matprobe.models import build_model
+from matprobe.probe_maps import crystal_graphs, plane_positions, predict_atoms, probe_map, with_probe
+from matprobe.structures import crystal_from_pymatgen
+
+CUTOFF, K = 8.0, 12
+
+
+@pytest.fixture(scope="module", params=["cgcnn", "schnet"])
+def model(request):
+    torch.manual_seed(0)
+    net = build_model(request.param, {"hidden": 8, "layers": 2} if request.param == "cgcnn" else {"hidden": 8, "filters": 8, "interactions": 2})
+    return net.eval(), {"target_mean": -1.0, "target_std": 0.7}
+
+
+@pytest.fixture(scope="module")
+def perovskite():
+    from pymatgen.core import Lattice, Structure
+
+    return crystal_from_pymatgen(Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.9), ["Sr", "Ti", "O"],
+                                                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]))
+
+
+def test_the_map_is_periodic(model, perovskite):
+    net, record = model
+    rng = np.random.default_rng(0)
+    frac = rng.random((20, 3))
+    shifted = frac + rng.integers(-2, 3, size=(20, 3))
+    a = probe_map(net, record, perovskite, frac, 8, CUTOFF, K, mask_distance=0.8)
+    b = probe_map(net, record, perovskite, shifted, 8, CUTOFF, K, mask_distance=0.8)
+    assert a["masked"].sum() < 15
+    np.testing.assert_allclose(a["probe_contribution"], b["probe_contribution"], atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(a["total_change"], b["total_change"], atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("max_neighbors", [K, None])
+def test_symmetry_equivalent_positions_give_equal_values(model, perovskite, max_neighbors):
+    """The probe's own contribution is invariant on the training graphs. The crystal's total is invariant on radius
+    graphs; on k-nearest graphs an atom whose k-th shell is tied keeps an index-ordered subset of it (graphs.py), and
+    a probe placed at equivalent positions can tip which, moving the total by ~1e-3 of the target's units."""
+    import spglib
+
+    net, record = model
+    cell = (perovskite.lattice, perovskite.frac_coords, perovskite.numbers)
+    symmetry = spglib.get_symmetry(cell, symprec=1e-5)
+    rng = np.random.default_rng(1)
+    frac = rng.random((6, 3))
+    reference = probe_map(net, record, perovskite, frac, 8, CUTOFF, max_neighbors, mask_distance=0.8)
+    for rotation, translation in list(zip(symmetry["rotations"], symmetry["translations"]))[::7]:
+        moved = probe_map(net, record, perovskite, frac @ rotation.T + translation, 8, CUTOFF, max_neighbors, mask_distance=0.8)
+        np.testing.assert_allclose(moved["probe_contribution"], reference["probe_contribution"], atol=1e-5, equal_nan=True)
+        if max_neighbors is None:  # a sum over every atom in float32: 1e-5 per atom
+            np.testing.assert_allclose(moved["total_change"], reference["total_change"], atol=1e-4, equal_nan=True)
+
+
+def test_a_probe_where_a_removed_atom_was_gets_that_atoms_contribution(model, perovskite):
+    from matprobe.structures import Crystal
+
+    net, record = model
+    _, (atoms,) = predict_atoms(net, record, crystal_graphs([perovskite], CUTOFF, K))
+    for site in range(perovskite.nsites):
+        keep = np.arange(perovskite.nsites) != site
+        without = Crystal(perovskite.lattice, perovskite.frac_coords[keep], perovskite.numbers[keep])
+        frame = probe_map(net, record, without, perovskite.frac_coords[[site]], int(perovskite.numbers[site]), CUTOFF, K, mask_distance=0.5)
+        assert frame["probe_contribution"].item() == pytest.approx(atoms[site], abs=1e-5)
+
+
+def test_the_probe_graph_is_the_graph_builders(perovskite):
+    probe = with_probe(perovskite, [0.25, 0.1, 0.4], 8)
+    (graph,) = crystal_graphs([probe], CUTOFF, K)
+    built = build_graph(probe, CUTOFF, K)
+    assert torch.equal(graph.edge_index, torch.from_numpy(built["edge_index"]).long())
+    assert torch.equal(graph.edge_dist, torch.from_numpy(built["edge_dist"]))
+    # and the probe's place in the site order changes no atom's kept (distance, element) neighbours
+    from matprobe.structures import Crystal
+
+    first = Crystal(probe.lattice, np.roll(probe.frac_coords, 1, axis=0), np.roll(probe.numbers, 1))
+    (reordered,) = crystal_graphs([first], CUTOFF, K)
+
+    def shells(g, numbers):
+        rounded = np.round(g.edge_dist.numpy(), 4)
+        source, target = g.edge_index.numpy()
+        return sorted(zip(numbers[target], numbers[source], rounded))
+
+    assert shells(reordered, first.numbers) == shells(graph, probe.numbers)
+
+
+def test_plane_positions_lie_on_the_plane(perovskite):
+    frac, st = plane_positions(perovskite, [1, 1, 0], 0.5, 7)
+    assert frac.shape == (49, 3) and st.shape == (49, 2)
+    np.testing.assert_allclose(frac @ np.array([1, 1, 0]), 0.5)
