@@ -34,6 +34,7 @@ include: "rules/train.smk"
 include: "rules/landscapes.smk"
 include: "rules/attribution.smk"
 include: "rules/probe_maps.smk"
+include: "rules/knobs.smk"
 include: "rules/figures.smk"
 
 
@@ -47,4 +48,5 @@ rule all:
         rules.landscapes.input,
         rules.attributions.input,
         rules.probe_maps.input,
+        rules.knobs_all.input,
         rules.figures.input,

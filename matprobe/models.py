@@ -185,7 +185,8 @@ class CrystalModel(nn.Module):
                             atom_weight=None) -> dict[str, Tensor]:
         atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors, atom_weight)
         prediction, contributions, latent = self.readout(atoms, batch, num_graphs, atom_weight)
-        return {"prediction": prediction, "contributions": contributions, "latent": latent}
+        # "atoms": each atom's representation, what the atom-wise head reads (the generative knobs model it)
+        return {"prediction": prediction, "contributions": contributions, "latent": latent, "atoms": atoms}
 
     def forward(self, data, edge_inputs: Tensor | None = None, neighbors: int | None = None) -> dict[str, Tensor]:
         """`edge_inputs` may be passed precomputed: the distance expansion has no parameters, so callers that

@@ -74,22 +74,29 @@ def summarise(bars: np.ndarray) -> list[float]:
     return [float(len(bars)), total, float(persistence.max()), entropy, float(bars[:, 0].mean()), float(bars[:, 1].mean())]
 
 
-def crystal_descriptor(crystal: Crystal, radius: float) -> np.ndarray:
+def atom_descriptors(crystal: Crystal, radius: float) -> np.ndarray:
+    """(atoms, 18): each atom's neighbourhood summarised (DESCRIPTORS), in site order."""
     per_atom = []
     for cloud in neighbourhood_clouds(crystal, radius):
         diagrams = persistence_diagrams(cloud, radius / 2)
         per_atom.append([value for dim in DIMENSIONS for value in summarise(diagrams[dim])])
-    return np.mean(per_atom, axis=0)
+    return np.array(per_atom)
+
+
+def crystal_descriptor(crystal: Crystal, radius: float) -> np.ndarray:
+    return atom_descriptors(crystal, radius).mean(axis=0)
 
 
 def _descriptor_row(args):
     row_id, lattice, frac_coords, numbers, radius = args
     crystal = Crystal.from_row({"lattice": lattice, "frac_coords": frac_coords, "numbers": numbers})
-    return row_id, crystal_descriptor(crystal, radius)
+    return row_id, atom_descriptors(crystal, radius)
 
 
-def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0, threads: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Descriptors of every crystal of a materials table (one row per crystal, columns DESCRIPTORS)."""
+def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0, threads: int = 1, progress: bool = True,
+                     out_atoms=None) -> pd.DataFrame:
+    """Descriptors of every crystal of a materials table (one row per crystal, columns DESCRIPTORS: the mean over its
+    atoms), and with `out_atoms` each atom's own (id, site, DESCRIPTORS; what the knobs read as attributes)."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -104,9 +111,14 @@ def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0,
         else:
             for row_id, descriptor in map(_descriptor_row, work):
                 ids.append(row_id), rows.append(descriptor), bar.update()
-    frame = pd.DataFrame(np.array(rows), columns=DESCRIPTORS)
+    frame = pd.DataFrame(np.array([atoms.mean(axis=0) for atoms in rows]), columns=DESCRIPTORS)
     frame.insert(0, "id", ids)
     write_parquet(frame, out_path)
+    if out_atoms is not None:
+        atoms = pd.DataFrame(np.concatenate(rows).astype(np.float32), columns=DESCRIPTORS)
+        atoms.insert(0, "site", np.concatenate([np.arange(len(a)) for a in rows]).astype(np.int32))
+        atoms.insert(0, "id", np.repeat(ids, [len(a) for a in rows]))
+        write_parquet(atoms, out_atoms)
     write_json({"crystals": len(frame), "radius": radius, "descriptors": DESCRIPTORS,
                 "seconds": round(time.perf_counter() - started, 1)}, out_summary)
     log.info("topology: %d crystals in %.1f s", len(frame), time.perf_counter() - started)

@@ -8,6 +8,7 @@ rule topology:
         L.materials,
     output:
         ph=f"{L.topology_dir}/ph.parquet",
+        atoms=f"{L.topology_dir}/ph_atoms.parquet",
         summary=f"{L.topology_dir}/summary.json",
     params:
         radius=config["topology"]["radius"],

@@ -1,0 +1,94 @@
+"""Generative-knob figures: response curves of the atom contribution against each attribute, the omission model
+beside its control; and the knob model's latent space (PGH-VAE's view), in-distribution against held-out atoms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from matprobe.figures.style import SET_LABELS, save, set_colors, target_name, units
+from matprobe.knobs import UNITS
+
+
+def _label(attribute: str) -> str:
+    unit = UNITS.get(attribute)
+    return attribute.replace("_", " ") + (f" ({unit})" if unit else "")
+
+
+def knob_responses(splits: list[str], summary_paths: list, response_paths: list, check_paths: list, target: str, out_png) -> None:
+    """Per attribute, the mean response (and its interquartile band over atoms) of each model: the held-out element's
+    atoms where there are any, else all OOD atoms, and the ID atoms; a knob that fails its fidelity check in either
+    model is not drawn as if it worked: its panel says why."""
+    responses = [pd.read_parquet(path) for path in response_paths]
+    checks = [json.loads(Path(path).read_text()) for path in check_paths]
+    attributes = checks[0]["attributes"]
+    columns = 4
+    rows = int(np.ceil(len(attributes) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)
+    colours = set_colors()
+    for ax, attribute in zip(axes.ravel(), attributes):
+        failing = [(split, check) for split, check in zip(splits, checks)
+                   if check["encoded_r2"].get(attribute, 0) < check["encoded_threshold"] or check["fidelity_r2"].get(attribute, 0) < check["fidelity_goal"]]
+        ax.set_title(_label(attribute), fontsize=9)
+        ax.set_xlabel(_label(attribute), fontsize=7)
+        ax.set_ylabel(f"atom contribution ({units(target)})", fontsize=7)
+        ax.tick_params(labelsize=7)
+        if failing:
+            split, check = failing[0]
+            reason = ("the model's h does not encode it" if check["encoded_r2"].get(attribute, 0) < check["encoded_threshold"]
+                      else f"knob fidelity R² {check['fidelity_r2'][attribute]:.2f} < {check['fidelity_goal']}")
+            ax.text(0.5, 0.5, f"not drawn:\n{reason}\n({split})", ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
+            ax.set_facecolor("0.95")
+            continue
+        for split, frame, style in zip(splits, responses, ("-", "--")):
+            held_out = frame[(frame["set"] == "ood_test") & (frame["atoms"] == "held_out")]
+            groups = [("ood_test", held_out if len(held_out) else frame[(frame["set"] == "ood_test") & (frame["atoms"] == "all")]),
+                      ("id_test", frame[(frame["set"] == "id_test") & (frame["atoms"] == "all")])]
+            for set_name, subset in groups:
+                curve = subset[subset["attribute"] == attribute].groupby("value")["contribution"]
+                if curve.ngroups == 0:
+                    continue
+                middle = curve.mean()
+                label = f"{split}, {SET_LABELS[set_name]}" + (" (held-out atoms)" if set_name == "ood_test" and len(held_out) else "")
+                ax.plot(middle.index, middle.to_numpy(), style, color=colours[set_name], label=label, lw=1.5)
+                ax.fill_between(middle.index, curve.quantile(0.25).to_numpy(), curve.quantile(0.75).to_numpy(), color=colours[set_name],
+                                alpha=0.12 if style == "-" else 0.06)
+    for ax in axes.ravel()[len(attributes):]:
+        ax.axis("off")
+    handles, labels = next((ax.get_legend_handles_labels() for ax in axes.ravel() if ax.get_legend_handles_labels()[0]), ([], []))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"Knob responses ({target_name(target)}): one attribute of an atom turned from its 5th to its 95th percentile, "
+                 "the rest held, through each model's frozen head (mean and interquartile band over atoms; solid: "
+                 f"{splits[0]}, dashed: {splits[-1]})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    save(fig, out_png)
+
+
+def latent_map(atoms_path, target: str, out_png) -> None:
+    """The knob model's z in two principal components, coloured by coordination, a topological descriptor and the
+    contribution; ID atoms as dots, OOD atoms as triangles (held-out element's atoms ringed)."""
+    atoms = pd.read_parquet(atoms_path)
+    shown = atoms[atoms["set"].isin(["id_test", "ood_test"])]
+    colour_by = [c for c in ("coordination", "h1_total_persistence", "contribution") if c in shown]
+    fig, axes = plt.subplots(1, len(colour_by), figsize=(5.2 * len(colour_by), 4.4), squeeze=False)
+    for ax, column in zip(axes[0], colour_by):
+        values = shown[column]
+        low, high = np.nanpercentile(values, [2, 98])
+        for set_name, marker in (("id_test", "o"), ("ood_test", "^")):
+            subset = shown[shown["set"] == set_name]
+            points = ax.scatter(subset["z1"], subset["z2"], c=subset[column], cmap="viridis", vmin=low, vmax=high, s=9, marker=marker,
+                                alpha=0.8, linewidths=0, label=SET_LABELS[set_name])
+        held = shown[shown["is_held_out"]]
+        if len(held):
+            ax.scatter(held["z1"], held["z2"], s=30, facecolors="none", edgecolors="black", linewidths=0.5, label="held-out element's atoms")
+        fig.colorbar(points, ax=ax, label=_label(column) if column != "contribution" else f"contribution ({units(target)})")
+        ax.set_xlabel("z, first principal component")
+        ax.set_ylabel("z, second principal component")
+        ax.set_title(f"knob model's latent space, coloured by {column.replace('_', ' ')}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save(fig, out_png)

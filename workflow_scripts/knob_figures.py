@@ -1,0 +1,12 @@
+from matprobe.figures import knobs
+from matprobe.io import run_logged
+
+i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
+
+
+def make_all():
+    knobs.knob_responses(snakemake.params.splits, i.summaries, i.responses, i.checks, target, o.responses)
+    knobs.latent_map(i.atoms, target, o.latent)
+
+
+run_logged(snakemake.log[0], make_all)
