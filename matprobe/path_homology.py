@@ -34,11 +34,11 @@ digraph changes; nothing is recomputed per filtration step.
 
 Exact ranks. Ranks are taken over the prime field F_p, p = 2^61 - 1. Columns that decide themselves are
 peeled off in numpy (_pivot_columns), and what is left goes to SymPy's sparse Gauss-Jordan elimination
-(sdm_irref) with python-flint's nmod numbers as field elements. On the matrices left after peeling for
-30 real crystals (radius 3.5 Å, β up to 2; bench/path_homology.py --libraries) that took 0.50 s, against
-2.0 s for python-flint's dense nmod_mat.rref on each connected block (fast on tiny blocks, cubic on the
-few large ones), 5.8 s for galois 0.4.11's dense row reduction over GF(2^31 - 1), and 0.66 s for the same
-SymPy elimination over the rationals, which is therefore kept as an exact check (modulus=None)."""
+(sdm_irref) with python-flint's nmod numbers as field elements. On the 671 matrices left after peeling
+for 30 real crystals (radius 3.5 Å, β up to 2; bench/path_homology.py --libraries, CPU time) that took
+0.32 s, against 0.93 s for python-flint's dense nmod_mat.rref on each connected block (quick on tiny
+blocks, cubic on the few large ones), 3.6 s for galois 0.4.11's dense row reduction over GF(2^31 - 1),
+and 0.42 s for the same SymPy elimination over the rationals, which is therefore kept as an exact check (modulus=None)."""
 
 from __future__ import annotations
 
