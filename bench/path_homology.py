@@ -27,7 +27,7 @@ from matprobe.structures import check_crystal, parse_cif
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_CRYSTALS = 36_738
-DEFAULT_SETTINGS = ["3.0:0.05:2", "3.5:0.05:1", "3.5:0.05:2", "3.5:0.01:2", "3.5:0.05:3", "4.0:0.05:1", "4.0:0.05:2"]
+DEFAULT_SETTINGS = ["3.0:0.05:2", "3.5:0.05:1", "3.5:0.05:2", "3.5:0.01:2", "3.5:0.05:3", "4.0:0.05:1", "4.0:0.05:2", "4.5:0.05:1"]
 
 
 def load_crystals(tar_path: Path, n: int):

@@ -38,7 +38,13 @@ peeled off in numpy (_pivot_columns), and what is left goes to SymPy's sparse Ga
 for 30 real crystals (radius 3.5 Å, β up to 2; bench/path_homology.py --libraries, CPU time) that took
 0.32 s, against 0.93 s for python-flint's dense nmod_mat.rref on each connected block (quick on tiny
 blocks, cubic on the few large ones), 3.6 s for galois 0.4.11's dense row reduction over GF(2^31 - 1),
-and 0.42 s for the same SymPy elimination over the rationals, which is therefore kept as an exact check (modulus=None)."""
+and 0.42 s for the same SymPy elimination over the rationals, which is therefore kept as an exact
+check (modulus=None).
+
+Cost (bench/path_homology.py, CPU time of one process on 240 real crystals, extrapolated to the 36,738
+of mp_cgcnn_36k on 2 processes): radius 3.5 Å 7 min for β up to 2 and 10 min up to 3; radius 4 Å 9 min
+up to β_1 and 25 min up to β_2, the default; beyond that it grows fast (4 Å up to β_3, or 4.25 Å up to
+β_2: 57 min). The step only sets where the curves are sampled and costs nothing."""
 
 from __future__ import annotations
 
@@ -405,7 +411,7 @@ def symmetry_classes(crystal, symprec: float = 1e-3) -> np.ndarray:
     return np.asarray(dataset.equivalent_atoms, dtype=np.int64)
 
 
-def crystal_path_homology(crystal, radius: float = 3.5, step: float = 0.05, max_dim: int = 2,
+def crystal_path_homology(crystal, radius: float = 4.0, step: float = 0.05, max_dim: int = 2,
                           order: str = "electronegativity"):
     """Per atom: summaries (nsites, max_dim + 1, 3) as curve_summaries gives them, Betti curves sampled on
     filtration_grid (nsites, max_dim + 1, steps), and the symmetry_classes: each orbit is computed once."""
@@ -469,16 +475,17 @@ def _crystal_row(args):
     return row_id, crystal.nsites, orbits, means, curves, by_element
 
 
-def compute_path_homology(materials_path, out_path, out_elements, out_summary, radius: float = 3.5, step: float = 0.05,
+def compute_path_homology(materials_path, out_path, out_elements, out_summary, radius: float = 4.0, step: float = 0.05,
                           max_dim: int = 2, order: str = "electronegativity", threads: int = 1,
                           progress: bool = True) -> pd.DataFrame:
     """Directed persistent path homology descriptors of every crystal of a materials table.
 
     out_path (Parquet, one row per crystal): id; nsites; orbits (atoms computed, one per symmetry orbit);
-    the descriptor_names columns, each the mean over the crystal's atoms: ph_dir_b{d}_area (Å, area under
-    β_d(t) for 0 <= t <= radius), ph_dir_b{d}_max, ph_dir_b{d}_birth (Å, first t with β_d > 0, averaged over
-    the atoms where it appears) and ph_dir_b{d}_present (fraction of atoms where β_d appears), d >= 1 for
-    the last two; and ph_dir_b{d}_curve, a list: the mean β_d at t = step, 2 step, ..., radius.
+    the descriptor_names columns, each the mean over the crystal's atoms: ph_dir_b{d}_area (Å, exact area
+    under β_d(t) for 0 <= t <= radius), ph_dir_b{d}_max (largest β_d at t = step, 2 step, ..., radius),
+    ph_dir_b{d}_birth (Å, first such t with β_d > 0, averaged over the atoms where there is one) and
+    ph_dir_b{d}_present (fraction of atoms with one), the last two for d >= 1; and ph_dir_b{d}_curve, a
+    list: the mean β_d at t = step, 2 step, ..., radius. d runs over 0..max_dim.
     out_elements (Parquet, long): id, element (symbol), descriptor (a descriptor_names entry), value: the
     mean over the crystal's atoms of that element. out_summary (JSON): counts, parameters, seconds."""
     from tqdm import tqdm

@@ -282,9 +282,9 @@ def test_small_displacements_of_a_distorted_crystal_change_areas_little(build):
 def test_noble_gases_come_last_and_order_options_differ():
     numbers = np.array([18, 11, 17])  # Ar, Na, Cl on a line
     positions = np.array([[0.0, 0, 0], [2.0, 0, 0], [4.0, 0, 0]])
-    ranked, edges, weights = neighbourhood_digraph(numbers, positions, 10.0, "electronegativity")
+    ranked = neighbourhood_digraph(numbers, positions, 10.0, "electronegativity")[0]
     assert numbers[ranked].tolist() == [11, 17, 18]  # Na (0.93) before Cl (3.16) before Ar (none)
-    ranked, _, _ = neighbourhood_digraph(numbers, positions, 10.0, "atomic_number")
+    ranked = neighbourhood_digraph(numbers, positions, 10.0, "atomic_number")[0]
     assert numbers[ranked].tolist() == [11, 17, 18]
     numbers = np.array([8, 26])  # O (3.44) after Fe (1.83) by electronegativity, before it by atomic number
     positions = np.array([[0.0, 0, 0], [2.0, 0, 0]])
