@@ -18,8 +18,8 @@ the non-regular one keeps them as paths that are never allowed. They differ only
 digraphs built here follow a total order, so they are acyclic and the two conventions coincide on them.
 
 How it is computed. Let M_p be the matrix of ∂ on A_p into all (p-1)-sequences (in the regular theory,
-those without equal consecutive vertices), N_p its rows of faces
-that are not allowed (only faces dropping an inner vertex can be). Then dim Ω_p = |A_p| - rank N_p and
+those without equal consecutive vertices), N_p its rows of faces that are not allowed (only faces that
+drop an inner vertex can be). Then dim Ω_p = |A_p| - rank N_p and
 rank ∂|Ω_p = rank M_p - rank N_p (∂ restricted to ker N_p), so the rank N_p terms cancel between
 neighbouring degrees and
 
@@ -345,7 +345,8 @@ def neighbourhood_digraph(numbers: np.ndarray, positions: np.ndarray, radius: fl
 
     Order: electronegativity (or, with order="atomic_number", the atomic number alone), then atomic
     number, then distance from the centre, then the centred position (x, y, z), all rounded to 1e-6 Å.
-    Distinct points always differ in position, so the order is total and no pair is joined both ways."""
+    Distinct points always differ in position, so the order is total, no pair is joined both ways and the
+    digraph is acyclic (regular and non-regular path homology agree on it)."""
     if order not in ORDERS:
         raise MatprobeError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     rounded = np.round(positions, DECIMALS)
