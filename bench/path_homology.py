@@ -15,6 +15,7 @@ on them, checking that all agree."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import tarfile
 import time
@@ -143,8 +144,9 @@ def libraries(crystals) -> None:
     print(f"{len(recorded)} matrices left after peeling, columns: median {np.median(sizes):.0f}, max {sizes.max()}\n")
     methods = {"SymPy sparse over GF(2^61-1), flint nmod elements (chosen)": (sympy_sparse, ph.MODULUS),
                "python-flint nmod_mat.rref per block, GF(2^61-1)": (flint_dense, ph.MODULUS),
-               "SymPy sparse over Q (fmpq)": (sympy_rationals, None),
-               "galois GF(2^31-1) row_reduce, dense": (galois_dense, 2**31 - 1)}
+               "SymPy sparse over Q (fmpq)": (sympy_rationals, None)}
+    if importlib.util.find_spec("galois"):  # not a dependency of matprobe: `pip install galois` to compare it
+        methods["galois GF(2^31-1) row_reduce, dense"] = (galois_dense, 2**31 - 1)
     reference = [sympy_sparse(r, c, v, ph.MODULUS) for r, c, v in recorded]
     print("| library | seconds, all matrices | seconds, matrices under 60 columns | agrees |")
     print("| --- | --- | --- | --- |")
