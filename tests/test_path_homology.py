@@ -1,0 +1,340 @@
+"""Path (GLMY) homology: every known result is checked twice, by matprobe.path_homology and by an
+independent brute force written here (all allowed paths listed recursively, Ω_p as a nullspace over the
+rationals, ranks by Fraction Gaussian elimination), then random digraphs and filtrations against the
+same brute force, then the crystal descriptors' invariances and continuity."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from matprobe import MatprobeError
+from matprobe.path_homology import (betti_curves, betti_numbers, compute_path_homology,
+                                    crystal_descriptors, descriptor_names, neighbourhood_digraph, neighbourhoods,
+                                    omega_dimensions)
+from matprobe.structures import Crystal, crystal_from_pymatgen
+
+
+# ---------------------------------------------------------------- brute force over the rationals
+
+def _echelon(rows: list[list[Fraction]], ncols: int) -> tuple[list[list[Fraction]], list[int]]:
+    """Reduced row echelon form over Q and its pivot columns."""
+    rows = [list(r) for r in rows]
+    pivots: list[int] = []
+    for col in range(ncols):
+        pivot = next((i for i in range(len(pivots), len(rows)) if rows[i][col] != 0), None)
+        if pivot is None:
+            continue
+        top = len(pivots)
+        rows[top], rows[pivot] = rows[pivot], rows[top]
+        rows[top] = [x / rows[top][col] for x in rows[top]]
+        for i in range(len(rows)):
+            if i != top and rows[i][col] != 0:
+                factor = rows[i][col]
+                rows[i] = [a - factor * b for a, b in zip(rows[i], rows[top])]
+        pivots.append(col)
+    return rows, pivots
+
+
+def _nullspace(rows: list[list[int]], ncols: int) -> list[list[Fraction]]:
+    reduced, pivots = _echelon([[Fraction(x) for x in r] for r in rows], ncols)
+    basis = []
+    for free in (c for c in range(ncols) if c not in pivots):
+        vector = [Fraction(0)] * ncols
+        vector[free] = Fraction(1)
+        for r, c in enumerate(pivots):
+            vector[c] = -reduced[r][free]
+        basis.append(vector)
+    return basis
+
+
+def _brute_boundary(path: tuple, regular: bool) -> dict[tuple, int]:
+    terms: dict[tuple, int] = {}
+    for k in range(len(path)):
+        face = path[:k] + path[k + 1:]
+        if regular and any(a == b for a, b in zip(face, face[1:])):
+            continue
+        terms[face] = terms.get(face, 0) + (-1) ** k
+    return terms
+
+
+def brute_force(n: int, edges, max_dim: int, regular: bool = True) -> tuple[list[int], list[list[list[Fraction]]], list[list[tuple]]]:
+    """(β_0..β_max_dim, Ω_p bases as coefficient vectors over A_p, A_p) by definition, over Q."""
+    edge_set = {tuple(e) for e in edges}
+    allowed = [[(v,) for v in range(n)]]
+    for _ in range(max_dim + 1):
+        allowed.append([q + (w,) for q in allowed[-1] for w in range(n) if (q[-1], w) in edge_set])
+    omega = [[[Fraction(int(i == j)) for j in range(n)] for i in range(n)]]
+    for p in range(1, max_dim + 2):
+        below = set(allowed[p - 1])
+        outside = sorted({f for q in allowed[p] for f in _brute_boundary(q, regular) if f not in below})
+        constraints = [[_brute_boundary(q, regular).get(f, 0) for q in allowed[p]] for f in outside]
+        omega.append(_nullspace(constraints, len(allowed[p])))
+
+    def boundary_rank(p: int) -> int:
+        if p == 0 or not omega[p]:
+            return 0
+        images = []
+        for vector in omega[p]:
+            image: dict[tuple, Fraction] = {}
+            for coefficient, q in zip(vector, allowed[p]):
+                for face, sign in _brute_boundary(q, regular).items():
+                    image[face] = image.get(face, 0) + coefficient * sign
+            assert all(v == 0 for f, v in image.items() if f not in set(allowed[p - 1])), "∂Ω_p left A_{p-1}"
+            images.append([Fraction(image.get(f, 0)) for f in allowed[p - 1]])
+        return len(_echelon(images, len(allowed[p - 1]))[1])
+
+    ranks = [boundary_rank(p) for p in range(max_dim + 2)]
+    return [len(omega[p]) - ranks[p] - ranks[p + 1] for p in range(max_dim + 1)], omega, allowed
+
+
+def both(n, edges, max_dim=2, regular=True) -> list[int]:
+    """Betti numbers from the module, asserted equal to the brute force's."""
+    module = betti_numbers(n, edges, max_dim=max_dim, regular=regular).tolist()
+    assert module == brute_force(n, edges, max_dim, regular)[0]
+    return module
+
+
+# ---------------------------------------------------------------- known digraphs
+
+def test_transitive_triangle_is_filled():
+    assert both(3, [(0, 1), (1, 2), (0, 2)]) == [1, 0, 0]
+
+
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_directed_cycles_have_one_hole(n):
+    assert both(n, [(i, (i + 1) % n) for i in range(n)]) == [1, 1, 0]
+
+
+def test_square_is_filled_by_a_difference_of_two_paths():
+    a, b, c, d = range(4)
+    edges = [(a, b), (a, c), (b, d), (c, d)]
+    assert both(4, edges) == [1, 0, 0]
+    _, omega, allowed = brute_force(4, edges, 2)
+    (vector,) = omega[2]  # Ω_2 is one-dimensional, spanned by e_abd - e_acd
+    coefficients = dict(zip(allowed[2], vector))
+    assert coefficients[(a, b, d)] == -coefficients[(a, c, d)] != 0
+    assert omega_dimensions(4, edges, 2).tolist() == [4, 4, 1]
+
+
+def test_bidirected_edge_regular_and_non_regular():
+    edges = [(0, 1), (1, 0)]
+    assert both(2, edges, regular=True) == [1, 0, 0]
+    assert both(2, edges, regular=False) == [1, 1, 0]
+    assert omega_dimensions(2, edges, 2, regular=True)[2] == 2 and omega_dimensions(2, edges, 2, regular=False)[2] == 0
+
+
+def test_three_layers_enclose_a_two_dimensional_hole():
+    layers = [(0, 1), (2, 3), (4, 5)]
+    edges = [(a, b) for first, second in zip(layers, layers[1:]) for a in first for b in second]
+    assert both(6, edges, max_dim=3) == [1, 0, 1, 0]
+
+
+def test_disjoint_unions_add_up():
+    triangle, cycle, square = [(0, 1), (1, 2), (0, 2)], [(0, 1), (1, 2), (2, 0)], [(0, 1), (0, 2), (1, 3), (2, 3)]
+    layers = [(a, b) for a in (0, 1) for b in (2, 3)] + [(a, b) for a in (2, 3) for b in (4, 5)]
+    parts = [(3, triangle), (3, cycle), (4, square), (6, layers), (2, [])]
+    offset, union, expected = 0, [], np.zeros(3, dtype=int)
+    for n, edges in parts:
+        union += [(a + offset, b + offset) for a, b in edges]
+        expected += betti_numbers(n, edges)
+        offset += n
+    assert both(offset, union) == expected.tolist()
+    assert expected[0] == len(parts) + 1  # the two isolated vertices are components of their own
+
+
+def _random_digraph(rng, n, acyclic):
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b and (a < b or not acyclic)]
+    chosen = rng.random(len(pairs)) < rng.uniform(0.2, 0.8)
+    return [pair for pair, keep in zip(pairs, chosen) if keep]
+
+
+@pytest.mark.parametrize("regular", [True, False])
+def test_random_digraphs_match_brute_force(regular):
+    rng = np.random.default_rng(11 if regular else 12)
+    for _ in range(40):
+        n = int(rng.integers(2, 6))
+        both(n, _random_digraph(rng, n, acyclic=False), max_dim=2, regular=regular)
+
+
+def test_random_layered_dags_match_brute_force():
+    """Layered digraphs often have β_2 > 0 (random ones almost never do)."""
+    rng = np.random.default_rng(13)
+    seen_b2 = 0
+    for _ in range(25):
+        sizes = rng.integers(1, 4, size=int(rng.integers(3, 5)))
+        layer = np.repeat(np.arange(len(sizes)), sizes)
+        pairs = [(a, b) for a in range(len(layer)) for b in range(len(layer)) if layer[b] == layer[a] + 1]
+        edges = [pair for pair in pairs if rng.random() < 0.85]
+        seen_b2 += both(len(layer), edges, max_dim=2)[2] > 0
+    assert seen_b2 >= 3
+
+
+def test_filtration_matches_brute_force_at_every_value():
+    rng = np.random.default_rng(14)
+    for acyclic in (True, False):
+        for _ in range(12):
+            n = int(rng.integers(3, 6))
+            edges = _random_digraph(rng, n, acyclic)
+            weights = rng.integers(1, 5, len(edges)).astype(float)
+            times, betti = betti_curves(n, edges, weights, max_dim=2)
+            assert times[0] == 0 and np.all(np.diff(times) > 0)
+            for t, row in zip(times, betti):
+                present = [e for e, w in zip(edges, weights) if w <= t]
+                assert row.tolist() == brute_force(n, present, 2)[0]
+
+
+def test_higher_dimension_matches_brute_force():
+    """β_3 of the four-layer digraph (a suspension of the three-layer one) and of random DAGs."""
+    layers = [(0, 1), (2, 3), (4, 5), (6, 7)]
+    edges = [(a, b) for first, second in zip(layers, layers[1:]) for a in first for b in second]
+    assert both(8, edges, max_dim=3) == [1, 0, 0, 1]
+    rng = np.random.default_rng(15)
+    for _ in range(8):
+        both(5, _random_digraph(rng, 5, acyclic=True), max_dim=3)
+
+
+def test_input_errors_are_one_line():
+    for call in (lambda: betti_numbers(2, [(0, 0)]), lambda: betti_numbers(2, [(0, 2)]),
+                 lambda: betti_curves(2, [(0, 1)], [-1.0]), lambda: betti_numbers(2, [(0, 1)], max_dim=-1)):
+        with pytest.raises(MatprobeError) as error:
+            call()
+        assert "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------- crystals
+
+def rocksalt():
+    from pymatgen.core import Lattice, Structure
+
+    return crystal_from_pymatgen(Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+
+
+def perovskite():
+    from pymatgen.core import Lattice, Structure
+
+    return crystal_from_pymatgen(Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]]))
+
+
+def rattled(crystal: Crystal, amplitude: float, seed: int) -> Crystal:
+    rng = np.random.default_rng(seed)
+    cart = crystal.cart_coords() + rng.normal(scale=amplitude, size=(crystal.nsites, 3))
+    return Crystal(crystal.lattice, cart @ np.linalg.inv(crystal.lattice), crystal.numbers)
+
+
+RADIUS = 4.2  # reaches the second shell of both crystals, where β_1 and β_2 appear
+
+
+def descriptors(crystal, order="electronegativity"):
+    means, curves, by_element, _ = crystal_descriptors(crystal, RADIUS, 0.05, 2, order)
+    return means, curves, by_element
+
+
+@pytest.mark.parametrize("build", [rocksalt, perovskite])
+def test_descriptors_ignore_site_order_and_supercells(build):
+    crystal = build()
+    means, curves, by_element = descriptors(crystal)
+    assert means[descriptor_names(2).index("ph_dir_b1_area")] > 0
+    permutation = np.random.default_rng(0).permutation(crystal.nsites)
+    shuffled = Crystal(crystal.lattice, crystal.frac_coords[permutation], crystal.numbers[permutation])
+    for scale in ([2, 1, 1], [2, 2, 2]):
+        structure = crystal.to_pymatgen()
+        structure.make_supercell(scale)
+        for other in (shuffled, crystal_from_pymatgen(structure)):
+            other_means, other_curves, other_elements = descriptors(other)
+            np.testing.assert_allclose(other_means, means, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(other_curves, curves, rtol=1e-9, atol=1e-9)
+            assert other_elements.keys() == by_element.keys()
+            for z in by_element:
+                np.testing.assert_allclose(other_elements[z], by_element[z], rtol=1e-9, atol=1e-9)
+
+
+AREAS = [descriptor_names(2).index(f"ph_dir_b{d}_area") for d in range(3)]
+
+
+def _area_change(a: Crystal, b: Crystal) -> float:
+    return float(np.max(np.abs(descriptors(a)[0][AREAS] - descriptors(b)[0][AREAS])))
+
+
+def test_rattling_rocksalt_changes_areas_in_proportion():
+    crystal = rocksalt()
+    changes = [_area_change(crystal, rattled(crystal, amplitude, seed=1)) for amplitude in (1e-4, 1e-3, 1e-2)]
+    assert 0 < changes[0] < changes[1] < changes[2] < 1.0
+    assert changes[0] < 0.05 and changes[1] < 0.2
+
+
+@pytest.mark.parametrize("build", [rocksalt, perovskite])
+def test_small_displacements_of_a_distorted_crystal_change_areas_little(build):
+    """Once the ties of a symmetric structure are broken (here by a 0.05 Å rattle), the order of the atoms
+    stands under smaller displacements and the areas follow the distances continuously. (At the symmetric
+    structure itself the area is not continuous: a tie between equidistant atoms of one element is broken
+    by position there and by the displacement in a rattled copy, which can orient the digraph differently.)"""
+    base = rattled(build(), 0.05, seed=2)
+    small, larger = (_area_change(base, rattled(base, amplitude, seed=3)) for amplitude in (1e-5, 1e-3))
+    assert small < 1e-3 and larger < 0.1
+    assert small < larger
+
+
+def test_noble_gases_come_last_and_order_options_differ():
+    numbers = np.array([18, 11, 17])  # Ar, Na, Cl on a line
+    positions = np.array([[0.0, 0, 0], [2.0, 0, 0], [4.0, 0, 0]])
+    ranked = neighbourhood_digraph(numbers, positions, 10.0, "electronegativity")[0]
+    assert numbers[ranked].tolist() == [11, 17, 18]  # Na (0.93) before Cl (3.16) before Ar (none)
+    ranked = neighbourhood_digraph(numbers, positions, 10.0, "atomic_number")[0]
+    assert numbers[ranked].tolist() == [11, 17, 18]
+    numbers = np.array([8, 26])  # O (3.44) after Fe (1.83) by electronegativity, before it by atomic number
+    positions = np.array([[0.0, 0, 0], [2.0, 0, 0]])
+    assert numbers[neighbourhood_digraph(numbers, positions, 3.0, "electronegativity")[0]].tolist() == [26, 8]
+    assert numbers[neighbourhood_digraph(numbers, positions, 3.0, "atomic_number")[0]].tolist() == [8, 26]
+    with pytest.raises(MatprobeError):
+        neighbourhood_digraph(numbers, positions, 3.0, "alphabetical")
+
+
+def test_equal_elements_are_ordered_by_distance_then_position():
+    numbers = np.array([8, 8, 8, 8])
+    positions = np.array([[0.0, 0, 0], [0, 0, 2.0], [1.5, 0, 0], [-1.5, 0, 0]])
+    ranked, edges, weights = neighbourhood_digraph(numbers, positions, 5.0)
+    assert ranked.tolist() == [0, 3, 2, 1]  # centre, then 1.5 Å (x = -1.5 before x = 1.5), then 2 Å
+    assert np.all(edges[:, 0] < edges[:, 1]) and len(edges) == 6  # every pair once, earlier to later
+
+
+def test_real_neighbourhoods_match_the_rationals(real_crystals):
+    """Neighbourhood digraphs of real crystals: the same Betti curves over GF(2^61-1) as over Q, and at
+    small radius (small enough for the brute force) the same Betti numbers as the brute force."""
+    checked = 0
+    for _, crystal in real_crystals[:12]:
+        for numbers, positions in neighbourhoods(crystal, 3.5)[:3]:
+            _, edges, weights = neighbourhood_digraph(numbers, positions, 3.5)
+            prime = betti_curves(len(numbers), edges, weights, max_dim=2)
+            rational = betti_curves(len(numbers), edges, weights, max_dim=2, modulus=None)
+            np.testing.assert_array_equal(prime[1], rational[1])
+            short = edges[weights <= 3.0]
+            if len(short) <= 30:
+                assert betti_numbers(len(numbers), short).tolist() == brute_force(len(numbers), short.tolist(), 2)[0]
+                checked += 1
+    assert checked >= 10
+
+
+def test_compute_path_homology_writes_both_tables(tmp_path):
+    crystals = {"nacl": rocksalt(), "srtio3": perovskite()}
+    pd.DataFrame([{"id": key, **crystal.to_row()} for key, crystal in crystals.items()]).to_parquet(tmp_path / "materials.parquet")
+    outputs = [tmp_path / "ph.parquet", tmp_path / "elements.parquet", tmp_path / "summary.json"]
+    frame = compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2, threads=2, progress=False)
+    names = descriptor_names(2)
+    assert list(frame.columns) == ["id", "nsites", "orbits", *names, *(f"ph_dir_b{d}_curve" for d in range(3))]
+    assert frame["orbits"].tolist() == [2, 3] and frame["nsites"].tolist() == [8, 5]
+    assert len(frame.loc[0, "ph_dir_b1_curve"]) == 42
+    single = compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2, threads=1, progress=False)
+    pd.testing.assert_frame_equal(frame, single)
+    elements = pd.read_parquet(outputs[1])
+    assert set(elements.columns) == {"id", "element", "descriptor", "value"}
+    # the crystal mean is the atom-weighted mean of its elements' means
+    area = elements[(elements.id == "srtio3") & (elements.descriptor == "ph_dir_b1_area")].set_index("element")["value"]
+    weighted = (area["Sr"] + area["Ti"] + 3 * area["O"]) / 5
+    assert weighted == pytest.approx(frame.loc[1, "ph_dir_b1_area"])
+    with pytest.raises(MatprobeError):
+        compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=3.0, step=4.0, progress=False)
