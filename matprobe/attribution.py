@@ -279,11 +279,29 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> float:
     return partial_correlation(rho.at["x", "y"], rho.at["x", "z"], rho.at["y", "z"])
 
 
-def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: pd.DataFrame, k: int) -> pd.DataFrame:
+def partial_spearman_given(x: np.ndarray, y: np.ndarray, controls: np.ndarray) -> float:
+    """Spearman correlation of x and y with every column of `controls` held fixed: the ranks of x and y are regressed
+    on the controls' ranks (with an intercept) and the residuals correlated. NaN with too few rows to tell."""
+    frame = pd.DataFrame(np.column_stack([x, y, controls])).dropna()
+    if len(frame) < controls.shape[1] + 10:
+        return float("nan")
+    ranks = frame.rank().to_numpy()
+    design = np.column_stack([np.ones(len(ranks)), ranks[:, 2:]])
+    residuals = ranks[:, :2] - design @ np.linalg.lstsq(design, ranks[:, :2], rcond=None)[0]
+    spread = residuals.std(axis=0)
+    return float(np.corrcoef(residuals.T)[0, 1]) if (spread > 1e-12).all() else float("nan")
+
+
+def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: pd.DataFrame, k: int,
+                          directed: pd.DataFrame | None = None) -> pd.DataFrame:
     """Spearman correlation of each descriptor with |error| and with the latent kNN distance, per test set, and with
-    |error| given the DFT target (`abs_error_given_target`, a partial rank correlation)."""
+    |error| given the DFT target (`abs_error_given_target`, a partial rank correlation). With `directed` (the path-
+    homology descriptors), theirs too, and with |error| given every undirected descriptor
+    (`abs_error_given_undirected`): what the direction of the neighbourhoods adds beyond their shape."""
+    from matprobe.path_homology import descriptor_names
     from matprobe.topology import DESCRIPTORS
 
+    directed_names = [c for c in (directed.columns if directed is not None else []) if c in set(descriptor_names(3))]
     train = np.stack(latents.loc[latents["set"] == "train", "latent"].to_numpy())
     rows = []
     for set_name in TEST_SETS:
@@ -293,24 +311,55 @@ def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: 
         latent = latents[latents["set"] == set_name].set_index("id").loc[subset["id"], "latent"]
         distance = knn_distance(np.stack(latent.to_numpy()), train, k)
         merged = subset.assign(abs_error=(subset["y_pred"] - subset["y_true"]).abs().to_numpy(), latent_distance=distance).merge(ph, on="id")
+        if directed_names:
+            merged = merged.merge(directed[["id", *directed_names]], on="id", how="left")
         # every rank correlation of the set at once; a constant descriptor gives NaN
-        rho = merged[[*DESCRIPTORS, "abs_error", "latent_distance", "y_true"]].corr(method="spearman")
-        for descriptor in DESCRIPTORS:
-            for against in ("abs_error", "latent_distance"):
-                rows.append({"set": set_name, "descriptor": descriptor, "against": against, "spearman": float(rho.at[descriptor, against]), "n": len(merged)})
-            given = partial_correlation(rho.at[descriptor, "abs_error"], rho.at[descriptor, "y_true"], rho.at["abs_error", "y_true"])
-            rows.append({"set": set_name, "descriptor": descriptor, "against": "abs_error_given_target", "spearman": given, "n": len(merged)})
+        rho = merged[[*DESCRIPTORS, *directed_names, "abs_error", "latent_distance", "y_true"]].corr(method="spearman")
+        for kind, names in (("undirected", DESCRIPTORS), ("directed", directed_names)):
+            for descriptor in names:
+                base = {"set": set_name, "descriptor": descriptor, "kind": kind, "n": len(merged)}
+                for against in ("abs_error", "latent_distance"):
+                    rows.append({**base, "against": against, "spearman": float(rho.at[descriptor, against])})
+                given = partial_correlation(rho.at[descriptor, "abs_error"], rho.at[descriptor, "y_true"], rho.at["abs_error", "y_true"])
+                rows.append({**base, "against": "abs_error_given_target", "spearman": given})
+                if kind == "directed":
+                    beyond = partial_spearman_given(merged[descriptor].to_numpy(float), merged["abs_error"].to_numpy(float),
+                                                    merged[list(DESCRIPTORS)].to_numpy(float))
+                    rows.append({**base, "against": "abs_error_given_undirected", "spearman": beyond})
     return pd.DataFrame(rows)
+
+
+def betti_curve_table(directed: pd.DataFrame, directed_elements: pd.DataFrame, ids_by_set: dict, omitted: list[str],
+                      step: float) -> pd.DataFrame:
+    """Mean directed Betti curves of each test set's crystals, and of the held-out element's atoms in them, as a tidy
+    table (set, atoms, dim, t, beta, crystals): what the topology figure draws."""
+    curves = [c for c in directed.columns if c.startswith("ph_dir_b") and c.endswith("_curve")]
+    rows = []
+    for set_name, ids in ids_by_set.items():
+        groups = [("all", directed[directed["id"].isin(ids)])]
+        if omitted:
+            groups.append(("held_out", directed_elements[directed_elements["id"].isin(ids) & directed_elements["element"].isin(omitted)]))
+        for atoms, frame in groups:
+            if frame.empty:
+                continue
+            for column in curves:
+                mean = np.mean(np.stack(frame[column].to_numpy()), axis=0)
+                rows.append(pd.DataFrame({"set": set_name, "atoms": atoms, "dim": int(column.removeprefix("ph_dir_b").removesuffix("_curve")),
+                                          "t": step * np.arange(1, len(mean) + 1), "beta": mean, "crystals": len(frame)}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["set", "atoms", "dim", "t", "beta", "crystals"])
 
 
 # ---- the stage --------------------------------------------------------------------------------------------
 
 
 def run_attribution(model_path, graphs_path, materials_path, split_path, predictions_path, latents_path, ph_path,
-                    out_dir, options: dict, threads: int = 1, topology_radius: float | None = None) -> dict:
+                    out_dir, options: dict, threads: int = 1, topology_radius: float | None = None,
+                    directed_paths: tuple | None = None, filtration_step: float = 0.05) -> dict:
     """The attribution stage: every table of one model's attributions in `out_dir`, and its summary.json.
     With `ph_path`, the topological descriptors' correlations with the error, and (with `topology_radius`) the
-    persistence diagrams of an example atom per test set that the topology figure draws."""
+    persistence diagrams of an example atom per test set that the topology figure draws. With `directed_paths`
+    (path_homology.parquet and its per-element table), the directed descriptors join the correlations, and the
+    mean directed Betti curves of each test set are written for the figure."""
     out_dir = Path(out_dir)
     Runtime(threads=threads, device="cpu").apply()  # attribution runs on the CPU
     model, record = load_trained_model(model_path)
@@ -358,12 +407,18 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
     if ph_path:
         ph = pd.read_parquet(ph_path)
         predictions, latents = pd.read_parquet(predictions_path), pd.read_parquet(latents_path)
-        correlations = topology_correlations(ph, predictions, latents, options["knn"])
+        directed = pd.read_parquet(directed_paths[0]) if directed_paths else None
+        correlations = topology_correlations(ph, predictions, latents, options["knn"], directed)
         write_parquet(correlations, out_dir / "topology_correlations.parquet")
         for against, key in (("abs_error", "topology_top_error_correlations"),
-                             ("abs_error_given_target", "topology_top_error_correlations_given_target")):
+                             ("abs_error_given_target", "topology_top_error_correlations_given_target"),
+                             ("abs_error_given_undirected", "directed_top_error_correlations_given_undirected")):
             top = correlations[correlations["against"] == against].dropna().sort_values("spearman", key=abs, ascending=False).head(3)
             summary[key] = top.to_dict("records")
+        if directed is not None:
+            ids_by_set = {s: predictions.loc[predictions["set"] == s, "id"].tolist() for s in TEST_SETS if s in set(predictions["set"])}
+            write_parquet(betti_curve_table(directed, pd.read_parquet(directed_paths[1]), ids_by_set, omitted, filtration_step),
+                          out_dir / "betti_curves.parquet")
     if topology_radius is not None:
         from matprobe.topology import persistence_examples
 

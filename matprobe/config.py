@@ -194,9 +194,11 @@ def layout_for(config: dict[str, Any]) -> "Layout":
     from matprobe.graphs import graph_key
     from matprobe.layout import Layout
     from matprobe.splits import split_key
+    from matprobe.path_homology import path_homology_key
     from matprobe.topology import topology_key
 
-    return Layout(config["study"], graph_key(config["graph"]), split_key(config["split_options"]), topology_key(config["topology"]))
+    return Layout(config["study"], graph_key(config["graph"]), split_key(config["split_options"]), topology_key(config["topology"]),
+                  path_homology_key(config["path_homology"]))
 
 
 def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:

@@ -41,10 +41,11 @@ log = logging.getLogger("matprobe.knobs")
 ELEMENT_ATTRIBUTES = ["electronegativity", "covalent_radius", "group", "period", "valence_electrons"]
 ENVIRONMENT_ATTRIBUTES = ["coordination", "mean_bond_length", "shortest_bond_length", "bond_length_spread",
                           "electronegativity_difference"]
-TOPOLOGY_ATTRIBUTES = ["h1_count", "h1_total_persistence", "h2_count", "h2_total_persistence"]
+TOPOLOGY_ATTRIBUTES = ["h1_count", "h1_total_persistence", "h2_count", "h2_total_persistence"]  # undirected (gudhi)
+DIRECTED_ATTRIBUTES = ["ph_dir_b1_area", "ph_dir_b2_area"]  # directed (path homology)
 UNITS = {"electronegativity": "Pauling", "covalent_radius": "Å", "mean_bond_length": "Å", "shortest_bond_length": "Å",
          "bond_length_spread": "Å", "electronegativity_difference": "Pauling", "h1_total_persistence": "Å",
-         "h2_total_persistence": "Å"}
+         "h2_total_persistence": "Å", "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
 BOND_TOLERANCE = 1.2  # bonded: closer than 1.2 × the sum of the covalent radii
 FIDELITY_GOAL, RECONSTRUCTION_GOAL, DISENTANGLEMENT_GOAL = 0.8, 0.95, 0.2
 ENCODED = 0.5  # an attribute the real h predicts with R² below this is not encoded by the model: no knob can turn it
@@ -90,8 +91,9 @@ def _mean_or_nan(values: np.ndarray) -> float:
     return float(finite.mean()) if len(finite) else float("nan")
 
 
-def atom_table(crystal_set, materials: pd.DataFrame, ph_atoms: pd.DataFrame | None, omitted: list[str]) -> pd.DataFrame:
-    """One row per atom of a set's crystals, in graph order: id, site, element, the attributes, is_held_out."""
+def atom_table(crystal_set, materials: pd.DataFrame, topology: list[pd.DataFrame], omitted: list[str]) -> pd.DataFrame:
+    """One row per atom of a set's crystals, in graph order: id, site, element, the attributes, is_held_out.
+    `topology`: per-atom tables (id, site, descriptors) of the undirected and directed topological descriptors."""
     from matprobe.features import element_properties
 
     props = element_properties()
@@ -109,8 +111,9 @@ def atom_table(crystal_set, materials: pd.DataFrame, ph_atoms: pd.DataFrame | No
     table["element"] = element["symbol"].to_numpy()
     for name in ELEMENT_ATTRIBUTES:
         table[name] = element[name].to_numpy(dtype=float)
-    if ph_atoms is not None:
-        table = table.merge(ph_atoms[["id", "site", *TOPOLOGY_ATTRIBUTES]], on=["id", "site"], how="left")
+    for atoms in topology:
+        columns = [c for c in (*TOPOLOGY_ATTRIBUTES, *DIRECTED_ATTRIBUTES) if c in atoms]
+        table = table.merge(atoms[["id", "site", *columns]], on=["id", "site"], how="left")
     table["is_held_out"] = table["element"].isin(omitted)
     return table
 
@@ -320,7 +323,7 @@ def representations(model, record, crystal_set, batch_size: int = 64) -> tuple[n
     return np.concatenate(hs), np.concatenate(contributions), np.concatenate(sizes)
 
 
-def run_knobs(model_path, graphs_path, materials_path, split_path, ph_atoms_path, out_dir, options: dict, threads: int = 1) -> dict:
+def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, out_dir, options: dict, threads: int = 1) -> dict:
     """Train the knob model of one trained model and write knob_model.pt, atoms.parquet (attributes, h in 2-D, z),
     responses.parquet, summary.parquet and checks.json."""
     from matprobe.runtime import Runtime
@@ -333,7 +336,7 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, ph_atoms_path
     model, record = load_trained_model(model_path)
     data = load_split_data(graphs_path, materials_path, split_path, record["target"])
     materials = pd.read_parquet(materials_path).set_index("id")
-    ph_atoms = pd.read_parquet(ph_atoms_path) if ph_atoms_path else None
+    topology = [pd.read_parquet(path) for path in topology_paths or ()]
     mean, std = record["target_mean"], record["target_std"]
 
     def head(h: torch.Tensor) -> torch.Tensor:  # the frozen atom-wise head, target units
@@ -345,11 +348,11 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, ph_atoms_path
         if set_name not in data.sets:
             continue
         crystal_set = data.sets[set_name].subsample(limit, options["seed"], streams[set_name])
-        table = atom_table(crystal_set, materials, ph_atoms, data.omitted)
+        table = atom_table(crystal_set, materials, topology, data.omitted)
         h, contribution, size = representations(model, record, crystal_set)
         table["contribution"], table["share"], table["set"] = contribution, contribution / size, set_name
         tables[set_name] = (table, h)
-    attributes = [name for name in (*ELEMENT_ATTRIBUTES, *ENVIRONMENT_ATTRIBUTES, *TOPOLOGY_ATTRIBUTES)
+    attributes = [name for name in (*ELEMENT_ATTRIBUTES, *ENVIRONMENT_ATTRIBUTES, *TOPOLOGY_ATTRIBUTES, *DIRECTED_ATTRIBUTES)
                   if name in tables["train"][0] and tables["train"][0][name].notna().mean() > 0.5
                   and tables["train"][0][name].nunique() > 1]
     train_table, train_h = tables["train"]

@@ -5,6 +5,7 @@ Outputs that do not depend on training or probe settings are shared by every stu
     results/graphs/{dataset}/{graph_key}/         crystal graphs, per graph settings
     results/splits/{dataset}/{split_key}/         split files, per split settings
     results/topology/{dataset}/{topology_key}/    topological descriptors, per topology settings
+    results/topology/{dataset}/{path_homology_key}/  directed (path-homology) descriptors, per their settings
 Everything a study trains or computes from its models lives under its name (config `study`):
     results/studies/{study}/{stage}/{dataset}/{target}/{split}/{model}/seed{seed}/
     results/studies/{study}/figures/{dataset}/ and .../summary/
@@ -56,6 +57,7 @@ class Layout:
     graph_key: str
     split_key: str
     topology_key: str
+    path_homology_key: str = ""
     root: str = RESULTS
 
     # ---- shared by every study of a dataset ------------------------------------------------------------
@@ -86,6 +88,10 @@ class Layout:
     @property
     def topology_dir(self) -> str:
         return f"{self.root}/topology/{{dataset}}/{self.topology_key}"
+
+    @property
+    def path_homology_dir(self) -> str:
+        return f"{self.root}/topology/{{dataset}}/{self.path_homology_key}"
 
     # ---- one study's outputs -------------------------------------------------------------------------------
     @property

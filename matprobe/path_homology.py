@@ -460,11 +460,13 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
 
 def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order: str):
     """The crystal's means over atoms (a vector in descriptor_names' order), its mean Betti curves
-    (max_dim + 1, steps), the means over the atoms of each element ({Z: vector}) and the number of orbits."""
+    (max_dim + 1, steps), the means over the atoms of each element ({Z: (vector, curves)}), the number of orbits,
+    and each atom's own descriptors (nsites, len(descriptor_names))."""
     summaries, curves, classes = crystal_path_homology(crystal, radius, step, max_dim, order)
     per_atom = _atom_descriptors(summaries)
-    by_element = {int(z): _nanmean(per_atom[crystal.numbers == z]) for z in np.unique(crystal.numbers)}
-    return _nanmean(per_atom), curves.mean(axis=0), by_element, len(np.unique(classes))
+    by_element = {int(z): (_nanmean(per_atom[crystal.numbers == z]), curves[crystal.numbers == z].mean(axis=0))
+                  for z in np.unique(crystal.numbers)}
+    return _nanmean(per_atom), curves.mean(axis=0), by_element, len(np.unique(classes)), per_atom
 
 
 def _crystal_row(args):
@@ -472,13 +474,19 @@ def _crystal_row(args):
     from matprobe.structures import Crystal
 
     crystal = Crystal.from_row({"lattice": lattice, "frac_coords": frac_coords, "numbers": numbers})
-    means, curves, by_element, orbits = crystal_descriptors(crystal, radius, step, max_dim, order)
-    return row_id, crystal.nsites, orbits, means, curves, by_element
+    means, curves, by_element, orbits, per_atom = crystal_descriptors(crystal, radius, step, max_dim, order)
+    return row_id, crystal.nsites, orbits, means, curves, by_element, per_atom
+
+
+def path_homology_key(options: dict) -> str:
+    """Folder name for one set of path-homology settings (results/topology/{dataset}/{key}/)."""
+    return (f"directed-radius{float(options['radius']):g}-step{float(options['step']):g}-dim{int(options['max_dim'])}-"
+            f"{options['order'].replace('_', '-')}")
 
 
 def compute_path_homology(materials_path, out_path, out_elements, out_summary, radius: float = 4.0, step: float = 0.05,
                           max_dim: int = 2, order: str = "electronegativity", threads: int = 1,
-                          progress: bool = True) -> pd.DataFrame:
+                          progress: bool = True, out_atoms=None) -> pd.DataFrame:
     """Directed persistent path homology descriptors of every crystal of a materials table.
 
     out_path (Parquet, one row per crystal): id; nsites; orbits (atoms computed, one per symmetry orbit);
@@ -487,8 +495,10 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     ph_dir_b{d}_birth (Å, first such t with β_d > 0, averaged over the atoms where there is one) and
     ph_dir_b{d}_present (fraction of atoms with one), the last two for d >= 1; and ph_dir_b{d}_curve, a
     list: the mean β_d at t = step, 2 step, ..., radius. d runs over 0..max_dim.
-    out_elements (Parquet, long): id, element (symbol), descriptor (a descriptor_names entry), value: the
-    mean over the crystal's atoms of that element. out_summary (JSON): counts, parameters, seconds."""
+    out_elements (Parquet, one row per crystal and element): id, element (symbol), the descriptor_names
+    columns and ph_dir_b{d}_curve, each the mean over the crystal's atoms of that element. out_atoms (Parquet,
+    optional): id, site and the descriptor_names columns of every atom. out_summary (JSON): counts, parameters,
+    seconds."""
     from tqdm import tqdm
 
     from matprobe.data import load_materials
@@ -520,11 +530,19 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     for d in range(max_dim + 1):
         frame[f"ph_dir_b{d}_curve"] = [r[4][d].tolist() for r in results]
     symbols = element_properties()["symbol"]
-    elements = pd.DataFrame(
-        [(r[0], symbols[z], name, value) for r in results for z, values in r[5].items() for name, value in zip(names, values)],
-        columns=["id", "element", "descriptor", "value"])
+    element_rows = []
+    for r in results:
+        for z, (values, curves) in r[5].items():
+            row = {"id": r[0], "element": symbols[z], **dict(zip(names, values))}
+            row.update({f"ph_dir_b{d}_curve": curves[d].tolist() for d in range(max_dim + 1)})
+            element_rows.append(row)
     write_parquet(frame, out_path)
-    write_parquet(elements, out_elements)
+    write_parquet(pd.DataFrame(element_rows), out_elements)
+    if out_atoms is not None:
+        atoms = pd.DataFrame(np.concatenate([r[6] for r in results]).astype(np.float32), columns=names)
+        atoms.insert(0, "site", np.concatenate([np.arange(len(r[6])) for r in results]).astype(np.int32))
+        atoms.insert(0, "id", np.repeat([r[0] for r in results], [len(r[6]) for r in results]))
+        write_parquet(atoms, out_atoms)
     seconds = time.perf_counter() - started
     write_json({"crystals": len(frame), "atoms": int(frame["nsites"].sum()), "atoms_computed": int(frame["orbits"].sum()),
                 "radius": radius, "step": step, "steps": len(grid), "max_dim": max_dim, "order": order,

@@ -26,6 +26,30 @@ rule topology:
         "../workflow_scripts/topology.py"
 
 
+rule path_homology:
+    input:
+        L.materials,
+    output:
+        crystals=f"{L.path_homology_dir}/path_homology.parquet",
+        elements=f"{L.path_homology_dir}/path_homology_elements.parquet",
+        atoms=f"{L.path_homology_dir}/path_homology_atoms.parquet",
+        summary=f"{L.path_homology_dir}/summary.json",
+    params:
+        options=config["path_homology"],
+    threads: 8
+    resources:
+        mem_mb=scaled(2000, 4.0),
+        runtime=by_attempt(120),
+    log:
+        L.log(L.path_homology_dir, "path_homology.log"),
+    benchmark:
+        L.benchmark(L.path_homology_dir, "path_homology.tsv")
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/path_homology.py"
+
+
 rule attribute_model:
     input:
         model=f"{MODEL_DIR}/model.pt",
@@ -33,6 +57,8 @@ rule attribute_model:
         latents=f"{MODEL_DIR}/latents.parquet",
         **run_inputs(),
         ph=f"{L.topology_dir}/ph.parquet",
+        directed=f"{L.path_homology_dir}/path_homology.parquet",
+        directed_elements=f"{L.path_homology_dir}/path_homology_elements.parquet",
     output:
         atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
         elements=f"{ATTRIBUTION_DIR}/elements.parquet",
@@ -43,10 +69,12 @@ rule attribute_model:
         trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
         topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
         diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
+        betti_curves=f"{ATTRIBUTION_DIR}/betti_curves.parquet",
         summary=f"{ATTRIBUTION_DIR}/summary.json",
     params:
         options=config["attribution"],
         radius=config["topology"]["radius"],
+        step=config["path_homology"]["step"],
     threads: 1
     resources:
         mem_mb=scaled(3000, 3.0),

@@ -140,6 +140,7 @@ rule topology_figures:
     input:
         correlations=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
         diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
+        curves=f"{ATTRIBUTION_DIR}/betti_curves.parquet",
         code=figure_code("topology"),
     output:
         topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory=RUN_CATEGORY),

@@ -8,6 +8,7 @@ rule knobs:
         model=f"{MODEL_DIR}/model.pt",
         **run_inputs(),
         ph_atoms=f"{L.topology_dir}/ph_atoms.parquet",
+        directed_atoms=f"{L.path_homology_dir}/path_homology_atoms.parquet",
     output:
         model=f"{KNOB_DIR}/knob_model.pt",
         atoms=f"{KNOB_DIR}/atoms.parquet",

@@ -49,7 +49,7 @@ def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
     from matprobe.knobs import run_knobs
 
     options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "epochs": 15, "z_dim": 4, "seed": 0}
-    checks = run_knobs(tiny_model, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", None, tmp_path, options)
+    checks = run_knobs(tiny_model, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", (), tmp_path, options)
     saved = json.loads((tmp_path / "checks.json").read_text())
     assert saved["reconstruction_r2"] == checks["reconstruction_r2"]
     for key in ("fidelity_r2", "disentanglement_r2", "encoded_r2"):

@@ -230,7 +230,7 @@ RADIUS = 4.2  # reaches the second shell of both crystals, where β_1 and β_2 a
 
 
 def descriptors(crystal, order="electronegativity"):
-    means, curves, by_element, _ = crystal_descriptors(crystal, RADIUS, 0.05, 2, order)
+    means, curves, by_element, _, _ = crystal_descriptors(crystal, RADIUS, 0.05, 2, order)
     return means, curves, by_element
 
 
@@ -250,7 +250,8 @@ def test_descriptors_ignore_site_order_and_supercells(build):
             np.testing.assert_allclose(other_curves, curves, rtol=1e-9, atol=1e-9)
             assert other_elements.keys() == by_element.keys()
             for z in by_element:
-                np.testing.assert_allclose(other_elements[z], by_element[z], rtol=1e-9, atol=1e-9)
+                for got, expected in zip(other_elements[z], by_element[z]):  # descriptors and curves
+                    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
 
 
 AREAS = [descriptor_names(2).index(f"ph_dir_b{d}_area") for d in range(3)]
@@ -323,7 +324,8 @@ def test_compute_path_homology_writes_both_tables(tmp_path):
     crystals = {"nacl": rocksalt(), "srtio3": perovskite()}
     pd.DataFrame([{"id": key, **crystal.to_row()} for key, crystal in crystals.items()]).to_parquet(tmp_path / "materials.parquet")
     outputs = [tmp_path / "ph.parquet", tmp_path / "elements.parquet", tmp_path / "summary.json"]
-    frame = compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2, threads=2, progress=False)
+    frame = compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2, threads=2, progress=False,
+                                  out_atoms=tmp_path / "atoms.parquet")
     names = descriptor_names(2)
     assert list(frame.columns) == ["id", "nsites", "orbits", *names, *(f"ph_dir_b{d}_curve" for d in range(3))]
     assert frame["orbits"].tolist() == [2, 3] and frame["nsites"].tolist() == [8, 5]
@@ -331,10 +333,12 @@ def test_compute_path_homology_writes_both_tables(tmp_path):
     single = compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2, threads=1, progress=False)
     pd.testing.assert_frame_equal(frame, single)
     elements = pd.read_parquet(outputs[1])
-    assert set(elements.columns) == {"id", "element", "descriptor", "value"}
-    # the crystal mean is the atom-weighted mean of its elements' means
-    area = elements[(elements.id == "srtio3") & (elements.descriptor == "ph_dir_b1_area")].set_index("element")["value"]
+    assert list(elements.columns) == ["id", "element", *names, *(f"ph_dir_b{d}_curve" for d in range(3))]
+    # the crystal mean is the atom-weighted mean of its elements' means, and of its atoms' own
+    area = elements[elements.id == "srtio3"].set_index("element")["ph_dir_b1_area"]
     weighted = (area["Sr"] + area["Ti"] + 3 * area["O"]) / 5
     assert weighted == pytest.approx(frame.loc[1, "ph_dir_b1_area"])
+    atoms = pd.read_parquet(tmp_path / "atoms.parquet")
+    assert len(atoms) == 13 and atoms.groupby("id")["ph_dir_b1_area"].mean()["srtio3"] == pytest.approx(frame.loc[1, "ph_dir_b1_area"], rel=1e-6)
     with pytest.raises(MatprobeError):
         compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=3.0, step=4.0, progress=False)

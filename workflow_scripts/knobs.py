@@ -4,5 +4,5 @@ from matprobe.io import run_logged
 from matprobe.knobs import run_knobs
 
 i = snakemake.input
-run_logged(snakemake.log[0], run_knobs, i.model, i.graphs, i.materials, i.split, i.ph_atoms, Path(snakemake.output.checks).parent,
-           snakemake.params.options, threads=snakemake.threads)
+run_logged(snakemake.log[0], run_knobs, i.model, i.graphs, i.materials, i.split, (i.ph_atoms, i.directed_atoms),
+           Path(snakemake.output.checks).parent, snakemake.params.options, threads=snakemake.threads)

@@ -14,13 +14,31 @@ from matprobe.figures.style import (PALETTE, SET_LABELS, read_json, save, seed_c
 from matprobe.sets import SETS
 
 
-def topology_figure(correlations_path, diagrams_path, out_png) -> None:
-    """Persistence diagrams of one atom of an ID and an OOD example crystal (persistence_examples.parquet, made by the
-    attribution stage), and the rank correlations of the descriptors with the error."""
+def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> None:
+    """Top row: persistence diagrams of one atom of an ID and an OOD example crystal (persistence_examples.parquet,
+    made by the attribution stage), and the rank correlations of the descriptors, undirected and directed, with the
+    error. Bottom row: the mean directed Betti curves (path homology) of the ID and OOD crystals, and of the held-out
+    element's atoms in the OOD crystals."""
     correlations = pd.read_parquet(correlations_path)
     diagrams = pd.read_parquet(diagrams_path)
+    curves = pd.read_parquet(curves_path)
     examples = list(diagrams.groupby(["set", "id", "formula", "site"], sort=False))
-    fig, axes = plt.subplots(1, len(examples) + 1, figsize=(5 * (len(examples) + 1), 4.5), squeeze=False)
+    dims = sorted(curves["dim"].unique())
+    columns = max(len(examples) + 1, len(dims))
+    fig, axes = plt.subplots(2, columns, figsize=(5 * columns, 9), squeeze=False)
+    for ax in axes[0, len(examples) + 1:]:
+        ax.axis("off")
+    colours = set_colors()
+    for ax, dim in zip(axes[1], dims):
+        for (set_name, atoms), frame in curves[curves["dim"] == dim].groupby(["set", "atoms"], sort=False):
+            label = f"{SET_LABELS[set_name]}" + (", held-out element's atoms" if atoms == "held_out" else ", crystals") + f" (n={frame['crystals'].iloc[0]})"
+            ax.plot(frame["t"], frame["beta"], "--" if atoms == "held_out" else "-", color=colours[set_name], label=label)
+        ax.set_xlabel("filtration distance t (Å)")
+        ax.set_ylabel(f"mean directed β{dim}")
+        ax.set_title(f"Directed Betti curve β{dim} (path homology; edges point to the more electronegative atom)", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in axes[1, len(dims):]:
+        ax.axis("off")
     dim_colors = sns.color_palette(PALETTE, 3)
     for ax, ((set_name, _, formula, site), bars) in zip(axes[0], examples):
         for dim, points in bars.groupby("dim"):
@@ -31,7 +49,7 @@ def topology_figure(correlations_path, diagrams_path, out_png) -> None:
         ax.set_ylabel("death radius (Å)")
         ax.set_title(f"Persistence diagram, site {site} of {formula} ({SET_LABELS[set_name]})", fontsize=8)
         ax.legend(fontsize=8)
-    ax = axes[0, -1]
+    ax = axes[0, len(examples)]
     raw = correlations[correlations["against"] == "abs_error"].pivot(index="descriptor", columns="set", values="spearman")
     # Bars: the correlation with the target held fixed (absent from results made before it existed); ticks: the raw one.
     given = correlations[correlations["against"] == "abs_error_given_target"].pivot(index="descriptor", columns="set", values="spearman")
@@ -52,6 +70,6 @@ def topology_figure(correlations_path, diagrams_path, out_png) -> None:
     ax.set_xlabel("Spearman ρ with |prediction error| (unitless)" + ("" if given.empty else "\nbars: DFT target held fixed; ticks: raw"))
     ax.set_ylabel("topological descriptor")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
-    ax.set_title("Which topology goes with large errors (12 strongest)", fontsize=9)
+    ax.set_title("Which topology goes with large errors (12 strongest; ph_dir_*: directed)", fontsize=9)
     fig.tight_layout()
     save(fig, out_png)
