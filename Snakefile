@@ -36,6 +36,7 @@ include: "rules/attribution.smk"
 include: "rules/probe_maps.smk"
 include: "rules/knobs.smk"
 include: "rules/figures.smk"
+include: "rules/atlas.smk"
 
 
 rule all:

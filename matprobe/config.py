@@ -99,9 +99,27 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     if unknown:
         raise MatprobeError(f"config: analysis_seeds: {unknown} not among seeds {config.get('seeds')}")
     _check_datasets_and_targets(config)
+    _check_splits(config)
     _check_elements(config)
     _check_grids(config)
     return config
+
+
+SPLIT_KINDS = ("omit", "omit_group", "omit_period", "random", "omit_each", "ids_file")
+SPLIT_MODIFIERS = {"omit_each": ("min_ood", "min_left", "only", "exclude"), "ids_file": ("name",)}
+
+
+def _check_splits(config: dict[str, Any]) -> None:
+    """Each split definition names one kind of split, with only that kind's modifiers."""
+    for k, definition in enumerate(config["splits"]):
+        kinds = [key for key in definition if key in SPLIT_KINDS]
+        if len(kinds) != 1:
+            raise MatprobeError(f"config: splits.{k}: give exactly one of {', '.join(SPLIT_KINDS)} (found {kinds or 'none'})")
+        allowed = SPLIT_MODIFIERS.get(kinds[0], ())
+        extra = [key for key in definition if key not in kinds and key not in allowed]
+        if extra:
+            raise MatprobeError(f"config: splits.{k}: `{extra[0]}` does not go with {kinds[0]}"
+                                + (f" (it takes {', '.join(allowed)})" if allowed else ""))
 
 
 def _check_elements(config: dict[str, Any]) -> None:
@@ -178,15 +196,17 @@ def targets_of(config: dict[str, Any], dataset: str) -> list[str]:
     return list(targets.get(dataset, [])) if isinstance(targets, dict) else list(targets)
 
 
-def runs(config: dict[str, Any], seeds: list[int] | None = None) -> list["Run"]:
-    """Every run (dataset, target, split, model, seed) the config trains, in a fixed order."""
+def runs(config: dict[str, Any], seeds: list[int] | None = None, splits_of=None) -> list["Run"]:
+    """Every run (dataset, target, split, model, seed) the config trains, in a fixed order; `splits_of(dataset)`
+    gives a dataset's concrete split definitions (sweeps expanded), by default the config's own."""
     from matprobe.layout import Run
     from matprobe.splits import split_names
 
-    splits = split_names(config["splits"], config["split_options"]["controls"])
+    splits_of = splits_of or (lambda dataset: config["splits"])
     return [Run(dataset, target, split, model, seed)
             for dataset in config["datasets"] for target in targets_of(config, dataset)
-            for split in splits for model in config["models"] for seed in (config["seeds"] if seeds is None else seeds)]
+            for split in split_names(splits_of(dataset), config["split_options"]["controls"])
+            for model in config["models"] for seed in (config["seeds"] if seeds is None else seeds)]
 
 
 def layout_for(config: dict[str, Any]) -> "Layout":

@@ -113,6 +113,10 @@ class Layout:
         return f"{self.study_dir}/summary/{{dataset}}"
 
     @property
+    def atlas_dir(self) -> str:
+        return f"{self.study_dir}/atlas/{{dataset}}"
+
+    @property
     def summary(self) -> str:
         return f"{self.study_dir}/summary"
 

@@ -14,6 +14,7 @@ Everything is a function of the seed and the materials table."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def split_key(options: dict) -> str:
 
 
 def split_name(definition: dict) -> str:
+    if "ids_file" in definition:
+        return "file-" + str(definition.get("name") or Path(definition["ids_file"]).name.split(".")[0])
     if "omit" in definition:
         return "omit-" + "-".join(_as_list(definition["omit"]))
     if "omit_group" in definition:
@@ -53,12 +56,17 @@ def split_name(definition: dict) -> str:
     raise MatprobeError(f"config: splits: cannot name split {definition}")
 
 
+def has_control(definition: dict) -> bool:
+    """Omissions get a size-matched control; random splits and splits read from a file do not."""
+    return not (definition.get("random") or "ids_file" in definition)
+
+
 def split_names(definitions: list[dict], controls: bool = True) -> list[str]:
     names = []
     for definition in definitions:
         name = split_name(definition)
         names.append(name)
-        if controls and name != "random":
+        if controls and has_control(definition):
             names.append(name + CONTROL_SUFFIX)
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -66,10 +74,118 @@ def split_names(definitions: list[dict], controls: bool = True) -> list[str]:
     return names
 
 
+def split_kind(name: str) -> str:
+    """omission, control, random or file (read from an ids file), from a split's name."""
+    base, is_control = split_base(name)
+    if is_control:
+        return "control"
+    return "random" if base == "random" else ("file" if base.startswith("file-") else "omission")
+
+
 def split_base(name: str) -> tuple[str, bool]:
     """(the split a name derives from, whether it is that split's control): ("omit-Fe", True) for omit-Fe-control."""
     is_control = name.endswith(CONTROL_SUFFIX)
     return name.removesuffix(CONTROL_SUFFIX), is_control
+
+
+# ---- sweeps over the periodic table --------------------------------------------------------------------------------
+
+
+def is_sweep(definition: dict) -> bool:
+    return "omit_each" in definition
+
+
+def expand_sweeps(definitions: list[dict], elements: pd.Series, min_ood: int) -> list[dict]:
+    """The concrete splits of a dataset: each `{omit_each: element | group | period}` becomes one omission per
+    element (group, period) that at least `min_ood` (the sweep's own, else split_options.min_ood) materials contain
+    and that leaves at least `min_left` (default 500) materials to train, validate and test on, restricted by `only`
+    and `exclude`; other definitions stay as they are. `elements`: each material's element symbols (the materials
+    table's column). A name that two definitions give (a sweep and an explicit split of the same element) is kept once."""
+    props = element_properties()
+    present = [set(e) for e in elements]
+    concrete, names = [], set()
+    for definition in definitions:
+        if not is_sweep(definition):
+            candidates = [definition]
+        else:
+            kind, threshold = definition["omit_each"], definition.get("min_ood", min_ood)
+            left = definition.get("min_left", 500)
+            if kind == "element":
+                units = [(symbol, {symbol}) for symbol in sorted(set().union(*present), key=lambda x: props.index[props["symbol"] == x][0])]
+            else:
+                units = [(int(value), set(props.loc[props[kind] == value, "symbol"])) for value in sorted(props[kind].unique())]
+            only, exclude = definition.get("only"), set(definition.get("exclude", []))
+            candidates = []
+            for unit, members in units:
+                if (only is not None and unit not in only) or unit in exclude:
+                    continue
+                count = sum(bool(members & material) for material in present)
+                if count >= threshold and len(present) - count >= left:
+                    candidates.append({"omit": unit} if kind == "element" else {f"omit_{kind}": unit})
+        for candidate in candidates:
+            name = split_name(candidate)
+            if name not in names:
+                names.add(name)
+                concrete.append(candidate)
+    return concrete
+
+
+# ---- splits read from a file ---------------------------------------------------------------------------------------
+
+
+def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
+    """train/val/id_test(/ood_test) id lists from a JSON file ({"train": [...], ...}) or a CSV with columns id and
+    set; every problem is reported, one line each: unknown ids, ids in two sets, missing or unknown sets."""
+    path = Path(path)
+    if not path.exists():
+        raise MatprobeError(f"{path}: split ids file not found")
+    try:
+        if path.suffix.lower() == ".json":
+            sets = {str(k): [str(i) for i in v] for k, v in json.loads(path.read_text()).items()}
+        else:
+            table = pd.read_csv(path, dtype=str)
+            missing = {"id", "set"} - set(table.columns)
+            if missing:
+                raise MatprobeError(f"{path}: needs columns id and set (has {list(table.columns)})")
+            sets = {name: group["id"].str.strip().tolist() for name, group in table.groupby("set", sort=False)}
+    except MatprobeError:
+        raise
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise MatprobeError(f"{path}: not a split ids file ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
+    problems = []
+    unknown_sets = sorted(set(sets) - set(SETS))
+    if unknown_sets:
+        problems.append(f"{path}: unknown set(s) {unknown_sets}; the sets are {list(SETS)}")
+    for needed in ("train", "val", "id_test"):
+        if not sets.get(needed):
+            problems.append(f"{path}: set {needed} is missing or empty")
+    seen: dict[str, str] = {}
+    for set_name, ids in sets.items():
+        stray = [i for i in ids if i not in known_ids]
+        if stray:
+            problems.append(f"{path}: {len(stray)} {set_name} id(s) are not in the materials table (e.g. {stray[0]})")
+        for crystal_id in ids:
+            if crystal_id in seen and seen[crystal_id] != set_name:
+                problems.append(f"{path}: id {crystal_id} is in both {seen[crystal_id]} and {set_name}")
+            seen[crystal_id] = set_name
+    if problems:
+        raise MatprobeError("\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""))
+    return {name: sorted(set(ids)) for name, ids in sets.items() if name in SETS}
+
+
+def cgcnn_split(ids: list[str], seed: int = 123, val_ratio: float = 0.1, test_ratio: float = 0.1) -> dict[str, list[str]]:
+    """The split CGCNN's own code (Xie & Grossman, txie-93/cgcnn) makes of an id_prop.csv: its rows shuffled by
+    Python's `random` seeded with `seed` (its default 123), then the first 1 - val - test of them for training, the
+    last `test_ratio` for testing and the `val_ratio` before those for validation (each size rounded down). Written
+    as an ids file (`{"train": ..., "val": ..., "id_test": ...}`), it lets this workflow train on exactly that split."""
+    import random
+
+    shuffled = list(ids)
+    random.seed(seed)
+    random.shuffle(shuffled)
+    total = len(shuffled)
+    train, val, test = int((1 - val_ratio - test_ratio) * total), int(val_ratio * total), int(test_ratio * total)
+    return {"train": shuffled[:train], "val": shuffled[total - val - test : total - test], "id_test": shuffled[total - test :]}
 
 
 def definition_for(name: str, definitions: list[dict]) -> tuple[dict, bool]:
@@ -104,6 +220,12 @@ def _sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]
 def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], options: dict) -> dict:
     """The sets of one split as lists of ids, with its definition; checked before it is returned."""
     definition, is_control = definition_for(name, definitions)
+    if "ids_file" in definition:
+        sets = read_ids_file(definition["ids_file"], set(materials["id"]))
+        split = {"name": name, "kind": "file", "definition": definition, "omitted_elements": [], "seed": None, "sets": sets,
+                 "counts": {key: len(value) for key, value in sets.items()}}
+        check_split(split, materials)
+        return split
     omitted = omitted_elements(definition)
     ids = materials["id"].to_numpy()
     elements = materials["elements"]
@@ -181,7 +303,7 @@ def check_split(split: dict, materials: pd.DataFrame) -> None:
     if stray:
         raise MatprobeError(f"split {name}: {len(stray)} ids are not in the materials table (e.g. {stray[0]})")
     # every set the later stages evaluate must hold crystals: found here, not after a model has trained
-    needed = ("train", "val", "id_test") + (("ood_test",) if split["kind"] != "random" else ())
+    needed = ("train", "val", "id_test") + (("ood_test",) if split["kind"] in ("omission", "control") else ())
     for set_name in needed:
         if not sets.get(set_name):
             raise MatprobeError(f"split {name}: its {set_name} set is empty ({len(known)} materials; "

@@ -91,4 +91,4 @@ rule attribute_model:
 
 rule attributions:
     input:
-        run_files("attribution", "summary.json", ANALYSED_RUNS),
+        lambda w: run_files("attribution", "summary.json", analysed_runs()),

@@ -2,35 +2,75 @@
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
+
 from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
                              model_options_for, runs)
 from matprobe.sources import local_inputs, remote_files
-from matprobe.splits import CONTROL_SUFFIX, split_base, split_names
+from matprobe.splits import CONTROL_SUFFIX, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
 # models and probes under results/studies/{study}/.
 L = layout_for(config)
 DATASETS = list(config["datasets"])
 DOWNLOAD_DIR = config["data"]["download_dir"]
-SPLITS = split_names(config["splits"], config["split_options"]["controls"])
 MODELS = config["models"]
-RUNS = runs(config)
-# Landscapes, attributions and the figures made of them are made for these seeds' models only (all seeds by default);
-# every trained model gets its parity plot.
-ANALYSED_RUNS = runs(config, analysis_seeds(config))
+# A sweep over the periodic table ({omit_each: element}) knows its splits once the dataset's table exists: the data
+# stage is a checkpoint, and every list of runs is computed in an input function, after it.
+SWEEPING = any(is_sweep(definition) for definition in config["splits"])
 GPU = gpus_per_job(config)
 # The report's subcategory of a per-model figure
 RUN_CATEGORY = "{target} {split} {model} seed{seed}"
 
 
-def run_files(stage, filename, selected=RUNS, dataset=None):
-    """One file of every run in `selected` (of one dataset, if given); stage as in matprobe.layout.RUN_STAGES."""
+def concrete_splits(dataset):
+    """A dataset's split definitions with its sweeps expanded (read from its materials table, after the checkpoint)."""
+    if not SWEEPING:
+        return config["splits"]
+    table = checkpoints.normalise_dataset.get(dataset=dataset).output.table
+    return expand_sweeps(config["splits"], pd.read_parquet(table, columns=["elements"])["elements"], config["split_options"]["min_ood"])
+
+
+def all_runs(kinds=None):
+    """Every trained run, or those whose split is of one of `kinds` (omission, control, random, file)."""
+    return [run for run in runs(config, splits_of=concrete_splits) if kinds is None or split_kind(run.split) in kinds]
+
+
+def analysed_runs(kinds=None):
+    """The runs of `analysis_seeds`: landscapes, attributions, knobs, probe maps and their figures are made for them
+    (all seeds by default); every trained model gets its parity plot."""
+    return [run for run in runs(config, analysis_seeds(config), concrete_splits) if kinds is None or split_kind(run.split) in kinds]
+
+
+def run_files(stage, filename, selected=None, dataset=None):
+    """One file of every run in `selected` (default: every run; of one dataset, if given); stage as in
+    matprobe.layout.RUN_STAGES. Call it inside input functions: with a sweep, the runs are known after the data stage."""
+    selected = all_runs() if selected is None else selected
     return [str(L.path(L.run_dir(stage), run) / filename) for run in selected if dataset in (None, run.dataset)]
 
 
-def run_keys(selected=RUNS, dataset=None):
+def run_keys(selected=None, dataset=None):
     """The keys of the runs `run_files` lists, in the same order: figure and summary jobs label rows with them."""
+    selected = all_runs() if selected is None else selected
     return [run.keys() for run in selected if dataset in (None, run.dataset)]
+
+
+def pair_splits(split):
+    """An omission and, with controls, its control: the runs that a comparison sets side by side (a random or file
+    split stands alone)."""
+    return [split] + ([split + CONTROL_SUFFIX] if config["split_options"]["controls"] and split_kind(split) == "omission" else [])
+
+
+def pair_files(stage, filename):
+    """Input function: a file of a run's omission-control pair, for the omission's wildcards."""
+    return lambda w: [str(L.path(L.run_dir(stage), dataset=w.dataset, target=w.target, split=split, model=w.model, seed=w.seed)
+                          / filename) for split in pair_splits(w.split)]
+
+
+def omission_file(stage, filename):
+    """Input function: a file of the omission a run belongs to (itself for an omission, its omission for a control)."""
+    return lambda w: str(L.path(L.run_dir(stage), dataset=w.dataset, target=w.target, split=split_base(w.split)[0],
+                                model=w.model, seed=w.seed) / filename)
 
 
 def figure_code(family):

@@ -21,7 +21,7 @@ rule download_source_file:
         "../workflow_scripts/download_source_file.py"
 
 
-rule normalise_dataset:
+checkpoint normalise_dataset:
     input:
         unpack(dataset_inputs),
     output:

@@ -64,8 +64,8 @@ rule parity_figure:
 
 rule landscape_overview_figures:
     input:
-        flatness=lambda w: run_files("landscape", "metrics.json", ANALYSED_RUNS, w.dataset),
-        grids=lambda w: run_files("landscape", "grid.parquet", ANALYSED_RUNS, w.dataset),
+        flatness=lambda w: run_files("landscape", "metrics.json", analysed_runs(), w.dataset),
+        grids=lambda w: run_files("landscape", "grid.parquet", analysed_runs(), w.dataset),
         code=figure_code("landscapes"),
     output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
@@ -73,7 +73,7 @@ rule landscape_overview_figures:
         landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
         landscapes_pdf=f"{FIG_DIR}/landscapes_1d.pdf",
     params:
-        runs=lambda w: run_keys(ANALYSED_RUNS, w.dataset),
+        runs=lambda w: run_keys(analysed_runs(), w.dataset),
     threads: 1
     resources:
         mem_mb=2000,
@@ -159,15 +159,15 @@ rule topology_figures:
 
 rule summary_table:
     input:
-        models=run_files("models", "metrics.json"),
-        landscapes=run_files("landscape", "metrics.json", ANALYSED_RUNS),
-        attributions=run_files("attribution", "summary.json", ANALYSED_RUNS),
+        models=lambda w: run_files("models", "metrics.json"),
+        landscapes=lambda w: run_files("landscape", "metrics.json", analysed_runs()),
+        attributions=lambda w: run_files("attribution", "summary.json", analysed_runs()),
     output:
         parquet=f"{L.summary}/runs.parquet",
         csv=report(f"{L.summary}/runs.csv", caption="../report/summary.rst", category="1 Headline"),
     params:
-        runs=run_keys(),
-        analysed=run_keys(ANALYSED_RUNS),
+        runs=lambda w: run_keys(),
+        analysed=lambda w: run_keys(analysed_runs()),
     threads: 1
     resources:
         mem_mb=2000,
@@ -232,8 +232,8 @@ rule figures:
     input:
         rules.headline.input,
         expand(f"{FIG_DIR}/flatness_table.png", dataset=DATASETS),
-        run_files("figures", "parity.png"),
-        run_files("figures", "landscape_2d.png", ANALYSED_RUNS),
-        run_files("figures", "periodic_tables.png", ANALYSED_RUNS),
-        run_files("figures", "topology.png", ANALYSED_RUNS),
+        lambda w: run_files("figures", "parity.png"),
+        lambda w: run_files("figures", "landscape_2d.png", analysed_runs()),
+        lambda w: run_files("figures", "periodic_tables.png", analysed_runs()),
+        lambda w: run_files("figures", "topology.png", analysed_runs()),
         f"{L.summary}/runs.parquet",

@@ -31,24 +31,19 @@ rule knobs:
         "../workflow_scripts/knobs.py"
 
 
-def knob_pair_inputs(w):
-    """An omission's knob outputs and (with controls) its control's, in that order."""
-    splits = [w.split] + ([w.split + CONTROL_SUFFIX] if config["split_options"]["controls"] and w.split != "random" else [])
-    folders = [L.path(KNOB_DIR, dataset=w.dataset, target=w.target, split=split, model=w.model, seed=w.seed) for split in splits]
-    return {"summaries": [str(f / "summary.parquet") for f in folders], "responses": [str(f / "responses.parquet") for f in folders],
-            "checks": [str(f / "checks.json") for f in folders], "atoms": str(folders[0] / "atoms.parquet")}
-
-
 rule knob_figures:
     input:
-        unpack(knob_pair_inputs),
+        summaries=pair_files("knobs", "summary.parquet"),
+        responses=pair_files("knobs", "responses.parquet"),
+        checks=pair_files("knobs", "checks.json"),
+        atoms=f"{KNOB_DIR}/atoms.parquet",
         code=figure_code("knobs"),
     output:
         responses=report(f"{L.run_dir('figures')}/knob_responses.png", caption="../report/knob_responses.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
         latent=report(f"{L.run_dir('figures')}/knob_latent_map.png", caption="../report/knob_latent_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
         pdfs=[f"{L.run_dir('figures')}/{name}.pdf" for name in ("knob_responses", "knob_latent_map")],
     params:
-        splits=lambda w: [w.split] + ([w.split + CONTROL_SUFFIX] if config["split_options"]["controls"] and w.split != "random" else []),
+        splits=lambda w: pair_splits(w.split),
     threads: 1
     resources:
         mem_mb=2000,
@@ -63,5 +58,5 @@ rule knob_figures:
 
 rule knobs_all:
     input:
-        run_files("knobs", "checks.json", ANALYSED_RUNS),
-        run_files("figures", "knob_responses.png", [run for run in ANALYSED_RUNS if not split_base(run.split)[1]]),
+        lambda w: run_files("knobs", "checks.json", analysed_runs()),
+        lambda w: run_files("figures", "knob_responses.png", analysed_runs({"omission", "random", "file"})),

@@ -113,4 +113,4 @@ rule landscape_metrics:
 
 rule landscapes:
     input:
-        run_files("landscape", "metrics.json", ANALYSED_RUNS),
+        lambda w: run_files("landscape", "metrics.json", analysed_runs()),

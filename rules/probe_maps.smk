@@ -3,22 +3,13 @@
 
 PROBE_DIR = L.run_dir("probe_maps")
 # maps need held-out chemistry: omission splits and their controls, of the analysed seeds
-PROBED_RUNS = [run for run in ANALYSED_RUNS if split_base(run.split)[0] != "random"]
-PROBED_OMISSIONS = [run for run in PROBED_RUNS if not split_base(run.split)[1]]
-
-
-def omission_model_file(filename):
-    """A file of the omission's model folder, for the omission and for its control alike: the omission chooses the
-    crystals both map."""
-    return lambda w: str(L.path(MODEL_DIR, dataset=w.dataset, target=w.target, split=split_base(w.split)[0], model=w.model,
-                                seed=w.seed) / filename)
 
 
 rule probe_map:
     input:
         model=f"{MODEL_DIR}/model.pt",
-        omission_predictions=omission_model_file("predictions.parquet"),
-        omission_latents=omission_model_file("latents.parquet"),
+        omission_predictions=omission_file("models", "predictions.parquet"),
+        omission_latents=omission_file("models", "latents.parquet"),
         split=L.split,
         materials=L.materials,
     output:
@@ -61,22 +52,16 @@ rule compare_probe_maps:
         "../workflow_scripts/compare_probe_maps.py"
 
 
-def probe_figure_inputs(w):
-    """The maps of an omission and (with controls) of its control, in that order, and their comparison."""
-    runs = [w.split] + ([w.split + CONTROL_SUFFIX] if config["split_options"]["controls"] else [])
-    folders = [L.path(PROBE_DIR, dataset=w.dataset, target=w.target, split=split, model=w.model, seed=w.seed) for split in runs]
-    return {"maps": [str(f / "maps.parquet") for f in folders], "atoms": [str(f / "plane_atoms.parquet") for f in folders]}
-
-
 rule probe_map_figures:
     input:
-        unpack(probe_figure_inputs),
+        maps=pair_files("probe_maps", "maps.parquet"),
+        atoms=pair_files("probe_maps", "plane_atoms.parquet"),
         code=figure_code("probe_maps"),
     output:
         maps=report(f"{L.run_dir('figures')}/probe_maps.png", caption="../report/probe_maps.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
         pdf=f"{L.run_dir('figures')}/probe_maps.pdf",
     params:
-        splits=lambda w: [w.split] + ([w.split + CONTROL_SUFFIX] if config["split_options"]["controls"] else []),
+        splits=lambda w: pair_splits(w.split),
     threads: 1
     resources:
         mem_mb=2000,
@@ -91,6 +76,6 @@ rule probe_map_figures:
 
 rule probe_maps:
     input:
-        run_files("probe_maps", "summary.json", PROBED_RUNS),
-        run_files("probe_maps", "comparison.json", PROBED_OMISSIONS) if config["split_options"]["controls"] else [],
-        run_files("figures", "probe_maps.png", PROBED_OMISSIONS),
+        lambda w: run_files("probe_maps", "summary.json", analysed_runs({"omission", "control"})),
+        lambda w: run_files("probe_maps", "comparison.json", analysed_runs({"omission"})) if config["split_options"]["controls"] else [],
+        lambda w: run_files("figures", "probe_maps.png", analysed_runs({"omission"})),

@@ -4,11 +4,13 @@
 
 rule make_split:
     input:
-        L.materials,
+        materials=L.materials,
+        # a split read from a file re-runs when the file changes
+        ids_file=lambda w: [d["ids_file"] for d in concrete_splits(w.dataset) if "ids_file" in d and split_name(d) == w.split],
     output:
         L.split,
     params:
-        definitions=config["splits"],
+        definitions=lambda w: concrete_splits(w.dataset),
         options=config["split_options"],
     threads: 1
     resources:
@@ -25,7 +27,7 @@ rule make_split:
 rule split_stats:
     input:
         materials=L.materials,
-        splits=expand(L.split, split=SPLITS, allow_missing=True),
+        splits=lambda w: expand(L.split, dataset=w.dataset, split=split_names(concrete_splits(w.dataset), config["split_options"]["controls"])),
     output:
         f"{L.splits_dir}/stats.parquet",
     threads: 1

@@ -32,4 +32,4 @@ rule train_model:
 
 rule train:
     input:
-        run_files("models", "metrics.json"),
+        lambda w: run_files("models", "metrics.json"),

@@ -4,7 +4,7 @@ from matprobe.splits import write_split
 run_logged(
     snakemake.log[0],
     write_split,
-    snakemake.input[0],
+    snakemake.input.materials,
     snakemake.wildcards.split,
     snakemake.params.definitions,
     snakemake.params.options,

@@ -10,61 +10,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from matprobe.figures.style import (PALETTE, SET_LABELS, read_json, save, seed_counts, set_colors, split_model_order,
-                                    split_order, target_name, units)
+from matprobe.figures.style import PALETTE, SET_LABELS, periodic_table, save, set_colors, units
 from matprobe.sets import SETS
 from matprobe.features import element_properties
-
-
-def _periodic_position(z: int, group: int, period: int) -> tuple[int, int]:
-    if 57 <= z <= 71:
-        return 8, 3 + (z - 57)
-    if 89 <= z <= 103:
-        return 9, 3 + (z - 89)
-    return period, group
-
-
-def _luminance(rgba) -> float:
-    """Relative luminance (ITU-R BT.709 weights on sRGB) of a matplotlib colour."""
-    red, green, blue = matplotlib.colors.to_rgb(rgba)
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def periodic_table(values: dict[str, float], omitted: list[str], title: str, colorbar_label: str, ax, cmap="vlag", center=0.0):
-    props = element_properties()
-    finite = [v for v in values.values() if np.isfinite(v)]
-    if not finite:
-        finite = [0.0]
-    if center is None:
-        vmin, vmax = min(finite), max(finite)
-        norm = matplotlib.colors.Normalize(vmin, vmax)
-    else:
-        span = max(abs(min(finite) - center), abs(max(finite) - center)) or 1.0
-        norm = matplotlib.colors.Normalize(center - span, center + span)
-    colormap = sns.color_palette(cmap, as_cmap=True)
-    for z, row in props.iterrows():
-        if z > 94:
-            continue
-        r, c = _periodic_position(z, row["group"], row["period"])
-        value = values.get(row["symbol"], np.nan)
-        face = colormap(norm(value)) if np.isfinite(value) else (0.92, 0.92, 0.92)
-        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, facecolor=face, edgecolor="0.6", lw=0.4))
-        # white symbols on dark cells (the far end of a sequential map), so that every symbol stays legible
-        ink = "white" if _luminance(face) < 0.4 else "black"
-        ax.text(c - 0.02, r, row["symbol"], ha="center", va="center", fontsize=6.5, color=ink)
-        if row["symbol"] in omitted:
-            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, fill=False, edgecolor="black", lw=2.2))
-            ax.text(c + 0.35, r - 0.32, "×", fontsize=7, color=ink)
-    ax.set_xlim(0.4, 18.6)
-    ax.set_ylim(9.6, 0.4)
-    ax.set_aspect("equal")
-    ax.set_xticks(range(1, 19))
-    ax.set_yticks(range(1, 8))
-    ax.set_xlabel("group")
-    ax.set_ylabel("period (rows 8–9: lanthanides, actinides)")
-    ax.set_title(title, fontsize=9)
-    mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap)
-    plt.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.7)
 
 
 def periodic_tables(elements_path, predictions_path, omitted: list[str], target: str, out_png) -> None:

@@ -12,8 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from matprobe.features import element_properties  # noqa: E402
 
 from matprobe.io import atomic_path  # noqa: E402
 from matprobe.sets import SETS  # noqa: E402
@@ -67,3 +70,59 @@ def seed_counts(seeds_per_group: pd.Series) -> str:
     """'3', or '1–3' while some runs of a study are still training."""
     low, high = seeds_per_group.min(), seeds_per_group.max()
     return str(high) if low == high else f"{low}–{high}"
+
+
+def _periodic_position(z: int, group: int, period: int) -> tuple[int, int]:
+    if 57 <= z <= 71:
+        return 8, 3 + (z - 57)
+    if 89 <= z <= 103:
+        return 9, 3 + (z - 89)
+    return period, group
+
+
+def _luminance(rgba) -> float:
+    """Relative luminance (ITU-R BT.709 weights on sRGB) of a matplotlib colour."""
+    red, green, blue = matplotlib.colors.to_rgb(rgba)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def periodic_table(values: dict[str, float], omitted: list[str], title: str, colorbar_label: str, ax, cmap="vlag", center=0.0,
+                   annotations: dict[str, str] | None = None):
+    """A periodic table on `ax`, each element's cell coloured by its value (grey: none), the omitted elements boxed;
+    `annotations` adds a small text under a symbol (a count, say)."""
+    props = element_properties()
+    finite = [v for v in values.values() if np.isfinite(v)]
+    if not finite:
+        finite = [0.0]
+    if center is None:
+        vmin, vmax = min(finite), max(finite)
+        norm = matplotlib.colors.Normalize(vmin, vmax)
+    else:
+        span = max(abs(min(finite) - center), abs(max(finite) - center)) or 1.0
+        norm = matplotlib.colors.Normalize(center - span, center + span)
+    colormap = sns.color_palette(cmap, as_cmap=True)
+    for z, row in props.iterrows():
+        if z > 94:
+            continue
+        r, c = _periodic_position(z, row["group"], row["period"])
+        value = values.get(row["symbol"], np.nan)
+        face = colormap(norm(value)) if np.isfinite(value) else (0.92, 0.92, 0.92)
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, facecolor=face, edgecolor="0.6", lw=0.4))
+        # white symbols on dark cells (the far end of a sequential map), so that every symbol stays legible
+        ink = "white" if _luminance(face) < 0.4 else "black"
+        ax.text(c - 0.02, r - (0.12 if annotations else 0), row["symbol"], ha="center", va="center", fontsize=6.5, color=ink)
+        if annotations and row["symbol"] in annotations:
+            ax.text(c - 0.02, r + 0.24, annotations[row["symbol"]], ha="center", va="center", fontsize=4.5, color=ink)
+        if row["symbol"] in omitted:
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, fill=False, edgecolor="black", lw=2.2))
+            ax.text(c + 0.35, r - 0.32, "×", fontsize=7, color=ink)
+    ax.set_xlim(0.4, 18.6)
+    ax.set_ylim(9.6, 0.4)
+    ax.set_aspect("equal")
+    ax.set_xticks(range(1, 19))
+    ax.set_yticks(range(1, 8))
+    ax.set_xlabel("group")
+    ax.set_ylabel("period (rows 8–9: lanthanides, actinides)")
+    ax.set_title(title, fontsize=9)
+    mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap)
+    plt.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.7)

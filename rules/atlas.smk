@@ -1,0 +1,54 @@
+# Stage 7: the atlas of a sweep, per dataset: each omission's errors beside its control's and its landscape geometry,
+# and whether that geometry predicts which omissions fail.
+
+ATLAS_DIR = L.atlas_dir
+
+
+rule atlas_tables:
+    input:
+        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
+        landscapes=lambda w: run_files("landscape", "metrics.json", analysed_runs({"omission"}), w.dataset),
+    output:
+        atlas=f"{ATLAS_DIR}/atlas.parquet",
+        seeds=f"{ATLAS_DIR}/atlas_seeds.parquet",
+        hypothesis=f"{ATLAS_DIR}/hypothesis.parquet",
+    params:
+        runs=lambda w: run_keys(dataset=w.dataset),
+        analysed=lambda w: run_keys(analysed_runs({"omission"}), w.dataset),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(10),
+    log:
+        L.log(ATLAS_DIR, "atlas.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/atlas_tables.py"
+
+
+rule atlas_figures:
+    input:
+        atlas=f"{ATLAS_DIR}/atlas.parquet",
+        seeds=f"{ATLAS_DIR}/atlas_seeds.parquet",
+        hypothesis=f"{ATLAS_DIR}/hypothesis.parquet",
+        code=figure_code("atlas"),
+    output:
+        maps=report(f"{ATLAS_DIR}/atlas_maps.png", caption="../report/atlas_maps.rst", category="5 Atlas"),
+        hypothesis=report(f"{ATLAS_DIR}/atlas_hypothesis.png", caption="../report/atlas_hypothesis.rst", category="5 Atlas"),
+        pdfs=[f"{ATLAS_DIR}/atlas_maps.pdf", f"{ATLAS_DIR}/atlas_hypothesis.pdf"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=by_attempt(10),
+    log:
+        L.log(ATLAS_DIR, "figures.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/atlas_figures.py"
+
+
+rule atlas:
+    input:
+        expand(f"{ATLAS_DIR}/atlas_maps.png", dataset=DATASETS),
