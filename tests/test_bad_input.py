@@ -249,6 +249,10 @@ def test_8_every_shipped_config_dry_runs(tmp_path, name):
     # for the band-gap task, which died after graph building)
     from matprobe.sources import resolve_targets
 
+    if any("omit_each" in definition for definition in config.get("splits", [])):
+        # a sweep's splits are known once the data stage (a checkpoint) has run: a dry run plans that stage first
+        assert "checkpoint normalise_dataset" in result.stdout and "DAG of jobs will be updated" in result.stdout
+        return
     planned = re.findall(r"rule train_model:.*?wildcards: dataset=([^,]+), target=([^,]+),", result.stdout, re.S)
     assert planned
     for dataset, target in planned:
