@@ -119,3 +119,19 @@ def test_the_local_profile_limits_gpu_jobs_on_this_machine_only():
     """profiles/default is read in cluster runs too (as the workflow profile): its one-GPU limit must be local."""
     local = yaml.safe_load((REPO / "profiles" / "default" / "profile.yaml").read_text())
     assert local["resources"]["gpu"] == 1 and local["set-resource-scopes"]["gpu"] == "local"
+
+
+def test_a_gpu_type_goes_to_gpu_jobs_only(tmp_path):
+    """Config `gpu_type` (tests/slurm/RULE_CHANGES.patch): jobs that claim a GPU ask for that type (sbatch
+    --gpus=<type>:1), and no job without a GPU names one (the plugin would send --gpus=<type>:0)."""
+    if "gpu_type:" not in (REPO / "config" / "schema.yaml").read_text():
+        pytest.skip("config gpu_type comes with tests/slurm/RULE_CHANGES.patch")
+    workdir = copy_workflow(tmp_path / "wf")
+    for gpu in ("true", "false"):
+        (workdir / "study.yaml").write_text(CONFIG + f"gpu: {gpu}\ngpu_type: a100\n")
+        result = subprocess.run(["snakemake", "-n", "--profile", "profiles/slurm", "--configfile", "study.yaml"],
+                                cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for job in _jobs(result.stdout + result.stderr):
+            claims = gpu == "true" and job["rule"] in GPU_RULES
+            assert job.get("gpu_model") == ("a100" if claims else None), job

@@ -177,8 +177,8 @@ SlurmctldPidFile=$RUN/state/slurmctld.pid
 SlurmdPidFile=$RUN/spool/slurmd.pid
 SlurmctldLogFile=$RUN/log/slurmctld.log
 SlurmdLogFile=$RUN/log/slurmd.log
-# no cgroups (no systemd here): processes tracked through their parents
-ProctrackType=proctrack/linuxproc
+# no cgroups (no systemd here): a job's processes are its process group (a child orphaned by its shell stays in it)
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=5
@@ -339,6 +339,15 @@ up() {
     log "up in $(since "$started") s: partition $PARTITION${GPU_PARTITION:+, GPU partition $GPU_PARTITION ($GPUS GPUs)}, account $ACCOUNT"
 }
 
+# PIDs of processes started by this cluster's jobs (SLURM_CLUSTER_NAME in their environment)
+job_processes() {
+    local environ
+    for environ in /proc/[0-9]*/environ; do
+        tr '\0' '\n' 2>/dev/null <"$environ" | grep -qxF "SLURM_CLUSTER_NAME=$CLUSTER" && basename "$(dirname "$environ")"
+    done
+    return 0
+}
+
 cancel_jobs() {
     alive slurmctld || return 0
     local jobs deadline
@@ -359,10 +368,11 @@ down() {
         alive "$name" && step "$name stopped" stop "$name"
         rm -f "$RUN/pids/$name"
     done
-    # job step daemons of our slurmd outlive it only if a job did not end: they are ours, stop them by PID
-    for pid in $(pgrep -x slurmstepd || true); do
+    # job step daemons of our slurmd, and processes of this cluster's jobs, outlive it only if a job did not end:
+    # they are ours (their environment names this cluster), stop them by PID
+    for pid in $(pgrep -x slurmstepd || true) $(job_processes); do
         running "$pid" || continue
-        log "slurmstepd $pid left over: SIGKILL"
+        log "left over from a job: $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-100) ($pid): SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     done
     rm -rf "$RUN/db" "$RUN/state" "$RUN/spool" "$RUN/fakegpu" "$RUN/settings"
