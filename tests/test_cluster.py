@@ -26,8 +26,8 @@ PROFILE = REPO / "profiles" / "slurm"
 def _jobs(output: str) -> list[dict]:
     """Rule name, threads and resources of every job a dry run prints."""
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        name = re.match(r"(?:local)?rule (\w+):", block)
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", output):
+        name = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
         resources = re.search(r"resources: (.*)", block)
         threads = re.search(r"\n\s*threads: (\d+)", block)
         if name and resources:

@@ -95,8 +95,8 @@ class Job:
 
 def parse_jobs(text: str) -> list[Job]:
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        name = re.match(r"(?:local)?rule (\w+):", block)
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", text):
+        name = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
         if not name:
             continue
 
@@ -146,16 +146,24 @@ class Plan:
 
     @property
     def upstream(self) -> list[str]:
+        """Every output of the dataset, graph and split jobs (copied into the SLURM run)."""
         return [path for job in self.jobs if job.rule in UPSTREAM_RULES for path in job.outputs]
+
+    @property
+    def upstream_targets(self) -> list[str]:
+        """What to ask for to make them (the dataset comes with the graphs and splits)."""
+        return [job.outputs[0] for job in self.jobs if job.rule in UPSTREAM_RULES[1:]]
 
 
 @dataclass
 class LocalRun:
-    """The reference run, in its own copy of the workflow."""
+    """The reference run, in its own copy of the workflow: a dry run that names every job's paths, then the dataset,
+    graphs and splits (both while the cluster comes up), then the rest (`start_rest`)."""
 
     workdir: Path
-    upstream: subprocess.Popen
     dry_run: subprocess.Popen
+    starter: threading.Thread | None = None  # starts the upstream run once the dry run is done
+    upstream: subprocess.Popen | None = None
     rest: subprocess.Popen | None = None
     _plan: Plan | None = None
 
@@ -165,7 +173,18 @@ class LocalRun:
             self._plan = Plan(parse_jobs((self.workdir / "plan.txt").read_text()))
         return self._plan
 
+    def start_upstream(self) -> None:
+        with open(self.workdir / "upstream.log", "w") as log:
+            self.upstream = subprocess.Popen(["snakemake", *self.plan().upstream_targets, "--configfile", "study.yaml",
+                                              "--cores", str(MAX_THREADS)], cwd=self.workdir, stdout=log,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+
     def wait_upstream(self) -> None:
+        if self.starter:
+            self.starter.join()
+        self.plan()  # the dry run's failure, if it failed
+        if self.upstream is None:
+            self.start_upstream()
         _wait(self.upstream, 300, self.workdir / "upstream.log", "the local run of the dataset, graphs and splits")
 
     def start_rest(self) -> None:
@@ -225,19 +244,16 @@ def local_run(tmp_path_factory):
         pytest.skip(reason)
     workdir = copy_workflow(tmp_path_factory.mktemp("local"))
     (workdir / "study.yaml").write_text(CONFIG)
-    snakemake = ["snakemake", "--configfile", "study.yaml"]
-    with open(workdir / "upstream.log", "w") as log:
-        # the workflow's own target rules of graphs and splits, less the split statistics (`--until make_split
-        # build_graphs` stops short: Snakemake issue 823)
-        upstream = subprocess.Popen(["snakemake", "graphs", "splits", "--omit-from", "split_stats", "--configfile",
-                                     "study.yaml", "--cores", str(MAX_THREADS)], cwd=workdir,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     with open(workdir / "plan.txt", "w") as log:
-        dry_run = subprocess.Popen([*snakemake, "-n", "--forceall"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    run = LocalRun(workdir, upstream, dry_run)
+        dry_run = subprocess.Popen(["snakemake", "-n", "--forceall", "--configfile", "study.yaml"], cwd=workdir,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    run = LocalRun(workdir, dry_run)
+    # the dataset, graphs and splits start as soon as the dry run has named them, while the cluster comes up
+    run.starter = threading.Thread(target=lambda: dry_run.wait() == 0 and run.start_upstream(), daemon=True)
+    run.starter.start()
     yield run
-    for process in (upstream, dry_run, run.rest):
+    run.starter.join()
+    for process in (dry_run, run.upstream, run.rest):
         _stop(process)
 
 
@@ -300,8 +316,8 @@ def slurm_run(local_run, slurm_cluster, tmp_path_factory):
         f"partitions:\n  {slurm_cluster.partition}: {{}}\n"
         f"  {slurm_cluster.gpu_partition}: {{max_gpu: {slurm_cluster.gpus}, available_gpu_models: [{slurm_cluster.gpu_type}]}}\n")
 
-    plan = local_run.plan()
     local_run.wait_upstream()
+    plan = local_run.plan()
     for path in plan.upstream:  # copies keep their times, so the SLURM run takes them as made
         (workdir / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(local_run.workdir / path, workdir / path)
