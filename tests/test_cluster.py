@@ -3,7 +3,6 @@ The real cluster runs are in tests/test_slurm.py."""
 
 import re
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
