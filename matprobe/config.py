@@ -211,11 +211,7 @@ def runs(config: dict[str, Any], seeds: list[int] | None = None, splits_of=None)
 
 def layout_for(config: dict[str, Any]) -> "Layout":
     """Where this config's outputs live (matprobe.layout): its study, and the keys of the shared stages' settings."""
-    from matprobe.graphs import graph_key
-    from matprobe.layout import Layout
-    from matprobe.splits import split_key
-    from matprobe.path_homology import path_homology_key
-    from matprobe.topology import topology_key
+    from matprobe.layout import Layout, graph_key, path_homology_key, split_key, topology_key
 
     return Layout(config["study"], graph_key(config["graph"]), split_key(config["split_options"]), topology_key(config["topology"]),
                   path_homology_key(config["path_homology"]))

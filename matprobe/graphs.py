@@ -23,22 +23,13 @@ import torch
 from matprobe import MatprobeError
 from matprobe.data import load_materials
 from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.layout import GRAPH_FORMAT
 from matprobe.models import regular_neighbors
 from matprobe.structures import Crystal, RejectedStructure
 
 log = logging.getLogger("matprobe.graphs")
 
 ISOLATED_ATOM = "isolated_atom"
-GRAPH_FORMAT = 2  # 2: ties broken by atomic number before neighbour index
-
-
-def graph_key(graph_config: dict) -> str:
-    """Folder name for one set of graph settings: a changed cutoff or k makes a new cache."""
-    k = graph_config.get("max_neighbors")
-    # the format version is part of the name, so a change in how graphs are built never reuses an old cache
-    return f"cutoff{float(graph_config['cutoff']):g}-nn{'all' if k is None else int(k)}-v{GRAPH_FORMAT}"
-
-
 def neighbour_list(crystal: Crystal, cutoff: float, max_neighbors: int | None):
     """Edges (center i, neighbour j, image shift S, distance d, vector D = r_j + S·L - r_i), sorted by
     center, then by the tie-breaking key; at most `max_neighbors` per center."""

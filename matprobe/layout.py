@@ -51,6 +51,35 @@ class Run:
 RUN_PATTERN = "{dataset}/{target}/{split}/{model}/seed{seed}"
 
 
+# ---- folder names of the shared stages' settings: another setting is another folder, never an overwrite ----------
+
+GRAPH_FORMAT = 2  # 2: ties broken by atomic number before neighbour index
+
+
+def graph_key(graph_config: dict) -> str:
+    """Folder name for one set of graph settings: a changed cutoff or k makes a new cache."""
+    k = graph_config.get("max_neighbors")
+    # the format version is part of the name, so a change in how graphs are built never reuses an old cache
+    return f"cutoff{float(graph_config['cutoff']):g}-nn{'all' if k is None else int(k)}-v{GRAPH_FORMAT}"
+
+
+def split_key(options: dict) -> str:
+    """Folder name for one set of split settings: splits drawn with another seed or other fractions are other
+    files, so that two studies of one dataset share their splits only when they are the same."""
+    return f"seed{int(options['seed'])}-val{float(options['val_fraction']):g}-test{float(options['id_test_fraction']):g}"
+
+
+def topology_key(options: dict) -> str:
+    """Folder name for one set of topology settings (results/topology/{dataset}/{key}/)."""
+    return f"radius{float(options['radius']):g}"
+
+
+def path_homology_key(options: dict) -> str:
+    """Folder name for one set of path-homology settings (results/topology/{dataset}/{key}/)."""
+    return (f"directed-radius{float(options['radius']):g}-step{float(options['step']):g}-dim{int(options['max_dim'])}-"
+            f"{options['order'].replace('_', '-')}")
+
+
 @dataclass(frozen=True)
 class Layout:
     study: str

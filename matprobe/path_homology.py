@@ -478,12 +478,6 @@ def _crystal_row(args):
     return row_id, crystal.nsites, orbits, means, curves, by_element, per_atom
 
 
-def path_homology_key(options: dict) -> str:
-    """Folder name for one set of path-homology settings (results/topology/{dataset}/{key}/)."""
-    return (f"directed-radius{float(options['radius']):g}-step{float(options['step']):g}-dim{int(options['max_dim'])}-"
-            f"{options['order'].replace('_', '-')}")
-
-
 def compute_path_homology(materials_path, out_path, out_elements, out_summary, radius: float = 4.0, step: float = 0.05,
                           max_dim: int = 2, order: str = "electronegativity", threads: int = 1,
                           progress: bool = True, out_atoms=None) -> pd.DataFrame:

@@ -36,12 +36,6 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def split_key(options: dict) -> str:
-    """Folder name for one set of split settings: splits drawn with another seed or other fractions are other
-    files, so that two studies of one dataset share their splits only when they are the same."""
-    return f"seed{int(options['seed'])}-val{float(options['val_fraction']):g}-test{float(options['id_test_fraction']):g}"
-
-
 def split_name(definition: dict) -> str:
     if "ids_file" in definition:
         return "file-" + str(definition.get("name") or Path(definition["ids_file"]).name.split(".")[0])

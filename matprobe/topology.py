@@ -32,11 +32,6 @@ DESCRIPTORS = [f"h{dim}_{stat}" for dim in DIMENSIONS for stat in STATISTICS]
 MIN_PERSISTENCE = 1e-3  # Å: shorter bars are numerical ties of degenerate (symmetric) point sets
 
 
-def topology_key(options: dict) -> str:
-    """Folder name for one set of topology settings (results/topology/{dataset}/{key}/)."""
-    return f"radius{float(options['radius']):g}"
-
-
 def neighbourhood_clouds(crystal: Crystal, radius: float) -> list[np.ndarray]:
     """For each atom, the Cartesian positions (centred on it) of every atom and image within `radius`."""
     from vesin import NeighborList

@@ -19,6 +19,10 @@ MODELS = config["models"]
 # stage is a checkpoint, and every list of runs is computed in an input function, after it.
 SWEEPING = any(is_sweep(definition) for definition in config["splits"])
 GPU = gpus_per_job(config)
+# Resources of the jobs that can use a GPU (training, landscapes): the GPU they claim (config `gpu`; on SLURM,
+# sbatch --gpus=1 and a partition with GPUs), and its type where the config names one (`gpu_type: a100`:
+# sbatch --gpus=a100:1). No type without a GPU: the plugin would ask for --gpus=<type>:0.
+GPU_RESOURCES = {"gpu": GPU, **({"gpu_model": config["gpu_type"]} if GPU and config.get("gpu_type") else {})}
 # The report's subcategory of a per-model figure
 RUN_CATEGORY = "{target} {split} {model} seed{seed}"
 

@@ -17,7 +17,7 @@ rule landscape_directions:
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(60),
-        gpu=GPU,
+        **GPU_RESOURCES,
     log:
         L.log(LANDSCAPE_DIR, "directions.log"),
     conda:
@@ -40,7 +40,7 @@ rule landscape_chunk:
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(240),
-        gpu=GPU,
+        **GPU_RESOURCES,
     log:
         L.log(LANDSCAPE_DIR, "chunk_{chunk}.log"),
     benchmark:
@@ -80,7 +80,7 @@ rule landscape_hessian:
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(240),
-        gpu=GPU,
+        **GPU_RESOURCES,
     log:
         L.log(LANDSCAPE_DIR, "hessian.log"),
     benchmark:

@@ -19,7 +19,7 @@ rule train_model:
     resources:
         mem_mb=scaled(3000, 3.0),
         runtime=by_attempt(240),
-        gpu=GPU,
+        **GPU_RESOURCES,
     log:
         L.log(MODEL_DIR, "train.log"),
     benchmark:

@@ -6,12 +6,12 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from conftest import rocksalt
+from matprobe.layout import graph_key
 from matprobe.graphs import (
     ISOLATED_ATOM,
     build_graph,
     build_graphs,
     equivalent_atoms,
-    graph_key,
     load_graphs,
     neighbour_list,
     symmetry_reduced,
