@@ -207,21 +207,22 @@ def select_crystals(predictions: pd.DataFrame, latents: pd.DataFrame, materials:
              "y_pred": float(by_id.loc[crystal_id, "y_pred"])} for role, crystal_id in chosen]
 
 
-def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> list[str]:
-    """The probe elements for a crystal: the held-out element(s) and/or the crystal's most electronegative one."""
+def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> list[tuple[str, str]]:
+    """(probe as configured, element) for a crystal: the held-out element(s), the crystal's most electronegative
+    element, or an element named in the config."""
     from matprobe.features import element_properties
 
     props = element_properties()
-    symbols = []
+    chosen = []
     for probe in probes:
         if probe == "held_out":
-            symbols += list(omitted)
+            chosen += [(probe, symbol) for symbol in omitted]
         elif probe == "most_electronegative":
             present = props.loc[sorted(set(crystal.numbers.tolist()))]
-            symbols.append(present.loc[present["electronegativity"].idxmax(), "symbol"])
+            chosen.append((probe, present.loc[present["electronegativity"].idxmax(), "symbol"]))
         else:
-            symbols.append(probe)  # an element symbol given in the config
-    return list(dict.fromkeys(symbols))
+            chosen.append((probe, probe))  # an element symbol given in the config
+    return list(dict.fromkeys(chosen))
 
 
 def plane_offset(crystal: Crystal, hkl, through: str | float, z: int) -> float:
@@ -258,7 +259,7 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
     frames, atoms, summary = [], [], {"crystals": selection, "maps": []}
     for chosen in selection:
         crystal = Crystal.from_row(materials.loc[chosen["id"]])
-        for symbol in probe_elements(crystal, split["omitted_elements"], options["probes"]):
+        for probe, symbol in probe_elements(crystal, split["omitted_elements"], options["probes"]):
             z = int(numbers[symbol])
             if options["grid_3d"]:
                 frac, plane_st = grid_positions(options["grid_3d"]), None
@@ -266,7 +267,7 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
                 offset = plane_offset(crystal, options["plane"]["hkl"], options["plane"]["through"], z)
                 frac, plane_st = plane_positions(crystal, options["plane"]["hkl"], offset, options["points"])
             frame = probe_map(model, record, crystal, frac, z, graph["cutoff"], graph["max_neighbors"], options["mask_distance"])
-            keys = {"role": chosen["role"], "id": chosen["id"], "probe": symbol}
+            keys = {"role": chosen["role"], "id": chosen["id"], "probe": symbol, "probe_kind": probe}
             if plane_st is not None:
                 frame.insert(0, "s", plane_st[:, 0])
                 frame.insert(1, "t", plane_st[:, 1])

@@ -19,45 +19,50 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
     maps = pd.concat([pd.read_parquet(path).assign(split=split) for split, path in zip(splits, maps_paths)], ignore_index=True)
     atoms = pd.concat([pd.read_parquet(path).assign(split=split) for split, path in zip(splits, atoms_paths)], ignore_index=True)
     crystals = list(dict.fromkeys(zip(maps["role"], maps["id"])))
-    probes = list(dict.fromkeys(maps["probe"]))
-    rows = [(probe, split) for probe in probes for split in splits]
+    kinds = list(dict.fromkeys(maps["probe_kind"]))
+    rows = [(kind, split) for kind in kinds for split in splits]
     fig, axes = plt.subplots(len(rows), len(crystals), figsize=(3.3 * len(crystals) + 1.2, 3.0 * len(rows)), squeeze=False,
                              constrained_layout=True)
     props = element_properties()
     symbols, radii = props["symbol"].to_dict(), props["covalent_radius"].to_dict()
-    for probe in probes:
-        # one colour scale per probe element, over the omission's and the control's maps alike
-        values = maps.loc[maps["probe"] == probe, "probe_contribution"].dropna()
+    for kind in kinds:
+        # one colour scale per kind of probe, over the omission's and the control's maps alike
+        values = maps.loc[maps["probe_kind"] == kind, "probe_contribution"].dropna()
         low, high = np.quantile(values, [0.02, 0.98]) if len(values) else (0.0, 1.0)
         norm = matplotlib.colors.Normalize(low, high if high > low else low + 1e-9)
-        for r, (row_probe, split) in enumerate(rows):
-            if row_probe != probe:
+        for r, (row_kind, split) in enumerate(rows):
+            if row_kind != kind:
                 continue
             for c, (role, crystal_id) in enumerate(crystals):
                 ax = axes[r, c]
-                frame = maps[(maps["split"] == split) & (maps["probe"] == probe) & (maps["id"] == crystal_id) & (maps["role"] == role)]
+                frame = maps[(maps["split"] == split) & (maps["probe_kind"] == kind) & (maps["id"] == crystal_id) & (maps["role"] == role)]
+                if r == 0 or rows[r - 1][0] != kind:
+                    ax.set_title(f"{ROLE_LABELS.get(role, role)}\n{crystal_id}", fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(f"{split}\n{kind.replace('_', ' ')} probe; in-plane y (Å)", fontsize=7)
+                if frame.empty:
+                    ax.axis("off")
+                    continue
                 side = int(round(np.sqrt(len(frame))))
                 grid = frame.sort_values(["s", "t"])
                 shape = (side, side)
                 mesh = ax.pcolormesh(grid["plane_x"].to_numpy().reshape(shape), grid["plane_y"].to_numpy().reshape(shape),
-                                     grid["probe_contribution"].to_numpy().reshape(shape), cmap="viridis", norm=norm,
-                                     shading="nearest")
-                near = atoms[(atoms["split"] == split) & (atoms["probe"] == probe) & (atoms["id"] == crystal_id) & (atoms["role"] == role)]
+                                     grid["probe_contribution"].to_numpy().reshape(shape), cmap="viridis", norm=norm, shading="nearest")
+                near = atoms[(atoms["split"] == split) & (atoms["probe_kind"] == kind) & (atoms["id"] == crystal_id) & (atoms["role"] == role)]
                 ax.scatter(near["plane_x"], near["plane_y"], s=[60 * radii.get(z, 1.0) ** 2 for z in near["Z"]], facecolors="white",
                            edgecolors="black", linewidths=0.6, zorder=3)
                 for x, y, z in zip(near["plane_x"], near["plane_y"], near["Z"]):
                     ax.annotate(symbols.get(z, "?"), (x, y), fontsize=6, ha="center", va="center", zorder=4)
+                ax.text(0.02, 0.98, f"probe {frame['probe'].iloc[0]}", transform=ax.transAxes, fontsize=6, va="top",
+                        bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0})
                 ax.set_aspect("equal")
                 ax.tick_params(labelsize=6)
-                if r == 0 or rows[r - 1][0] != probe:
-                    ax.set_title(f"{ROLE_LABELS.get(role, role)}\n{crystal_id}", fontsize=8)
-                if c == 0:
-                    ax.set_ylabel(f"{split}\nprobe {probe}; in-plane y (Å)", fontsize=7)
                 if r == len(rows) - 1:
                     ax.set_xlabel("in-plane x (Å)", fontsize=7)
-        columns = [axes[r, c] for r, (row_probe, _) in enumerate(rows) if row_probe == probe for c in range(len(crystals))]
-        fig.colorbar(mesh, ax=columns, shrink=0.8, label=f"{probe} probe's contribution ({units(target)})")
+        columns = [axes[r, c] for r, (row_kind, _) in enumerate(rows) if row_kind == kind for c in range(len(crystals))]
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=columns, shrink=0.8,
+                     label=f"{kind.replace('_', ' ')} probe's contribution ({units(target)})")
     fig.suptitle(f"Probe maps ({target_name(target)}): the contribution the model gives a probe atom at each point of a plane "
-                 "(dark: most negative)\nomission above its control on one colour scale per probe; white discs: atoms within "
-                 "0.6 Å of the plane; blank: closer than the mask distance to an atom", fontsize=9)
+                 "(dark: most negative)\nomission above its control on one colour scale per kind of probe; white discs: atoms "
+                 "within 0.6 Å of the plane; blank: closer than the mask distance to an atom", fontsize=9)
     save(fig, out_png)
