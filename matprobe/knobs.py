@@ -324,8 +324,8 @@ def representations(model, record, crystal_set, batch_size: int = 64) -> tuple[n
 
 
 def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, out_dir, options: dict, threads: int = 1) -> dict:
-    """Train the knob model of one trained model and write knob_model.pt, atoms.parquet (attributes, h in 2-D, z),
-    responses.parquet, summary.parquet and checks.json."""
+    """Train the knob model of one trained model and write knob_model.pt, atoms.parquet (each sampled atom's
+    attributes, contribution and z in two principal components), responses.parquet, summary.parquet and checks.json."""
     from matprobe.runtime import Runtime
     from matprobe.sets import load_split_data
     from matprobe.train import load_trained_model
@@ -404,12 +404,13 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
         if len(held_out):
             groups["held_out"] = rng.permutation(held_out)[: options["sweep_atoms"]]
         for group, atoms in groups.items():
+            members = np.flatnonzero(table["is_held_out"].to_numpy()) if group == "held_out" else np.arange(len(table))
             curves = knob_responses(knob_model, head, h[atoms], a[atoms], values)
             linear = concept_responses(directions, head, h[atoms], a[atoms], values)
             size = table["contribution"].to_numpy()[atoms] / table["share"].to_numpy()[atoms]
             knob_slopes, concept_slopes, mono = slopes(values, curves), slopes(values, linear), monotonicity(curves)
             for j, attribute in enumerate(attributes):
-                observed = _regression_slope(a[:, j], table["contribution"].to_numpy())
+                observed = _regression_slope(a[members, j], table["contribution"].to_numpy()[members])
                 summaries.append({"set": set_name, "atoms": group, "attribute": attribute, "n": len(atoms),
                                   "knob_slope": float(np.mean(knob_slopes[:, j])), "knob_slope_spread": float(np.std(knob_slopes[:, j])),
                                   "monotonicity": float(np.mean(mono[:, j])), "concept_slope": float(np.mean(concept_slopes[:, j])),
@@ -474,8 +475,9 @@ def _realism(model: KnobModel, train_h: np.ndarray, h: np.ndarray, a: np.ndarray
         swept[:, j] = float(values[j, values.shape[1] // 2])
         decoded.append(model.decode(mu, swept))
     decoded = torch.cat(decoded)
-    real_to_real = torch.cdist(real, reference).sort(dim=1).values
-    real_to_real = real_to_real[:, 1] if (real_to_real[:, 0] < 1e-6).any() else real_to_real[:, 0]
+    nearest_two = torch.cdist(real, reference).topk(2, dim=1, largest=False).values
+    # an atom that is itself in the reference (or has an identical twin there) is measured to the next one
+    real_to_real = torch.where(nearest_two[:, 0] < 1e-6, nearest_two[:, 1], nearest_two[:, 0])
     generated = torch.cdist(decoded, reference).min(dim=1).values
     return {"decoded_to_real_median": float(generated.median()), "real_to_real_median": float(real_to_real.median()),
             "ratio": float(generated.median() / real_to_real.median().clamp_min(1e-12))}

@@ -255,11 +255,14 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
     materials = pd.read_parquet(materials_path)
     selection = select_crystals(pd.read_parquet(omission_predictions), pd.read_parquet(omission_latents), materials, options)
     materials = materials.set_index("id")
+    # held-out probes: the omitted elements the chosen OOD crystals contain (a group's absent members are not probed)
+    in_ood = {e for chosen in selection if chosen["set"] == "ood_test" for e in materials.loc[chosen["id"], "elements"]}
+    held_out = [e for e in split["omitted_elements"] if e in in_ood] or split["omitted_elements"]
     numbers = dict(zip(element_properties()["symbol"], element_properties().index))
     frames, atoms, summary = [], [], {"crystals": selection, "maps": []}
     for chosen in selection:
         crystal = Crystal.from_row(materials.loc[chosen["id"]])
-        for probe, symbol in probe_elements(crystal, split["omitted_elements"], options["probes"]):
+        for probe, symbol in probe_elements(crystal, held_out, options["probes"]):
             z = int(numbers[symbol])
             if options["grid_3d"]:
                 frac, plane_st = grid_positions(options["grid_3d"]), None
@@ -277,7 +280,8 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
             summary["maps"].append(map_summary(frame, crystal, chosen, symbol, z, model, record, graph))
     maps = pd.concat(frames, ignore_index=True)
     write_parquet(maps, out_maps)
-    write_parquet(pd.concat(atoms, ignore_index=True) if atoms else pd.DataFrame(columns=["site", "Z", "plane_x", "plane_y"]), out_atoms)
+    write_parquet(pd.concat(atoms, ignore_index=True) if atoms else pd.DataFrame(
+        columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane", "role", "id", "probe", "probe_kind"]), out_atoms)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["positions"] = int(len(maps))
     write_json(summary, out_summary)

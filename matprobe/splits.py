@@ -115,7 +115,8 @@ def expand_sweeps(definitions: list[dict], elements: pd.Series, min_ood: int) ->
                     continue
                 count = sum(bool(members & material) for material in present)
                 if count >= threshold and len(present) - count >= left:
-                    candidates.append({"omit": unit} if kind == "element" else {f"omit_{kind}": unit})
+                    # the sweep's own min_ood goes with each split, so that the split job applies the same threshold
+                    candidates.append({"omit": unit, "min_ood": threshold} if kind == "element" else {f"omit_{kind}": unit, "min_ood": threshold})
         for candidate in candidates:
             name = split_name(candidate)
             if name not in names:
@@ -233,10 +234,11 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
             label = omitted[0] if len(omitted) == 1 else name
             raise MatprobeError(f"split {name}: element {label} is absent from the dataset (0 of {len(ids)} materials contain it)")
         n_ood = int(has_omitted.sum())
-        if n_ood < options["min_ood"]:
+        min_ood = definition.get("min_ood", options["min_ood"])
+        if n_ood < min_ood:
             raise MatprobeError(
                 f"split {name}: only {n_ood} materials contain {'/'.join(s for s in omitted if present[s])} "
-                f"(split_options.min_ood is {options['min_ood']})"
+                f"(min_ood is {min_ood})"
             )
 
     rng = np.random.default_rng(seed)

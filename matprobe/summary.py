@@ -12,7 +12,7 @@ import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe.splits import split_base
+from matprobe.splits import split_kind
 
 
 def _flatten(prefix: str, value, out: dict) -> None:
@@ -39,7 +39,7 @@ def summarise_runs(runs: list[dict], metrics_paths: list, analysed: list[dict], 
         row = dict(run)
         key = _run_id(row)
         metrics = json.loads(Path(path).read_text())
-        row["split_kind"] = "control" if split_base(row["split"])[1] else ("random" if row["split"] == "random" else "omission")
+        row["split_kind"] = split_kind(row["split"])
         _flatten("train", {k: v for k, v in metrics.items() if k not in ("target", "model", "split", "seed")}, row)
         if key in landscapes:
             _flatten("landscape", json.loads(landscapes[key].read_text()), row)

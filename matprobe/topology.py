@@ -8,8 +8,8 @@ persistence, mean birth and mean death — and the crystal's descriptor is the m
 fixed-length vector of 18, cached per dataset in results/topology/{dataset}/ph.parquet.
 
 Bars that never die (the one H0 component) are cut at radius/2, beyond which a finite neighbourhood
-no longer stands for the crystal. Persistent path (GLMY) homology of directed graphs is not implemented:
-there is no maintained Python implementation to build on and validate against."""
+no longer stands for the crystal. The directed counterpart, persistent path homology of the same neighbourhoods with
+edges ordered by electronegativity, is matprobe.path_homology."""
 
 from __future__ import annotations
 

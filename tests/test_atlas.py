@@ -25,9 +25,13 @@ def test_a_sweep_expands_to_omissions_with_enough_materials_each_beside_a_contro
     only = expand_sweeps([{"omit_each": "element", "min_ood": 40, "exclude": ["S"]}, {"omit": "O"}], ELEMENTS, min_ood=20)
     assert [d["omit"] for d in only] == ["O", "Si", "Zn"]  # exclude honoured; the explicit omit-O is not repeated
     groups = expand_sweeps([{"omit_each": "group", "min_ood": 40, "only": [16, 12, 1]}], ELEMENTS, min_ood=20)
-    assert groups == [{"omit_group": 12}, {"omit_group": 16}]  # group 16 counts O and S materials (120), group 1 has none
+    assert groups == [{"omit_group": 12, "min_ood": 40}, {"omit_group": 16, "min_ood": 40}]  # group 16: O or S (120); group 1: too few left
     assert split_names(expand_sweeps([{"omit_each": "period", "min_ood": 10, "min_left": 10}], ELEMENTS, 20), controls=False)[:2] == [
         "omit-period2", "omit-period3"]
+    # each split keeps its sweep's threshold, which the split job applies instead of split_options.min_ood
+    materials = pd.DataFrame({"id": [f"m{k}" for k in range(len(ELEMENTS))], "elements": ELEMENTS})
+    options = {"seed": 0, "val_fraction": 0.1, "id_test_fraction": 0.1, "min_ood": 1000}
+    assert make_split(materials, "omit-S", definitions, options)["counts"]["ood_test"] == 40
 
 
 def test_an_ids_file_is_read_and_every_problem_reported(tmp_path):

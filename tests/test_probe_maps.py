@@ -96,3 +96,26 @@ def test_plane_positions_lie_on_the_plane(perovskite):
     frac, st = plane_positions(perovskite, [1, 1, 0], 0.5, 7)
     assert frac.shape == (49, 3) and st.shape == (49, 2)
     np.testing.assert_allclose(frac @ np.array([1, 1, 0]), 0.5)
+
+
+def test_the_figure_draws_plane_and_3d_grid_maps(model, perovskite, tmp_path):
+    import pandas as pd
+
+    from matprobe.figures.probe_maps import probe_map_figure
+    from matprobe.probe_maps import grid_positions, in_plane_coordinates
+
+    net, record = model
+    frac, st = plane_positions(perovskite, [0, 0, 1], 0.0, 6)
+    plane = probe_map(net, record, perovskite, frac, 8, CUTOFF, K, mask_distance=0.8)
+    plane.insert(0, "s", st[:, 0])
+    plane.insert(1, "t", st[:, 1])
+    plane[["plane_x", "plane_y"]] = in_plane_coordinates(perovskite, [0, 0, 1], frac)
+    cube = probe_map(net, record, perovskite, grid_positions(4), 8, CUTOFF, K, mask_distance=0.8)
+    paths = []
+    for name, frame in (("plane", plane), ("cube", cube)):
+        frame.assign(role="ood_median", id="SrTiO3", probe="O", probe_kind="held_out").to_parquet(tmp_path / f"{name}.parquet")
+        paths.append(tmp_path / f"{name}.parquet")
+    empty = pd.DataFrame(columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane", "role", "id", "probe", "probe_kind"])
+    empty.to_parquet(tmp_path / "atoms.parquet")
+    probe_map_figure(["omit-O", "omit-O-control"], paths, [tmp_path / "atoms.parquet"] * 2, "formation_energy_per_atom", tmp_path / "maps.png")
+    assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "maps.pdf").exists()

@@ -25,22 +25,26 @@ def knob_responses(splits: list[str], summary_paths: list, response_paths: list,
     model is not drawn as if it worked: its panel says why."""
     responses = [pd.read_parquet(path) for path in response_paths]
     checks = [json.loads(Path(path).read_text()) for path in check_paths]
-    attributes = checks[0]["attributes"]
+    attributes = list(dict.fromkeys(name for check in checks for name in check["attributes"]))
     columns = 4
     rows = int(np.ceil(len(attributes) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)
     colours = set_colors()
     for ax, attribute in zip(axes.ravel(), attributes):
-        failing = [(split, check) for split, check in zip(splits, checks)
-                   if check["encoded_r2"].get(attribute, 0) < check["encoded_threshold"] or check["fidelity_r2"].get(attribute, 0) < check["fidelity_goal"]]
+        failing = [(split, check) for split, check in zip(splits, checks) if attribute not in check["attributes"]
+                   or check["encoded_r2"][attribute] < check["encoded_threshold"] or check["fidelity_r2"][attribute] < check["fidelity_goal"]]
         ax.set_title(_label(attribute), fontsize=9)
         ax.set_xlabel(_label(attribute), fontsize=7)
         ax.set_ylabel(f"atom contribution ({units(target)})", fontsize=7)
         ax.tick_params(labelsize=7)
         if failing:
             split, check = failing[0]
-            reason = ("the model's h does not encode it" if check["encoded_r2"].get(attribute, 0) < check["encoded_threshold"]
-                      else f"knob fidelity R² {check['fidelity_r2'][attribute]:.2f} < {check['fidelity_goal']}")
+            if attribute not in check["attributes"]:
+                reason = "not an attribute of this model's atoms (too few values)"
+            elif check["encoded_r2"][attribute] < check["encoded_threshold"]:
+                reason = "the model's h does not encode it"
+            else:
+                reason = f"knob fidelity R² {check['fidelity_r2'][attribute]:.2f} < {check['fidelity_goal']}"
             ax.text(0.5, 0.5, f"not drawn:\n{reason}\n({split})", ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
             ax.set_facecolor("0.95")
             continue

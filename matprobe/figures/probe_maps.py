@@ -43,17 +43,23 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
                 if frame.empty:
                     ax.axis("off")
                     continue
+                element = frame["probe"].iloc[0]
+                if "plane_x" not in frame or frame["plane_x"].isna().all():
+                    # a 3-D grid: each column along c seen from above, at its most negative value (where it binds best)
+                    frame = (frame.groupby(["frac_x", "frac_y"], as_index=False)
+                             .agg(probe_contribution=("probe_contribution", "min"), plane_x=("x", "first"), plane_y=("y", "first"))
+                             .rename(columns={"frac_x": "s", "frac_y": "t"}))
                 side = int(round(np.sqrt(len(frame))))
                 grid = frame.sort_values(["s", "t"])
                 shape = (side, side)
-                mesh = ax.pcolormesh(grid["plane_x"].to_numpy().reshape(shape), grid["plane_y"].to_numpy().reshape(shape),
-                                     grid["probe_contribution"].to_numpy().reshape(shape), cmap="viridis", norm=norm, shading="nearest")
+                ax.pcolormesh(grid["plane_x"].to_numpy().reshape(shape), grid["plane_y"].to_numpy().reshape(shape),
+                              grid["probe_contribution"].to_numpy().reshape(shape), cmap="viridis", norm=norm, shading="nearest")
                 near = atoms[(atoms["split"] == split) & (atoms["probe_kind"] == kind) & (atoms["id"] == crystal_id) & (atoms["role"] == role)]
                 ax.scatter(near["plane_x"], near["plane_y"], s=[60 * radii.get(z, 1.0) ** 2 for z in near["Z"]], facecolors="white",
                            edgecolors="black", linewidths=0.6, zorder=3)
                 for x, y, z in zip(near["plane_x"], near["plane_y"], near["Z"]):
                     ax.annotate(symbols.get(z, "?"), (x, y), fontsize=6, ha="center", va="center", zorder=4)
-                ax.text(0.02, 0.98, f"probe {frame['probe'].iloc[0]}", transform=ax.transAxes, fontsize=6, va="top",
+                ax.text(0.02, 0.98, f"probe {element}", transform=ax.transAxes, fontsize=6, va="top",
                         bbox={"facecolor": "white", "alpha": 0.7, "linewidth": 0})
                 ax.set_aspect("equal")
                 ax.tick_params(labelsize=6)

@@ -35,7 +35,7 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
             ax.plot(frame["t"], frame["beta"], "--" if atoms == "held_out" else "-", color=colours[set_name], label=label)
         ax.set_xlabel("filtration distance t (Å)")
         ax.set_ylabel(f"mean directed β{dim}")
-        ax.set_title(f"Directed Betti curve β{dim} (path homology; edges point to the more electronegative atom)", fontsize=8)
+        ax.set_title(f"Directed Betti curve β{dim} (path homology; edges point along the configured order)", fontsize=8)
         ax.legend(fontsize=7)
     for ax in axes[1, len(dims):]:
         ax.axis("off")
