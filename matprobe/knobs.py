@@ -153,12 +153,20 @@ class KnobTraining:
     lr: float = 2e-3
     beta: float = 0.05  # weight of the KL term
     adversary_weight: float = 1.0
+    adversary_steps: int = 3  # adversary updates per VAE update: a stronger adversary keeps more of a out of z
+    fidelity_weight: float = 1.0  # weight of the guide's read-out of swapped attributes (0: none)
     z_dim: int = 8
     seed: int = 0
 
 
-def fit_knob_model(h: np.ndarray, a: np.ndarray, settings: KnobTraining) -> tuple[KnobModel, dict]:
-    """Train the conditional VAE with its adversary on (h, a) of training atoms; returns it and its loss history."""
+def fit_knob_model(h: np.ndarray, a: np.ndarray, settings: KnobTraining, guide: nn.Module | None = None) -> tuple[KnobModel, dict]:
+    """Train the conditional VAE with its adversary on (h, a) of training atoms; returns it and its loss history.
+
+    Attributes are correlated (an element's electronegativity, radius, group and period come together), so a decoder
+    trained on real atoms alone learns to answer an attribute set to another atom's value, the rest held, with a
+    compromise that carries it only in part. With a `guide` (a frozen regressor of a from real h), each step also sets
+    one attribute of every atom to another atom's value and asks that the decoded h read as that value, as AttGAN
+    (He et al. 2019) asks of its edited images: the knobs then move h the way the attribute does."""
     torch.manual_seed(settings.seed)
     h_t, a_t = torch.as_tensor(h, dtype=torch.float32), torch.as_tensor(a, dtype=torch.float32)
     model = KnobModel(h.shape[1], a.shape[1], settings.z_dim)
@@ -178,18 +186,26 @@ def fit_knob_model(h: np.ndarray, a: np.ndarray, settings: KnobTraining) -> tupl
         for start in range(0, len(order), settings.batch_size):
             index = order[start : start + settings.batch_size]
             h_batch, a_batch = h_t[index], a_scaled[index]
-            mu, log_var = model.encode(h_batch)
-            # the adversary's step: predict a from z (z held fixed)
-            adversary_loss = ((model.adversary(mu.detach()) - a_batch) ** 2).mean()
-            adversary_optimizer.zero_grad()
-            adversary_loss.backward()
-            adversary_optimizer.step()
+            for _ in range(settings.adversary_steps):  # the adversary's steps: predict a from z (z held fixed)
+                adversary_loss = ((model.adversary(model.encode(h_batch)[0].detach()) - a_batch) ** 2).mean()
+                adversary_optimizer.zero_grad()
+                adversary_loss.backward()
+                adversary_optimizer.step()
             # the VAE's step: reconstruct h from (z, a), keep z near the prior, and leave the adversary nothing
+            mu, log_var = model.encode(h_batch)
             z = mu + torch.randn(mu.shape, generator=generator) * (0.5 * log_var).exp()
             reconstruction = (((model.decode(z, a_batch * model.a_std + model.a_mean) - h_batch) / model.h_std) ** 2).mean()
             kl = (-0.5 * (1 + log_var - mu**2 - log_var.exp())).sum(dim=1).mean()
             fooled = ((model.adversary(mu) - a_batch) ** 2).mean()
             loss = reconstruction + settings.beta * kl - weight * fooled
+            if guide is not None and settings.fidelity_weight:
+                rows = torch.arange(len(index))
+                column = torch.randint(0, a_t.shape[1], (len(index),), generator=generator)
+                value = a_scaled[torch.randint(0, len(a_scaled), (len(index),), generator=generator), column]
+                swapped = a_batch.clone()
+                swapped[rows, column] = value
+                read = (guide(model.decode(z, swapped * model.a_std + model.a_mean)) - model.a_mean) / model.a_std
+                loss = loss + settings.fidelity_weight * ((read[rows, column] - value) ** 2).mean()
             vae_optimizer.zero_grad()
             loss.backward()
             vae_optimizer.step()
@@ -222,14 +238,23 @@ def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 100
             loss.backward()
             optimizer.step()
 
-    class Regressor(nn.Module):
-        def forward(self, inputs):
-            return net((inputs - x_mean) / x_std) * y_std + y_mean
-
-    regressor = Regressor().eval()
+    regressor = _Standardised(net, x_mean, x_std, y_mean, y_std).eval()
     with torch.no_grad():
         predicted = regressor(x_t[test]).numpy()
     return regressor, r_squared(y[test], predicted)
+
+
+class _Standardised(nn.Module):
+    """A network trained on standardised inputs and outputs, applied in the original units."""
+
+    def __init__(self, net: nn.Module, x_mean, x_std, y_mean, y_std):
+        super().__init__()
+        self.net = net
+        for name, value in (("x_mean", x_mean), ("x_std", x_std), ("y_mean", y_mean), ("y_std", y_std)):
+            self.register_buffer(name, value)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net((inputs - self.x_mean) / self.x_std) * self.y_std + self.y_mean
 
 
 def r_squared(y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -365,8 +390,14 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     order = rng.permutation(len(train_h))
     held = order[: max(1, len(order) // 5)]
     fitted = order[len(held):]
-    settings = KnobTraining(epochs=options["epochs"], z_dim=options["z_dim"], seed=options["seed"])
-    knob_model, history = fit_knob_model(train_h[fitted], train_a[fitted], settings)
+    settings = KnobTraining(epochs=options["epochs"], z_dim=options["z_dim"], fidelity_weight=options["fidelity_weight"],
+                            seed=options["seed"])
+    # the guide that shapes the knobs and the regressor that checks them are fitted apart (other seeds), so that the
+    # fidelity check does not grade the knob model by the very function it was trained against
+    guide, _ = fit_regressor(train_h[fitted], train_a[fitted], options["seed"] + 1)
+    for parameter in guide.parameters():
+        parameter.requires_grad_(False)
+    knob_model, history = fit_knob_model(train_h[fitted], train_a[fitted], settings, guide)
 
     # 4. checks
     with torch.no_grad():

@@ -22,7 +22,8 @@ def test_a_knob_recovers_the_one_attribute_the_head_reads():
     def head(x):  # contribution = 2 × attribute 0, whatever else h holds
         return 2.0 * (x @ readout)
 
-    model, history = fit_knob_model(h, a, KnobTraining(epochs=40, z_dim=5))
+    guide, _ = fit_regressor(h, a, seed=1, epochs=60)
+    model, history = fit_knob_model(h, a, KnobTraining(epochs=40, z_dim=5), guide)
     values = sweep_values(a, 7)
     curves = knob_responses(model, head, h[:200], a[:200], values)
     recovered = slopes(values, curves).mean(axis=0)
@@ -48,7 +49,8 @@ def test_environment_attributes_of_rocksalt(crystals):
 def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
     from matprobe.knobs import run_knobs
 
-    options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "epochs": 15, "z_dim": 4, "seed": 0}
+    options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "epochs": 15, "z_dim": 4, "fidelity_weight": 1.0,
+               "seed": 0}
     checks = run_knobs(tiny_model, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", (), tmp_path, options)
     saved = json.loads((tmp_path / "checks.json").read_text())
     assert saved["reconstruction_r2"] == checks["reconstruction_r2"]
