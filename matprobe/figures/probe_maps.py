@@ -11,6 +11,7 @@ import pandas as pd
 from matprobe.features import element_properties
 from matprobe.figures.style import save, target_name, units
 
+KIND_LABELS = {"held_out": "held-out", "most_electronegative": "most electronegative"}
 ROLE_LABELS = {"ood_median": "OOD, median error", "ood_worst": "OOD, worst error",
                "id_neighbour_of_ood_median": "ID, nearest to the median", "id_neighbour_of_ood_worst": "ID, nearest to the worst"}
 
@@ -39,7 +40,7 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
                 if r == 0 or rows[r - 1][0] != kind:
                     ax.set_title(f"{ROLE_LABELS.get(role, role)}\n{crystal_id}", fontsize=8)
                 if c == 0:
-                    ax.set_ylabel(f"{split}\n{kind.replace('_', ' ')} probe; in-plane y (Å)", fontsize=7)
+                    ax.set_ylabel(f"{split}\n{KIND_LABELS.get(kind, kind)} probe; in-plane y (Å)", fontsize=7)
                 if frame.empty:
                     ax.axis("off")
                     continue
@@ -67,7 +68,7 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
                     ax.set_xlabel("in-plane x (Å)", fontsize=7)
         columns = [axes[r, c] for r, (row_kind, _) in enumerate(rows) if row_kind == kind for c in range(len(crystals))]
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=columns, shrink=0.8,
-                     label=f"{kind.replace('_', ' ')} probe's contribution ({units(target)})")
+                     label=f"{KIND_LABELS.get(kind, kind)} probe's contribution ({units(target)})")
     fig.suptitle(f"Probe maps ({target_name(target)}): the contribution the model gives a probe atom at each point of a plane "
                  "(dark: most negative)\nomission above its control on one colour scale per kind of probe; white discs: atoms "
                  "within 0.6 Å of the plane; blank: closer than the mask distance to an atom", fontsize=9)
