@@ -332,18 +332,19 @@ def _read_frame(path: Path):
     return frame
 
 
-def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
-    path = Path(spec["path"])
-    frame = _read_frame(path)
-    id_column = spec.get("id_column", "id")
-    structure_column = spec.get("structure_column", "structure")
-    for column in (id_column, structure_column):
+def _table_rows(path: Path, frame, columns: tuple[str, ...], spec: dict, targets: dict[str, str]) -> list[dict]:
+    """The rows of a source's table, once it is known to have `columns` and the target columns; `limit` applied."""
+    for column in columns:
         if column not in frame.columns:
             raise MatprobeError(f"{path}: no column {column!r} (columns: {list(frame.columns)})")
     _require_columns(path, frame.columns, targets)
-    if spec.get("limit"):
-        frame = frame.head(spec["limit"])
-    for row in frame.to_dict("records"):
+    return (frame.head(spec["limit"]) if spec.get("limit") else frame).to_dict("records")
+
+
+def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    path = Path(spec["path"])
+    id_column, structure_column = spec.get("id_column", "id"), spec.get("structure_column", "structure")
+    for row in _table_rows(path, _read_frame(path), (id_column, structure_column), spec, targets):
         yield RawRecord(str(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
 
 
@@ -359,12 +360,7 @@ def read_cif_folder(spec: dict, files: list[Path], targets: dict[str, str]) -> I
         raise MatprobeError(f"{folder}: CIF folder does not exist")
     frame = _read_frame(labels)
     id_column = spec.get("id_column", frame.columns[0])
-    if id_column not in frame.columns:
-        raise MatprobeError(f"{labels}: no column {id_column!r} (columns: {list(frame.columns)})")
-    _require_columns(labels, frame.columns, targets)
-    if spec.get("limit"):
-        frame = frame.head(spec["limit"])
-    for row in frame.to_dict("records"):
+    for row in _table_rows(labels, frame, (id_column,), spec, targets):
         name = str(row[id_column]).strip()
         stem = name.removesuffix(".cif")
         file = folder / f"{stem}.cif"
