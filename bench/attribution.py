@@ -19,6 +19,7 @@ from matprobe.attribution import atom_contributions, element_embedding_analysis,
 from matprobe.models import build_model
 from matprobe.structures import check_crystal, parse_cif
 from matprobe.topology import crystal_descriptor
+from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 
 
@@ -30,8 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--tar", default=str(DEFAULT_TAR))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    Runtime(threads=args.threads, deterministic=False).apply()  # the jobs' thread and denormal settings
     data = load_real_graph_data(Path(args.tar), args.n)
     torch.manual_seed(0)
     model = build_model(args.model, {}).eval()

@@ -22,6 +22,7 @@ from matprobe.graphs import symmetry_reduced
 from matprobe.hessian import hessian_summary, set_hvp
 from matprobe.landscape import EvalSet, PreparedBatch, direction_parameters
 from matprobe.models import build_model, regular_neighbors
+from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 
 
@@ -36,8 +37,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--model", default="cgcnn")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    Runtime(threads=args.threads, deterministic=False).apply()  # the jobs' thread and denormal settings
     data = [symmetry_reduced(graph) for graph in load_real_graph_data(DEFAULT_TAR, args.n)]
     torch.manual_seed(0)
     model = build_model(args.model, {}).eval()

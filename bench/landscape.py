@@ -36,6 +36,7 @@ from matprobe.landscape import (
 )
 from matprobe.graphs import symmetry_reduced
 from matprobe.models import build_model, regular_neighbors
+from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 
 
@@ -52,8 +53,7 @@ def main() -> None:
     parser.add_argument("--hvp-crystals", type=int, default=500, help="also time one Hessian-vector product, full vs reduced graphs (0: skip)")
     parser.add_argument("--tar", default=str(DEFAULT_TAR))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    Runtime(threads=args.threads, deterministic=False).apply()  # the jobs' thread and denormal settings
     device = torch.device(args.device)
 
     data = load_real_graph_data(args.tar, args.n)

@@ -18,6 +18,7 @@ import torch
 from matprobe.models import build_model
 from matprobe.probe_maps import plane_positions, probe_map
 from matprobe.structures import check_crystal, parse_cif
+from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR
 
 
@@ -39,8 +40,7 @@ def main() -> None:
     parser.add_argument("--atoms", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    Runtime(threads=args.threads, deterministic=False).apply()  # the jobs' thread and denormal settings
     name, crystal = real_crystal(args.atoms)
     frac, _ = plane_positions(crystal, [0, 0, 1], float(crystal.frac_coords[0, 2]), args.points)
     record = {"target_mean": 0.0, "target_std": 1.0}
