@@ -27,6 +27,7 @@ PREDICTORS = {
     "basin_divergence": "landscape", "ood_grid_minimum_offset": "landscape", "top_eigenvalue_ratio": "landscape",
     "flat_radius_ratio": "landscape", "latent_knn_distance": "cheap", "n_ood": "count",
 }
+CHEAP = next(p for p, kind in PREDICTORS.items() if kind == "cheap")  # what a landscape quantity must beat to be worth its cost
 MEASURES = ["n_ood", "id_mae", "ood_mae", "ood_over_id", "ood_over_control", "ood_r2", "ood_bias", "latent_knn_distance",
             "basin_divergence", "ood_grid_minimum_offset", "top_eigenvalue_ratio", "flat_radius_ratio"]
 
@@ -81,6 +82,17 @@ def atlas_table(seeds: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    return pd.Series(x).corr(pd.Series(y), method="spearman")
+
+
+def _interval(boot: list[float]) -> tuple[float, float]:
+    """The percentile 95 % interval of bootstrap draws; a draw of tied values has no rank correlation (NaN) and is
+    left out."""
+    boot = np.asarray(boot, dtype=float)
+    return tuple(np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])) if np.isfinite(boot).any() else (np.nan, np.nan)
+
+
 def rank_correlation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, resamples: int = 2000) -> tuple[float, float, float, int]:
     """Spearman ρ of x and y over the omissions where both are known, and a bootstrap 95 % interval (resampling
     omissions with replacement)."""
@@ -88,27 +100,50 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, res
     x, y = x[ok], y[ok]
     if len(x) < 4:
         return float("nan"), float("nan"), float("nan"), int(len(x))
-    rho = pd.Series(x).corr(pd.Series(y), method="spearman")
     draws = rng.integers(0, len(x), size=(resamples, len(x)))
-    with warnings.catch_warnings():  # a resample of equal values has no rank correlation: it counts as NaN
+    with warnings.catch_warnings():  # a resample of equal values has no rank correlation
         warnings.simplefilter("ignore")
-        boot = [pd.Series(x[d]).corr(pd.Series(y[d]), method="spearman") for d in draws]
-        low, high = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    return float(rho), float(low), float(high), int(len(x))
+        low, high = _interval([_spearman(x[d], y[d]) for d in draws])
+    return float(_spearman(x, y)), float(low), float(high), int(len(x))
+
+
+def rank_correlation_gain(x: np.ndarray, z: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                          resamples: int = 2000) -> tuple[float, float, float]:
+    """ρ(x, y) − ρ(z, y) over the omissions where x, z and y are all known, with a paired bootstrap 95 % interval:
+    each resample of omissions serves both correlations, so the interval is that of the difference, which two
+    overlapping intervals of the correlations alone cannot tell."""
+    ok = np.isfinite(x) & np.isfinite(z) & np.isfinite(y)
+    x, z, y = x[ok], z[ok], y[ok]
+    if len(x) < 4:
+        return float("nan"), float("nan"), float("nan")
+    draws = rng.integers(0, len(x), size=(resamples, len(x)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        low, high = _interval([_spearman(x[d], y[d]) - _spearman(z[d], y[d]) for d in draws])
+    return float(_spearman(x, y) - _spearman(z, y)), float(low), float(high)
 
 
 def hypothesis_table(atlas: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per dataset, target and model: the rank correlation of each predictor with the OOD/control error ratio across
-    omissions, with its bootstrap 95 % interval, and whether that interval excludes zero."""
+    omissions, with its bootstrap 95 % interval and whether that interval excludes zero; and, for every predictor but
+    the cheap one, its gain in ρ over the cheap one with a paired bootstrap interval, and whether that gain is sure
+    (`beats_cheap`: the interval lies above zero)."""
     rows = []
     for (dataset, target, model), frame in atlas.groupby(["dataset", "target", "model"], sort=True):
         rng = np.random.default_rng(seed)
+        gain_rng = np.random.default_rng([seed, 1])  # apart, so that the correlations' intervals do not depend on it
         failure = frame["ood_over_control"].to_numpy(dtype=float)
+        cheap = frame[CHEAP].to_numpy(dtype=float)
         for predictor, kind in PREDICTORS.items():
-            rho, low, high, n = rank_correlation(frame[predictor].to_numpy(dtype=float), failure, rng)
+            values = frame[predictor].to_numpy(dtype=float)
+            rho, low, high, n = rank_correlation(values, failure, rng)
+            gain, gain_low, gain_high = ((np.nan,) * 3 if predictor == CHEAP
+                                         else rank_correlation_gain(values, cheap, failure, gain_rng))
             rows.append({"dataset": dataset, "target": target, "model": model, "predictor": predictor, "kind": kind,
                          "spearman": rho, "ci_low": low, "ci_high": high, "omissions": n,
-                         "interval_excludes_zero": bool(np.isfinite(low) and (low > 0 or high < 0))})
+                         "interval_excludes_zero": bool(np.isfinite(low) and (low > 0 or high < 0)),
+                         "gain_over_cheap": gain, "gain_ci_low": gain_low, "gain_ci_high": gain_high,
+                         "beats_cheap": bool(np.isfinite(gain_low) and gain_low > 0)})
     return pd.DataFrame(rows)
 
 

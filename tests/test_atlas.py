@@ -9,7 +9,7 @@ import pytest
 
 from conftest import copy_workflow
 from matprobe import MatprobeError
-from matprobe.atlas import atlas_table, hypothesis_table, per_seed
+from matprobe.atlas import atlas_table, hypothesis_table, per_seed, rank_correlation_gain
 from matprobe.splits import cgcnn_split, expand_sweeps, make_split, read_ids_file, split_names
 
 ELEMENTS = pd.Series([["Fe", "O"]] * 30 + [["O", "Si"]] * 50 + [["Na", "Cl"]] * 600 + [["Cu"]] * 12 + [["S", "Zn"]] * 40)
@@ -125,6 +125,25 @@ def test_the_atlas_holds_the_per_run_numbers_and_tests_the_hypothesis(tmp_path):
     assert hypothesis.loc["top_eigenvalue_ratio", "spearman"] == pytest.approx(1.0)
     assert np.isnan(hypothesis.loc["ood_grid_minimum_offset", "spearman"])  # constant: no ranking
     assert hypothesis.loc["latent_knn_distance", "kind"] == "cheap" and hypothesis.loc["n_ood", "kind"] == "count"
+    # each predictor's gain over the cheap one is the difference of the two correlations on the same omissions
+    assert np.isnan(hypothesis.loc["latent_knn_distance", "gain_over_cheap"])
+    assert hypothesis.loc["basin_divergence", "gain_over_cheap"] == pytest.approx(
+        1.0 - hypothesis.loc["latent_knn_distance", "spearman"])
+
+
+def test_the_gain_over_the_cheap_predictor_is_sure_only_where_the_paired_interval_says_so():
+    rng = np.random.default_rng(1)
+    failure = rng.random(40)
+    noise = rng.random(40)
+    gain, low, high = rank_correlation_gain(failure, noise, failure, np.random.default_rng(0))
+    assert gain == pytest.approx(1.0 - pd.Series(noise).corr(pd.Series(failure), method="spearman"))
+    assert 0 < low <= gain <= high  # a perfect ranker beats noise, surely
+    same = rank_correlation_gain(noise, noise, failure, np.random.default_rng(0))
+    assert same == pytest.approx((0.0, 0.0, 0.0))  # a predictor never beats itself
+    slightly = failure + 0.5 * rng.random(40)  # ranks failure well, but not perfectly: the difference is small
+    gain, low, high = rank_correlation_gain(slightly, failure, failure, np.random.default_rng(0))
+    assert gain < 0 and high <= 0  # and the perfect ranker is never beaten by it
+    assert np.isnan(rank_correlation_gain(failure[:3], noise[:3], failure[:3], np.random.default_rng(0))[0])
 
 
 def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):

@@ -44,7 +44,8 @@ def atlas_maps(atlas_path, out_png) -> None:
 
 def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
     """One panel per predictor: each omission (median over seeds) against its OOD/control ratio, log scales where the
-    quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval."""
+    quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval and, but for the cheap
+    predictor, its gain over the cheap one with the paired interval."""
     atlas = pd.read_parquet(seeds_path)
     atlas = atlas.groupby(["target", "model", "held_out"], sort=True)[[*PREDICTORS, "ood_over_control"]].median().reset_index()
     hypothesis = pd.read_parquet(hypothesis_path)
@@ -64,7 +65,10 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
             stats = hypothesis[(hypothesis["target"] == target) & (hypothesis["model"] == model) & (hypothesis["predictor"] == predictor)]
             if len(stats):
                 s = stats.iloc[0]
-                ax.set_title(f"{kind}: ρ = {s['spearman']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}], n={s['omissions']}", fontsize=8)
+                title = f"{kind}: ρ = {s['spearman']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}], n={s['omissions']}"
+                if np.isfinite(s.get("gain_over_cheap", np.nan)):
+                    title += f"\nρ − ρ(cheap) = {s['gain_over_cheap']:+.2f} [{s['gain_ci_low']:+.2f}, {s['gain_ci_high']:+.2f}]"
+                ax.set_title(title, fontsize=8)
             ax.set_xlabel(LABELS[predictor], fontsize=7)
             ax.set_ylabel(f"OOD / control MAE ({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
             ax.tick_params(labelsize=6)
