@@ -5,6 +5,7 @@ candidate predictor against the OOD/control ratio, with the rank correlation and
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FormatStrFormatter
 import numpy as np
 import pandas as pd
 
@@ -59,6 +60,8 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
                 if np.isfinite(x) and np.isfinite(y):
                     ax.annotate(label, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.6, 2, 4 rather than 6×10⁻¹, 2×10⁰
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
             if predictor in ("n_ood", "top_eigenvalue_ratio"):
                 ax.set_xscale("log")
             ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
@@ -71,7 +74,7 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
                 ax.set_title(title, fontsize=8)
             ax.set_xlabel(LABELS[predictor], fontsize=7)
             ax.set_ylabel(f"OOD / control MAE ({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
-            ax.tick_params(labelsize=6)
+            ax.tick_params(which="both", labelsize=6)
     fig.suptitle("Does landscape geometry predict which omissions fail? Each point an omission; Spearman ρ with its bootstrap "
                  "95 % interval over omissions (blue: landscape quantities, green: the cheap latent-distance predictor, grey: "
                  "the count)", fontsize=9)
