@@ -108,26 +108,31 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, res
 
 
 def rank_correlation_gain(x: np.ndarray, z: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                          resamples: int = 2000) -> tuple[float, float, float]:
-    """ρ(x, y) − ρ(z, y) over the omissions where x, z and y are all known, with a paired bootstrap 95 % interval:
-    each resample of omissions serves both correlations, so the interval is that of the difference, which two
-    overlapping intervals of the correlations alone cannot tell."""
+                          resamples: int = 2000) -> tuple[float, float, float, int]:
+    """|ρ(x, y)| − |ρ(z, y)| over the omissions where x, z and y are all known (how much better x ranks y than z does,
+    in whichever direction each ranks it), with a paired bootstrap 95 % interval: each resample of omissions serves
+    both correlations, so the interval is that of the difference, which two overlapping intervals of the correlations
+    alone cannot tell. Also the number of omissions it used."""
     ok = np.isfinite(x) & np.isfinite(z) & np.isfinite(y)
     x, z, y = x[ok], z[ok], y[ok]
     if len(x) < 4:
-        return float("nan"), float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan"), int(len(x))
+
+    def gain(rows):
+        return abs(_spearman(x[rows], y[rows])) - abs(_spearman(z[rows], y[rows]))
+
     draws = rng.integers(0, len(x), size=(resamples, len(x)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        low, high = _interval([_spearman(x[d], y[d]) - _spearman(z[d], y[d]) for d in draws])
-    return float(_spearman(x, y) - _spearman(z, y)), float(low), float(high)
+        low, high = _interval([gain(d) for d in draws])
+    return float(gain(slice(None))), float(low), float(high), int(len(x))
 
 
 def hypothesis_table(atlas: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per dataset, target and model: the rank correlation of each predictor with the OOD/control error ratio across
     omissions, with its bootstrap 95 % interval and whether that interval excludes zero; and, for every predictor but
-    the cheap one, its gain in ρ over the cheap one with a paired bootstrap interval, and whether that gain is sure
-    (`beats_cheap`: the interval lies above zero)."""
+    the cheap one, its gain in |ρ| over the cheap one with a paired bootstrap interval, the omissions that gain was
+    computed on, and whether it is sure (`beats_cheap`: the interval lies above zero)."""
     rows = []
     for (dataset, target, model), frame in atlas.groupby(["dataset", "target", "model"], sort=True):
         rng = np.random.default_rng(seed)
@@ -137,13 +142,13 @@ def hypothesis_table(atlas: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         for predictor, kind in PREDICTORS.items():
             values = frame[predictor].to_numpy(dtype=float)
             rho, low, high, n = rank_correlation(values, failure, rng)
-            gain, gain_low, gain_high = ((np.nan,) * 3 if predictor == CHEAP
-                                         else rank_correlation_gain(values, cheap, failure, gain_rng))
+            gain, gain_low, gain_high, gain_n = ((np.nan, np.nan, np.nan, 0) if predictor == CHEAP
+                                                 else rank_correlation_gain(values, cheap, failure, gain_rng))
             rows.append({"dataset": dataset, "target": target, "model": model, "predictor": predictor, "kind": kind,
                          "spearman": rho, "ci_low": low, "ci_high": high, "omissions": n,
                          "interval_excludes_zero": bool(np.isfinite(low) and (low > 0 or high < 0)),
                          "gain_over_cheap": gain, "gain_ci_low": gain_low, "gain_ci_high": gain_high,
-                         "beats_cheap": bool(np.isfinite(gain_low) and gain_low > 0)})
+                         "gain_omissions": gain_n, "beats_cheap": bool(np.isfinite(gain_low) and gain_low > 0)})
     return pd.DataFrame(rows)
 
 

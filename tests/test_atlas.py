@@ -9,7 +9,7 @@ import pytest
 
 from conftest import copy_workflow
 from matprobe import MatprobeError
-from matprobe.atlas import atlas_table, hypothesis_table, per_seed, rank_correlation_gain
+from matprobe.atlas import PREDICTORS, atlas_table, hypothesis_table, per_seed, rank_correlation, rank_correlation_gain
 from matprobe.splits import cgcnn_split, expand_sweeps, make_split, read_ids_file, split_names
 
 ELEMENTS = pd.Series([["Fe", "O"]] * 30 + [["O", "Si"]] * 50 + [["Na", "Cl"]] * 600 + [["Cu"]] * 12 + [["S", "Zn"]] * 40)
@@ -128,21 +128,38 @@ def test_the_atlas_holds_the_per_run_numbers_and_tests_the_hypothesis(tmp_path):
     # each predictor's gain over the cheap one is the difference of the two correlations on the same omissions
     assert np.isnan(hypothesis.loc["latent_knn_distance", "gain_over_cheap"])
     assert hypothesis.loc["basin_divergence", "gain_over_cheap"] == pytest.approx(
-        1.0 - hypothesis.loc["latent_knn_distance", "spearman"])
+        1.0 - abs(hypothesis.loc["latent_knn_distance", "spearman"]))
+    assert hypothesis.loc["basin_divergence", "gain_omissions"] == 6
+    assert hypothesis.loc["basin_divergence", "beats_cheap"] == (hypothesis.loc["basin_divergence", "gain_ci_low"] > 0)
+    # the correlations' intervals are those of one seeded stream over the predictors in order, as before the gains
+    # were added: the gains draw from their own stream
+    replay, frame = np.random.default_rng(0), atlas.reset_index()
+    for predictor in PREDICTORS:
+        expected = rank_correlation(frame[predictor].to_numpy(float), frame["ood_over_control"].to_numpy(float), replay)
+        got = hypothesis.loc[predictor, ["spearman", "ci_low", "ci_high", "omissions"]].to_numpy(float)
+        np.testing.assert_allclose(got, expected, equal_nan=True)
 
 
-def test_the_gain_over_the_cheap_predictor_is_sure_only_where_the_paired_interval_says_so():
+def test_the_gain_over_the_cheap_predictor_is_paired_and_counts_only_omissions_known_to_all():
     rng = np.random.default_rng(1)
-    failure = rng.random(40)
-    noise = rng.random(40)
-    gain, low, high = rank_correlation_gain(failure, noise, failure, np.random.default_rng(0))
-    assert gain == pytest.approx(1.0 - pd.Series(noise).corr(pd.Series(failure), method="spearman"))
+    failure, noise = rng.random(40), rng.random(40)
+
+    def strength(a, b):
+        return abs(pd.Series(a).corr(pd.Series(b), method="spearman"))
+
+    gain, low, high, n = rank_correlation_gain(failure, noise, failure, np.random.default_rng(0))
+    assert gain == pytest.approx(1.0 - strength(noise, failure)) and n == 40
     assert 0 < low <= gain <= high  # a perfect ranker beats noise, surely
-    same = rank_correlation_gain(noise, noise, failure, np.random.default_rng(0))
-    assert same == pytest.approx((0.0, 0.0, 0.0))  # a predictor never beats itself
-    slightly = failure + 0.5 * rng.random(40)  # ranks failure well, but not perfectly: the difference is small
-    gain, low, high = rank_correlation_gain(slightly, failure, failure, np.random.default_rng(0))
-    assert gain < 0 and high <= 0  # and the perfect ranker is never beaten by it
+    # paired: a predictor against itself gains exactly nothing in every resample (unpaired draws would spread about 0)
+    assert rank_correlation_gain(noise, noise, failure, np.random.default_rng(0))[:3] == pytest.approx((0.0, 0.0, 0.0))
+    # the gain is in |ρ|: a predictor that ranks failure backwards ranks it as well as one that ranks it forwards
+    assert rank_correlation_gain(-failure, failure, failure, np.random.default_rng(0))[:3] == pytest.approx((0.0, 0.0, 0.0))
+    # omissions where the cheap predictor is unknown leave both correlations, and the count says so
+    gappy = noise.copy()
+    gappy[:10] = np.nan
+    ranker = failure + 0.3 * noise
+    gain, low, high, n = rank_correlation_gain(ranker, gappy, failure, np.random.default_rng(0))
+    assert n == 30 and gain == pytest.approx(strength(ranker[10:], failure[10:]) - strength(noise[10:], failure[10:]))
     assert np.isnan(rank_correlation_gain(failure[:3], noise[:3], failure[:3], np.random.default_rng(0))[0])
 
 

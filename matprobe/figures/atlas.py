@@ -46,7 +46,7 @@ def atlas_maps(atlas_path, out_png) -> None:
 def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
     """One panel per predictor: each omission (median over seeds) against its OOD/control ratio, log scales where the
     quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval and, but for the cheap
-    predictor, its gain over the cheap one with the paired interval."""
+    predictor, its gain in |ρ| over the cheap one with the paired interval."""
     atlas = pd.read_parquet(seeds_path)
     atlas = atlas.groupby(["target", "model", "held_out"], sort=True)[[*PREDICTORS, "ood_over_control"]].median().reset_index()
     hypothesis = pd.read_parquet(hypothesis_path)
@@ -70,7 +70,7 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
                 s = stats.iloc[0]
                 title = f"{kind}: ρ = {s['spearman']:.2f} [{s['ci_low']:.2f}, {s['ci_high']:.2f}], n={s['omissions']}"
                 if np.isfinite(s.get("gain_over_cheap", np.nan)):
-                    title += f"\nρ − ρ(cheap) = {s['gain_over_cheap']:+.2f} [{s['gain_ci_low']:+.2f}, {s['gain_ci_high']:+.2f}]"
+                    title += f"\n|ρ| − |ρ(cheap)| = {s['gain_over_cheap']:+.2f} [{s['gain_ci_low']:+.2f}, {s['gain_ci_high']:+.2f}]"
                 ax.set_title(title, fontsize=8)
             ax.set_xlabel(LABELS[predictor], fontsize=7)
             ax.set_ylabel(f"OOD / control MAE ({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
