@@ -44,6 +44,12 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         prefix = "" if where == "(top level)" else f"{where}."
         return f"config: unknown key {prefix}{extra[0]} ({keys} not allowed at {where})"
     if error.validator == "oneOf" and error.context:
+        # the branch the value was meant for says most: an error inside it rather than "not a number", "not one of"
+        depth = len(list(error.absolute_path))
+        inside = [e for e in error.context
+                  if len(list(e.absolute_path)) > depth or e.validator not in ("type", "enum", "const")]
+        if inside:
+            return _one_line(max(inside, key=lambda e: len(list(e.absolute_path))))
         error = min(error.context, key=lambda e: len(list(e.absolute_path)))
     message = error.message.replace("\n", " ")
     if len(message) > 160:

@@ -2,7 +2,7 @@
 chemical potential", Nat. Commun. 8, 13890 (2017), generalised to crystals).
 
 A probe atom of a chosen element is placed at every point of a grid over a lattice plane (h k l) of the cell (at a
-fractional offset, or through a chosen site) or over a coarse 3-D grid. For each position, the augmented
+fractional offset, or through a chosen site), over the plane through three atoms, or over a coarse 3-D grid. For each position, the augmented
 structure's graph is built exactly as training graphs are (`graphs.build_graph`: the probe's neighbours, and the
 probe as a neighbour of the others, periodic images included), and the frozen model gives
 
@@ -98,6 +98,82 @@ def plane_atoms(crystal: Crystal, hkl, offset: float, within: float = 0.6) -> pd
                 rows.append({"site": site, "Z": int(z), "plane_x": x, "plane_y": y, "distance_to_plane": distance})
     return pd.DataFrame(rows, columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane"]).drop_duplicates(
         subset=["site", "plane_x", "plane_y"])
+
+
+@dataclass(frozen=True)
+class LatticePlane:
+    """The lattice plane h·x = offset, covered once by its plane cell (a periodic map)."""
+
+    crystal: Crystal
+    hkl: tuple
+    offset: float
+
+    def positions(self, points: int) -> tuple[np.ndarray, np.ndarray]:
+        return plane_positions(self.crystal, self.hkl, self.offset, points)
+
+    def in_plane(self, frac: np.ndarray) -> np.ndarray:
+        return in_plane_coordinates(self.crystal, self.hkl, frac)
+
+    def atoms(self, within: float = 0.6) -> pd.DataFrame:
+        return plane_atoms(self.crystal, self.hkl, self.offset, within)
+
+
+@dataclass(frozen=True)
+class SitesPlane:
+    """The plane through three atoms, mapped over a square that holds their triangle and `margin` Å around it. Such
+    a plane (an O atom and two of its cations: the plane of a bond angle) need not be a lattice plane, so the map is
+    not periodic in it. In-plane coordinates (Å) run along e1 (from the first atom towards the second) and e2."""
+
+    crystal: Crystal
+    sites: tuple[int, int, int]
+    corner: np.ndarray  # Cartesian position of the square's corner (s, t) = (0, 0)
+    e1: np.ndarray
+    e2: np.ndarray
+    side: float
+
+    @classmethod
+    def through(cls, crystal: Crystal, sites, shifts, margin: float, name: str = "the crystal") -> SitesPlane:
+        """The plane through the given sites, each at the given lattice translation (its periodic image)."""
+        points = (crystal.frac_coords[list(sites)] + np.asarray(shifts, dtype=float)) @ crystal.lattice
+        e1, across = points[1] - points[0], points[2] - points[0]
+        normal = np.cross(e1, across)
+        if np.linalg.norm(normal) < 1e-3 * np.linalg.norm(e1) * np.linalg.norm(across):
+            raise MatprobeError(f"probe_maps.plane.through: sites {list(sites)} are collinear in {name}: "
+                                "they do not fix a plane")
+        e1 = e1 / np.linalg.norm(e1)
+        e2 = np.cross(normal / np.linalg.norm(normal), e1)
+        x, y = (points - points[0]) @ e1, (points - points[0]) @ e2
+        side = max(np.ptp(x), np.ptp(y)) + 2 * margin
+        centre = points[0] + (x.min() + x.max()) / 2 * e1 + (y.min() + y.max()) / 2 * e2
+        return cls(crystal, tuple(int(k) for k in sites), centre - side / 2 * (e1 + e2), e1, e2, float(side))
+
+    def positions(self, points: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fractional positions (points², 3) over the square, edges included, and their (s, t) in [0, 1]."""
+        s, t = np.meshgrid(np.linspace(0, 1, points), np.linspace(0, 1, points), indexing="ij")
+        st = np.stack([s.ravel(), t.ravel()], axis=1)
+        cart = self.corner + self.side * (st[:, :1] * self.e1 + st[:, 1:] * self.e2)
+        return cart @ np.linalg.inv(self.crystal.lattice), st
+
+    def in_plane(self, frac: np.ndarray) -> np.ndarray:
+        relative = frac @ self.crystal.lattice - self.corner
+        return np.stack([relative @ self.e1, relative @ self.e2], axis=1)
+
+    def atoms(self, within: float = 0.6) -> pd.DataFrame:
+        """The atoms and periodic images within `within` Å of the plane, over the square."""
+        corners = np.array([self.corner + self.side * (a * self.e1 + b * self.e2) for a in (0, 1) for b in (0, 1)])
+        corner_frac = corners @ np.linalg.inv(self.crystal.lattice)
+        low, high = np.floor(corner_frac.min(axis=0)) - 1, np.ceil(corner_frac.max(axis=0)) + 1
+        shifts = np.stack(np.meshgrid(*(np.arange(a, b + 1) for a, b in zip(low, high)), indexing="ij"), axis=-1).reshape(-1, 3)
+        normal = np.cross(self.e1, self.e2)
+        rows = []
+        for site, (frac, z) in enumerate(zip(self.crystal.frac_coords, self.crystal.numbers)):
+            images = frac + shifts
+            distance = np.abs((images @ self.crystal.lattice - self.corner) @ normal)
+            xy = self.in_plane(images)
+            keep = (distance <= within) & np.all((xy >= -0.05) & (xy <= self.side + 0.05), axis=1)
+            rows += [{"site": site, "Z": int(z), "plane_x": x, "plane_y": y, "distance_to_plane": d}
+                     for (x, y), d in zip(xy[keep], distance[keep])]
+        return pd.DataFrame(rows, columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane"])
 
 
 def grid_positions(points: int) -> np.ndarray:
@@ -225,16 +301,62 @@ def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> l
     return list(dict.fromkeys(chosen))
 
 
+def probe_site(crystal: Crystal, z: int) -> int:
+    """The first site of the probe's element, or the crystal's first site if it has none."""
+    sites = np.flatnonzero(crystal.numbers == z)
+    return int(sites[0]) if len(sites) else 0
+
+
 def plane_offset(crystal: Crystal, hkl, through: str | float, z: int) -> float:
-    """Where the plane sits: a number is the fractional offset h·x; `probe_site` passes through the first site of
-    the probe's element (its first atom if the crystal has none of it), `origin` through 0."""
+    """Where a lattice plane sits: a number is the fractional offset h·x; `probe_site` passes through the first site
+    of the probe's element (its first atom if the crystal has none of it), `origin` through 0."""
     if isinstance(through, (int, float)):
         return float(through)
     if through == "origin":
         return 0.0
-    sites = np.flatnonzero(crystal.numbers == z)
-    site = int(sites[0]) if len(sites) else 0
-    return float(np.asarray(hkl, dtype=float) @ crystal.frac_coords[site])
+    return float(np.asarray(hkl, dtype=float) @ crystal.frac_coords[probe_site(crystal, z)])
+
+
+def images_by_distance(crystal: Crystal, site: int, reach: int = 2) -> list[tuple[int, np.ndarray, float]]:
+    """(site, lattice translation, distance in Å) of the atoms and periodic images around a site, nearest first (equal
+    distances: the lower site index first): each atom's image nearest the site and those up to `reach` translations
+    further (the site's own images included)."""
+    shifts = np.array(list(np.ndindex(*(2 * reach + 1,) * 3))) - reach
+    base = -np.round(crystal.frac_coords - crystal.frac_coords[site])
+    found = []
+    for other in range(crystal.nsites):
+        translations = base[other] + shifts
+        cart = (crystal.frac_coords[other] + translations - crystal.frac_coords[site]) @ crystal.lattice
+        distances = np.linalg.norm(cart, axis=1)
+        found += [(other, translation, float(d)) for translation, d in zip(translations, distances) if d > 1e-8]
+    return sorted(found, key=lambda entry: (round(entry[2], 6), entry[0], tuple(entry[1])))  # ties: lower site first
+
+
+def map_plane(crystal: Crystal, options: dict, z: int, name: str) -> LatticePlane | SitesPlane:
+    """The plane a map covers (config `probe_maps.plane`): a lattice plane placed by `through`, or the plane through
+    three atoms: `{sites: [i, j, k]}` (the second and third at their images nearest the first) or
+    `probe_site_neighbours` (the probe's site and its two nearest atoms that do not lie on one line with it)."""
+    through = options["through"]
+    if isinstance(through, dict):
+        sites = [int(k) for k in through["sites"]]
+        if max(sites) >= crystal.nsites:
+            raise MatprobeError(f"probe_maps.plane.through.sites: site {max(sites)} does not exist in {name} "
+                                f"({crystal.nsites} sites, numbered from 0)")
+        around = images_by_distance(crystal, sites[0], reach=1)
+        shifts = [np.zeros(3)] + [next(t for other, t, _ in around if other == k) for k in sites[1:]]
+        return SitesPlane.through(crystal, sites, shifts, options["margin"], name)
+    if through == "probe_site_neighbours":
+        centre = probe_site(crystal, z)
+        (second, second_shift, _), *others = images_by_distance(crystal, centre)
+        origin = crystal.frac_coords[centre]
+        first_arm = (crystal.frac_coords[second] + second_shift - origin) @ crystal.lattice
+        for third, third_shift, _ in others:
+            arm = (crystal.frac_coords[third] + third_shift - origin) @ crystal.lattice
+            if np.linalg.norm(np.cross(first_arm, arm)) > 1e-3 * np.linalg.norm(first_arm) * np.linalg.norm(arm):
+                return SitesPlane.through(crystal, (centre, second, third), (np.zeros(3), second_shift, third_shift),
+                                          options["margin"], name)
+        raise MatprobeError(f"probe_maps.plane.through: the atoms around site {centre} of {name} all lie on one line")
+    return LatticePlane(crystal, tuple(options["hkl"]), plane_offset(crystal, options["hkl"], through, z))
 
 
 # ---- the stage ------------------------------------------------------------------------------------------------------
@@ -265,20 +387,20 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
         for probe, symbol in probe_elements(crystal, held_out, options["probes"]):
             z = int(numbers[symbol])
             if options["grid_3d"]:
-                frac, plane_st = grid_positions(options["grid_3d"]), None
+                plane, frac, plane_st = None, grid_positions(options["grid_3d"]), None
             else:
-                offset = plane_offset(crystal, options["plane"]["hkl"], options["plane"]["through"], z)
-                frac, plane_st = plane_positions(crystal, options["plane"]["hkl"], offset, options["points"])
+                plane = map_plane(crystal, options["plane"], z, chosen["id"])
+                frac, plane_st = plane.positions(options["points"])
             if (chosen["id"], symbol) not in computed:  # an oxide's most electronegative element is the held-out O: once
                 computed[chosen["id"], symbol] = probe_map(model, record, crystal, frac, z, graph["cutoff"], graph["max_neighbors"],
                                                            options["mask_distance"])
             frame = computed[chosen["id"], symbol].copy()
             keys = {"role": chosen["role"], "id": chosen["id"], "probe": symbol, "probe_kind": probe}
-            if plane_st is not None:
+            if plane is not None:
                 frame.insert(0, "s", plane_st[:, 0])
                 frame.insert(1, "t", plane_st[:, 1])
-                frame[["plane_x", "plane_y"]] = in_plane_coordinates(crystal, options["plane"]["hkl"], frac)
-                atoms.append(plane_atoms(crystal, options["plane"]["hkl"], offset).assign(**keys))
+                frame[["plane_x", "plane_y"]] = plane.in_plane(frac)
+                atoms.append(plane.atoms().assign(**keys))
             frames.append(frame.assign(**keys))
             summary["maps"].append(map_summary(frame, crystal, chosen, symbol, z, model, record, graph))
     maps = pd.concat(frames, ignore_index=True)

@@ -65,6 +65,10 @@ def test_shipped_configs_validate(name):
         ({"datasets": {"mb": {"source": "matbench", "task": "matbench_dielectric"}}}, "datasets.mb.task: 'matbench_dielectric' is not one of"),
         ({"datasets": {"jv": {"source": "jarvis_dft_3d", "version": "2019"}}}, "datasets.jv.version: '2019' is not one of"),
         ({"datasets": {"mine": {"source": "table", "path": "t.csv"}}}, "datasets.mine: no target column given"),
+        # a value of the kind one branch of a choice takes is judged by that branch
+        ({"probe_maps": {"plane": {"through": {"sites": [0, 1]}}}}, "probe_maps.plane.through.sites: [0, 1] is too short"),
+        ({"probe_maps": {"plane": {"through": {"site": [0, 1, 2]}}}}, "unknown key probe_maps.plane.through.site"),
+        ({"probe_maps": {"plane": {"through": "middle"}}}, "probe_maps.plane.through: 'middle' is not one of"),
         # the targets to train are checked against each dataset's
         ({"datasets": {"mb": {"source": "matbench", "task": "matbench_mp_gap"}}}, "targets: dataset mb has no target 'formation_energy_per_atom'"),
         ({"targets": {"demo": ["band_gap"]}}, "targets.demo: dataset demo has no target 'band_gap'"),

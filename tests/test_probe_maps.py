@@ -119,3 +119,60 @@ def test_the_figure_draws_plane_and_3d_grid_maps(model, perovskite, tmp_path):
     empty.to_parquet(tmp_path / "atoms.parquet")
     probe_map_figure(["omit-O", "omit-O-control"], paths, [tmp_path / "atoms.parquet"] * 2, "formation_energy_per_atom", tmp_path / "maps.png")
     assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "maps.pdf").exists()
+
+
+PLANE = {"hkl": [0, 0, 1], "margin": 1.5}
+
+
+def test_a_plane_through_three_sites_passes_through_them_and_is_the_lattice_plane_they_span(perovskite):
+    """Ti (½ ½ ½) and the O atoms at (½ ½ 0) and (½ 0 ½) span the lattice plane x = ½: every position of the map lies
+    on it, the three atoms are drawn on it and Sr (at x = 0, 1.95 Å away) is not."""
+    from matprobe.probe_maps import map_plane
+
+    numbers = perovskite.numbers.tolist()
+    titanium = numbers.index(22)
+    oxygens = [k for k, z in enumerate(numbers) if z == 8 and abs(perovskite.frac_coords[k, 0] - 0.5) < 1e-9]
+    plane = map_plane(perovskite, {**PLANE, "through": {"sites": [titanium, *oxygens]}}, 8, "SrTiO3")
+    frac, st = plane.positions(9)
+    assert frac.shape == (81, 3) and st.min() == 0 and st.max() == 1
+    np.testing.assert_allclose((frac[:, 0] % 1), 0.5, atol=1e-12)
+    drawn = plane.atoms()
+    assert {titanium, *oxygens} <= set(drawn["site"])
+    assert drawn["distance_to_plane"].max() < 1e-9 and 38 not in drawn["Z"].tolist()
+    xy = plane.in_plane(frac)
+    np.testing.assert_allclose(xy.min(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(xy.max(axis=0), plane.side)
+    assert plane.side == pytest.approx(1.95 + 2 * 1.5)  # the Ti–O–O' triangle spans a/2 = 1.95 Å each way
+
+
+def test_the_plane_of_a_bond_angle_skips_a_collinear_neighbour(perovskite):
+    """O in SrTiO3 sits between two Ti atoms on one line (1.95 Å each way), so its plane goes through O, one Ti and
+    the nearest atom off that line: Sr and O both lie 2.76 Å away, and the lower site index, Sr, is taken. The map
+    passes through all three."""
+    from matprobe.probe_maps import map_plane, nearest_atom_distance
+
+    plane = map_plane(perovskite, {**PLANE, "through": "probe_site_neighbours"}, 8, "SrTiO3")
+    assert [int(perovskite.numbers[k]) for k in plane.sites] == [8, 22, 38]
+    frac, _ = plane.positions(41)
+    distance, _ = nearest_atom_distance(perovskite, frac)
+    on_plane = plane.atoms()
+    assert set(plane.sites) <= set(on_plane["site"])
+    assert distance.min() < 0.2  # the grid passes by the atoms it goes through
+    normal = np.cross(plane.e1, plane.e2)
+    np.testing.assert_allclose((frac @ perovskite.lattice - plane.corner) @ normal, 0, atol=1e-9)
+
+
+def test_three_sites_that_fix_no_plane_are_refused_in_one_line(perovskite):
+    from matprobe import MatprobeError
+    from matprobe.probe_maps import map_plane
+
+    sites = perovskite.numbers.tolist()
+    titanium = sites.index(22)
+    oxygen_below = next(k for k, z in enumerate(sites) if z == 8 and abs(perovskite.frac_coords[k, 2]) < 1e-9)
+    with pytest.raises(MatprobeError, match=r"probe_maps.plane.through.sites: site 9 does not exist in SrTiO3 \(5 sites"):
+        map_plane(perovskite, {**PLANE, "through": {"sites": [0, 1, 9]}}, 8, "SrTiO3")
+    # Ti (½ ½ ½), the O below it (½ ½ 0) and that O's image above (½ ½ 1) is one line; so is Ti's own image
+    from matprobe.probe_maps import SitesPlane
+
+    with pytest.raises(MatprobeError, match="collinear in SrTiO3"):
+        SitesPlane.through(perovskite, (titanium, oxygen_below, oxygen_below), (np.zeros(3), np.zeros(3), np.array([0, 0, 1.0])), 1.0, "SrTiO3")

@@ -53,7 +53,8 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
                 side = int(round(np.sqrt(len(frame))))
                 grid = frame.sort_values(["s", "t"])
                 shape = (side, side)
-                ax.pcolormesh(grid["plane_x"].to_numpy().reshape(shape), grid["plane_y"].to_numpy().reshape(shape),
+                # rounded: along an axis square to the other, rounding noise would read as non-monotonic to pcolormesh
+                ax.pcolormesh(grid["plane_x"].round(6).to_numpy().reshape(shape), grid["plane_y"].round(6).to_numpy().reshape(shape),
                               grid["probe_contribution"].to_numpy().reshape(shape), cmap="viridis", norm=norm, shading="nearest")
                 near = atoms[(atoms["split"] == split) & (atoms["probe_kind"] == kind) & (atoms["id"] == crystal_id) & (atoms["role"] == role)]
                 ax.scatter(near["plane_x"], near["plane_y"], s=[60 * radii.get(z, 1.0) ** 2 for z in near["Z"]], facecolors="white",
