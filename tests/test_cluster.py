@@ -121,10 +121,8 @@ def test_the_local_profile_limits_gpu_jobs_on_this_machine_only():
 
 
 def test_a_gpu_type_goes_to_gpu_jobs_only(tmp_path):
-    """Config `gpu_type` (tests/slurm/RULE_CHANGES.patch): jobs that claim a GPU ask for that type (sbatch
-    --gpus=<type>:1), and no job without a GPU names one (the plugin would send --gpus=<type>:0)."""
-    if "gpu_type:" not in (REPO / "config" / "schema.yaml").read_text():
-        pytest.skip("config gpu_type comes with tests/slurm/RULE_CHANGES.patch")
+    """Config `gpu_type`: jobs that claim a GPU ask for that type (sbatch --gpus=<type>:1), and no job without a GPU
+    names one (the plugin would send --gpus=<type>:0)."""
     workdir = copy_workflow(tmp_path / "wf")
     for gpu in ("true", "false"):
         (workdir / "study.yaml").write_text(CONFIG + f"gpu: {gpu}\ngpu_type: a100\n")

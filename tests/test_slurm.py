@@ -59,10 +59,9 @@ landscape:
   threads: 1
   hessian: {max_crystals: 12, lanczos_steps: 4, trace_samples: 2, slq_runs: 1, seeds: 1}
 """
-# With tests/slurm/RULE_CHANGES.patch applied the config can name a GPU type, and GPU jobs then ask for that type.
-GPU_TYPE = "ci" if "gpu_type:" in (REPO / "config" / "schema.yaml").read_text() else None
-if GPU_TYPE:
-    CONFIG += f"gpu_type: {GPU_TYPE}\n"
+# The config names a GPU type, and GPU jobs then ask for that type.
+GPU_TYPE = "ci"
+CONFIG += f"gpu_type: {GPU_TYPE}\n"
 EPOCHS = 20
 MAX_THREADS = 2  # the test's "smallest node": a rule's `threads: 8` becomes 2
 CANCELLED_SPLIT, PLAIN_SPLIT = "omit-O", "omit-O-control"  # trained on SLURM: cancelled and resumed; in one go
@@ -402,7 +401,7 @@ def test_gpu_jobs_asked_for_a_gpu_and_went_to_the_gpu_partition_others_did_not(s
         asks = re.search(r"--gpus[= ]\S+|--gres[= ]\S*gpu\S*", call)
         assert bool(asks) == (rule in GPU_RULES), call
         if asks:
-            assert asks.group(0) == (f"--gpus={GPU_TYPE}:1" if GPU_TYPE else "--gpus=1"), call
+            assert asks.group(0) == f"--gpus={GPU_TYPE}:1", call
     for job in slurm_run.jobs:
         gpu = _rule(job) in GPU_RULES
         assert ("gres/gpu=1" in job["ReqTRES"]) == gpu, job
