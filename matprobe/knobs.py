@@ -479,10 +479,13 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
 
 
 def _regression_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y on x; NaN where x does not vary. Tested on the range, not on the sum of squares:
+    the mean of n equal values can differ from them in the last bit, and the slope of that rounding is noise."""
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    spread = ((x - x.mean()) ** 2).sum()
-    return float(((x - x.mean()) * (y - y.mean())).sum() / spread) if spread > 0 else float("nan")
+    x, y = np.asarray(x[ok], dtype=np.float64), np.asarray(y[ok], dtype=np.float64)
+    if len(x) < 2 or np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())):
+        return float("nan")
+    return float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
 
 
 def _disagreement(summary: pd.DataFrame) -> pd.Series:

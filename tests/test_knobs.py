@@ -63,3 +63,15 @@ def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
     assert set(summary["set"]) == {"train", "id_test", "ood_test"} and "held_out" in set(summary["atoms"])  # O atoms apart
     responses = pd.read_parquet(tmp_path / "responses.parquet")
     assert responses.groupby(["set", "atoms", "attribute", "id", "site"])["step"].nunique().eq(5).all()
+
+
+def test_the_regression_baseline_has_no_slope_where_the_attribute_does_not_vary():
+    """The held-out O atoms all have electronegativity 3.44: the mean of 3,676 copies of it is not 3.44 in the last
+    bit, and a slope fitted to that rounding came out as −0.74 eV per Pauling unit on mp36k."""
+    from matprobe.knobs import _regression_slope
+
+    rng = np.random.default_rng(0)
+    constant = np.full(3676, 3.44)
+    assert constant.mean() != 3.44  # the rounding the test is about
+    assert np.isnan(_regression_slope(constant, rng.random(3676)))
+    assert _regression_slope(np.array([1.0, 2.0, 3.0, np.nan]), np.array([2.0, 4.1, 5.9, 1.0])) == pytest.approx(1.95)
