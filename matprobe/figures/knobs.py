@@ -57,7 +57,7 @@ def knob_responses(splits: list[str], summary_paths: list, response_paths: list,
                 if curve.ngroups == 0:
                     continue
                 middle = curve.mean()
-                label = f"{split}, {SET_LABELS[set_name]}" + (" (held-out atoms)" if set_name == "ood_test" and len(held_out) else "")
+                label = f"{split}, {SET_LABELS[set_name]}" + (" (the omitted element's atoms)" if set_name == "ood_test" and len(held_out) else "")
                 ax.plot(middle.index, middle.to_numpy(), style, color=colours[set_name], label=label, lw=1.5)
                 ax.fill_between(middle.index, curve.quantile(0.25).to_numpy(), curve.quantile(0.75).to_numpy(), color=colours[set_name],
                                 alpha=0.12 if style == "-" else 0.06)
