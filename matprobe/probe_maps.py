@@ -118,6 +118,11 @@ class LatticePlane:
         return plane_atoms(self.crystal, self.hkl, self.offset, within)
 
 
+def on_one_line(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two Cartesian vectors from one atom point along one line (within 1e-3 of their lengths' product)."""
+    return bool(np.linalg.norm(np.cross(a, b)) < 1e-3 * np.linalg.norm(a) * np.linalg.norm(b))
+
+
 @dataclass(frozen=True)
 class SitesPlane:
     """The plane through three atoms, mapped over a square that holds their triangle and `margin` Å around it. Such
@@ -136,10 +141,10 @@ class SitesPlane:
         """The plane through the given sites, each at the given lattice translation (its periodic image)."""
         points = (crystal.frac_coords[list(sites)] + np.asarray(shifts, dtype=float)) @ crystal.lattice
         e1, across = points[1] - points[0], points[2] - points[0]
-        normal = np.cross(e1, across)
-        if np.linalg.norm(normal) < 1e-3 * np.linalg.norm(e1) * np.linalg.norm(across):
+        if on_one_line(e1, across):
             raise MatprobeError(f"probe_maps.plane.through: sites {list(sites)} are collinear in {name}: "
                                 "they do not fix a plane")
+        normal = np.cross(e1, across)
         e1 = e1 / np.linalg.norm(e1)
         e2 = np.cross(normal / np.linalg.norm(normal), e1)
         x, y = (points - points[0]) @ e1, (points - points[0]) @ e2
@@ -352,7 +357,7 @@ def map_plane(crystal: Crystal, options: dict, z: int, name: str) -> LatticePlan
         first_arm = (crystal.frac_coords[second] + second_shift - origin) @ crystal.lattice
         for third, third_shift, _ in others:
             arm = (crystal.frac_coords[third] + third_shift - origin) @ crystal.lattice
-            if np.linalg.norm(np.cross(first_arm, arm)) > 1e-3 * np.linalg.norm(first_arm) * np.linalg.norm(arm):
+            if not on_one_line(first_arm, arm):
                 return SitesPlane.through(crystal, (centre, second, third), (np.zeros(3), second_shift, third_shift),
                                           options["margin"], name)
         raise MatprobeError(f"probe_maps.plane.through: the atoms around site {centre} of {name} all lie on one line")

@@ -164,15 +164,13 @@ def test_the_plane_of_a_bond_angle_skips_a_collinear_neighbour(perovskite):
 
 def test_three_sites_that_fix_no_plane_are_refused_in_one_line(perovskite):
     from matprobe import MatprobeError
-    from matprobe.probe_maps import map_plane
+    from matprobe.probe_maps import SitesPlane, map_plane
 
     sites = perovskite.numbers.tolist()
     titanium = sites.index(22)
     oxygen_below = next(k for k, z in enumerate(sites) if z == 8 and abs(perovskite.frac_coords[k, 2]) < 1e-9)
     with pytest.raises(MatprobeError, match=r"probe_maps.plane.through.sites: site 9 does not exist in SrTiO3 \(5 sites"):
         map_plane(perovskite, {**PLANE, "through": {"sites": [0, 1, 9]}}, 8, "SrTiO3")
-    # Ti (½ ½ ½), the O below it (½ ½ 0) and that O's image above (½ ½ 1) is one line; so is Ti's own image
-    from matprobe.probe_maps import SitesPlane
-
+    # Ti (½ ½ ½), the O below it (½ ½ 0) and that O's image above (½ ½ 1) lie on one line
     with pytest.raises(MatprobeError, match="collinear in SrTiO3"):
         SitesPlane.through(perovskite, (titanium, oxygen_below, oxygen_below), (np.zeros(3), np.zeros(3), np.array([0, 0, 1.0])), 1.0, "SrTiO3")
