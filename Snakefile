@@ -1,6 +1,5 @@
 # matprobe: what has a materials graph neural network really learned?
 # Only includes, config validation and the default target live here; logic is in the matprobe package.
-from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -21,12 +20,13 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(config)
 except MatprobeError as error:
     raise SystemExit(f"matprobe: {error}")
 
 
 include: "rules/common.smk"
+include: "rules/verify.smk"
 include: "rules/data.smk"
 include: "rules/graphs.smk"
 include: "rules/splits.smk"
@@ -51,3 +51,5 @@ rule all:
         rules.probe_maps.input,
         rules.knobs_all.input,
         rules.figures.input,
+        # The atlas compares omissions across the periodic table: only a config that sweeps ({omit_each: ...}) has one.
+        rules.atlas.input if SWEEPING else [],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,9 @@ import yaml
 
 from matprobe import MatprobeError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+# config/schema.yaml, reached through the package (resources/schema.yaml links to it) so that an installed wheel,
+# which carries a copy of the file, validates without a checkout.
+SCHEMA_PATH = Path(__file__).parent / "resources" / "schema.yaml"
 
 
 def _extend_with_defaults(validator_class):
@@ -63,6 +67,10 @@ def _all_errors(errors):
         yield from _all_errors(error.context or [])
 
 
+# A decimal number as written in a config (1e-3, .5, -2.0E+4); YAML 1.1 takes an exponent without a dot for text
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce_command_line_strings(config: dict[str, Any], validator) -> None:
     """Read as YAML the strings that stand where the schema wants something else.
 
@@ -78,6 +86,8 @@ def _coerce_command_line_strings(config: dict[str, Any], validator) -> None:
                 value = yaml.safe_load(error.instance)
             except yaml.YAMLError:
                 continue
+            if isinstance(value, str) and _NUMBER.fullmatch(value.strip()) and math.isfinite(float(value)):
+                value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; it is the number everyone means
             if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
                 continue
             *parents, last = error.absolute_path
@@ -108,6 +118,7 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     _check_splits(config)
     _check_elements(config)
     _check_grids(config)
+    _check_increasing(config)
     return config
 
 
@@ -126,11 +137,21 @@ def _check_splits(config: dict[str, Any]) -> None:
         if extra:
             raise MatprobeError(f"config: splits.{k}: `{extra[0]}` does not go with {kinds[0]}"
                                 + (f" (it takes {', '.join(allowed)})" if allowed else ""))
+        if kinds[0] == "ids_file":
+            # its set names now, not after the data stage has run (its ids need the materials table: the split job)
+            from matprobe.splits import check_ids_file
+
+            try:
+                check_ids_file(definition["ids_file"])
+            except MatprobeError as error:
+                raise MatprobeError(f"config: splits.{k}.ids_file: {error}") from None
 
 
 def _check_elements(config: dict[str, Any]) -> None:
     """Element symbols of the splits against the periodic table (H to Og), with a hint for the wrong case."""
     from ase.data import chemical_symbols
+
+    from matprobe.features import MAX_Z
 
     known = set(chemical_symbols[1:])
 
@@ -138,6 +159,9 @@ def _check_elements(config: dict[str, Any]) -> None:
         if symbol not in known:
             hint = f" (did you mean {symbol.capitalize()!r}?)" if symbol.capitalize() in known else ""
             raise MatprobeError(f"config: {where}: {symbol!r} is not an element symbol{hint}")
+        if chemical_symbols.index(symbol) > MAX_Z:  # the data stage skips crystals holding it: it can never be used
+            raise MatprobeError(f"config: {where}: {symbol} (Z = {chemical_symbols.index(symbol)}) is beyond the elements "
+                                f"the models have node features for (H to {chemical_symbols[MAX_Z]}, Z = 1 to {MAX_Z})")
 
     for k, definition in enumerate(config["splits"]):
         symbols = definition.get("omit", [])
@@ -156,10 +180,26 @@ def _check_grids(config: dict[str, Any]) -> None:
         grid = config["landscape"][name]
         low, high = grid["range"]
         points = np.linspace(low, high, grid["points"])
-        if not low < high or not np.any(np.abs(points) <= 1e-9 * (high - low)):
+        if not low < high:
+            hint = f"write it from low to high ([{high}, {low}])" if low > high else "give two different ends"
+            raise MatprobeError(f"config: landscape.{name}.range: {grid['range']} does not run from low to high; {hint}")
+        if not np.any(np.abs(points) <= 1e-9 * (high - low)):
             hint = "use an odd number of points" if low == -high else "make 0 one of its points"
             raise MatprobeError(f"config: landscape.{name}: {grid['points']} points over {grid['range']} miss the trained "
                                 f"weights (0), where the flatness metrics are read; {hint}")
+
+
+def _check_increasing(config: dict[str, Any]) -> None:
+    """Edges that define bands must rise: unsorted distance bands would label one band "3-1 A" and stretch another."""
+    bands = config["attribution"]["distance_bands"]
+    for k in range(1, len(bands)):
+        if not bands[k - 1] < bands[k]:
+            raise MatprobeError(f"config: attribution.distance_bands: {bands} must rise strictly (item {k}, {bands[k]}, is not "
+                                f"above {bands[k - 1]}); write the edges in increasing order, e.g. {sorted(set(bands))}")
+
+
+# Target names become folder names and the workflow's {target} wildcard (rules/common.smk): the characters it takes
+TARGET_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _check_datasets_and_targets(config: dict[str, Any]) -> None:
@@ -174,6 +214,11 @@ def _check_datasets_and_targets(config: dict[str, Any]) -> None:
     for name, spec in config["datasets"].items():
         check_dataset(name, spec)
         available = list(resolve_targets(spec))
+        for name_ in [*available, *targets_of(config, name)]:
+            if not TARGET_NAME.fullmatch(str(name_)):
+                suggestion = re.sub(r"[^A-Za-z0-9_]+", "_", str(name_)).strip("_") or "target"
+                raise MatprobeError(f"config: datasets.{name}: target name {name_!r} has characters other than letters, digits "
+                                    f"and _ (it names output folders); call it {suggestion!r} (targets: {{{suggestion}: column}})")
         if not available:
             raise MatprobeError(f"config: datasets.{name}: no target column given (set `targets:` for this dataset)")
         missing = [t for t in targets_of(config, name) if t not in available]

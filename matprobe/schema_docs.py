@@ -17,7 +17,8 @@ import yaml
 
 from matprobe.config import SCHEMA_PATH
 
-PAGE = SCHEMA_PATH.parent.parent / "docs" / "configuration.md"
+# A tool for a checkout: the page lives in the repository's docs/, beside the package.
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def _resolve(schema: dict, root: dict) -> dict:

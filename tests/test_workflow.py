@@ -36,6 +36,14 @@ def test_dry_run_plans_every_stage(workdir):
         assert rule in result.stdout
 
 
+@pytest.mark.parametrize("configfile, has_atlas", [("config/config.yaml", False), ("config/atlas-demo.yaml", True)])
+def test_the_default_target_builds_the_atlas_where_a_split_sweeps(workdir, configfile, has_atlas):
+    # README: `snakemake` builds every stage, and the atlas where a split sweeps over the periodic table
+    result = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("atlas_tables" in result.stdout.split()) == has_atlas
+
+
 def test_headline_needs_training_alone(workdir):
     result = snakemake(workdir, "headline", "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
