@@ -128,10 +128,12 @@ def expand_sweeps(definitions: list[dict], elements: pd.Series, min_ood: int) ->
 # ---- splits read from a file ---------------------------------------------------------------------------------------
 
 
-def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
-    """train/val/id_test(/ood_test) id lists from a JSON file ({"train": [...], ...}) or a CSV with columns id and
-    set; every problem is reported, one line each: unknown ids, ids in two sets, missing or unknown sets."""
-    path = Path(path)
+# Other names of a set in published splits: CDVAE's and Matbench's `test` is this workflow's id_test.
+SET_ALIASES = {"test": "id_test"}
+
+
+def _load_ids_file(path: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """The id lists of an ids file by set, aliases renamed, and the problems of its set names (one line each)."""
     if not path.exists():
         raise MatprobeError(f"{path}: split ids file not found")
     try:
@@ -148,12 +150,38 @@ def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
     except (ValueError, AttributeError, TypeError) as exc:
         raise MatprobeError(f"{path}: not a split ids file ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})") from None
     problems = []
-    unknown_sets = sorted(set(sets) - set(SETS))
+    for alias, name in SET_ALIASES.items():
+        if alias in sets and name in sets:
+            problems.append(f"{path}: sets {alias} and {name} are both given, but {alias} is another name of {name}; keep one")
+        elif alias in sets:
+            sets[name] = sets.pop(alias)
+    unknown_sets = sorted(set(sets) - set(SETS) - set(SET_ALIASES))
     if unknown_sets:
-        problems.append(f"{path}: unknown set(s) {unknown_sets}; the sets are {list(SETS)}")
+        problems.append(f"{path}: unknown set(s) {unknown_sets}; the sets are {list(SETS)} "
+                        f"({', '.join(f'{a} is read as {n}' for a, n in SET_ALIASES.items())})")
     for needed in ("train", "val", "id_test"):
         if not sets.get(needed):
             problems.append(f"{path}: set {needed} is missing or empty")
+    return sets, problems
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise MatprobeError("\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""))
+
+
+def check_ids_file(path) -> None:
+    """At planning time, before the data stage: the file exists and names its sets as read_ids_file reads them (its
+    ids are checked against the materials table when the split is made)."""
+    _raise_problems(_load_ids_file(Path(path))[1])
+
+
+def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
+    """train/val/id_test(/ood_test) id lists from a JSON file ({"train": [...], ...}) or a CSV with columns id and
+    set (`test` is read as id_test); every problem is reported, one line each: unknown ids, ids in two sets, missing
+    or unknown sets."""
+    path = Path(path)
+    sets, problems = _load_ids_file(path)
     seen: dict[str, str] = {}
     for set_name, ids in sets.items():
         stray = [i for i in ids if i not in known_ids]
@@ -163,8 +191,7 @@ def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
             if crystal_id in seen and seen[crystal_id] != set_name:
                 problems.append(f"{path}: id {crystal_id} is in both {seen[crystal_id]} and {set_name}")
             seen[crystal_id] = set_name
-    if problems:
-        raise MatprobeError("\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""))
+    _raise_problems(problems)
     return {name: sorted(set(ids)) for name, ids in sets.items() if name in SETS}
 
 

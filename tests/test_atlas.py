@@ -43,11 +43,11 @@ def test_an_ids_file_is_read_and_every_problem_reported(tmp_path):
     pd.DataFrame({"id": ["m0", "m1", "m2", "m3"], "set": ["train", "train", "val", "id_test"]}).to_csv(table, index=False)
     assert read_ids_file(table, known) == {"train": ["m0", "m1"], "val": ["m2"], "id_test": ["m3"]}
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"train": ["m0", "x9"], "val": ["m0"], "test": ["m5"]}))
+    bad.write_text(json.dumps({"train": ["m0", "x9"], "val": ["m0"], "tests": ["m5"]}))
     with pytest.raises(MatprobeError) as error:
         read_ids_file(bad, known)
     lines = str(error.value).splitlines()
-    assert any("unknown set(s) ['test']" in line for line in lines)
+    assert any("unknown set(s) ['tests']" in line for line in lines)
     assert any("set id_test is missing or empty" in line for line in lines)
     assert any("1 train id(s) are not in the materials table (e.g. x9)" in line for line in lines)
     assert any("id m0 is in both train and val" in line for line in lines)

@@ -131,3 +131,26 @@ def test_a_table_without_a_path_stops_the_dry_run_in_one_line(tmp_path):
     assert result.returncode != 0
     assert "matprobe: config: datasets.mine: source table needs `path`" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_ids_file_calls_its_test_set_test_or_id_test_and_is_checked_before_the_data_stage(tmp_path):
+    import json
+
+    from matprobe.splits import read_ids_file
+
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"train": ["a", "b"], "val": ["c"], "test": ["d"]}))  # CDVAE's and Matbench's name
+    validate_config({"splits": [{"ids_file": str(fold)}]})
+    assert read_ids_file(fold, {"a", "b", "c", "d"}) == {"train": ["a", "b"], "val": ["c"], "id_test": ["d"]}
+    table = tmp_path / "fold.csv"
+    table.write_text("id,set\na,train\nb,val\nc,test\n")
+    assert read_ids_file(table, {"a", "b", "c"})["id_test"] == ["c"]
+    # at planning time: a set name it cannot read, both names of one set, or no file, names the split and the file
+    for sets, expected in [({"train": ["a"], "val": ["b"], "testing": ["c"]}, "unknown set(s) ['testing']"),
+                           ({"train": ["a"], "val": ["b"], "test": ["c"], "id_test": ["d"]}, "sets test and id_test are both given")]:
+        fold.write_text(json.dumps(sets))
+        with pytest.raises(MatprobeError) as error:
+            validate_config({"splits": [{"omit": "O"}, {"ids_file": str(fold)}]})
+        assert str(error.value).startswith(f"config: splits.1.ids_file: {fold}: ") and expected in str(error.value)
+    with pytest.raises(MatprobeError, match="splits.0.ids_file: .*none.json: split ids file not found"):
+        validate_config({"splits": [{"ids_file": str(tmp_path / "none.json")}]})
