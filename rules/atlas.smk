@@ -34,8 +34,10 @@ rule atlas_figures:
         hypothesis=f"{ATLAS_DIR}/hypothesis.parquet",
         code=figure_code("atlas"),
     output:
-        maps=report(f"{ATLAS_DIR}/atlas_maps.png", caption="../report/atlas_maps.rst", category="5 Atlas"),
-        hypothesis=report(f"{ATLAS_DIR}/atlas_hypothesis.png", caption="../report/atlas_hypothesis.rst", category="5 Atlas"),
+        maps=report(f"{ATLAS_DIR}/atlas_maps.png", caption="../report/atlas_maps.rst", category="5 Atlas",
+               labels={"figure": "atlas maps"}),
+        hypothesis=report(f"{ATLAS_DIR}/atlas_hypothesis.png", caption="../report/atlas_hypothesis.rst", category="5 Atlas",
+               labels={"figure": "atlas: does geometry predict failure"}),
         pdfs=[f"{ATLAS_DIR}/atlas_maps.pdf", f"{ATLAS_DIR}/atlas_hypothesis.pdf"],
     threads: 1
     resources:

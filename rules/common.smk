@@ -7,7 +7,7 @@ import pandas as pd
 from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
                              model_options_for, runs)
 from matprobe.sources import local_inputs, remote_files
-from matprobe.splits import CONTROL_SUFFIX, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
+from matprobe.splits import CONTROL_SUFFIX, dataset_splits, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
 # models and probes under results/studies/{study}/.
@@ -23,16 +23,20 @@ GPU = gpus_per_job(config)
 # sbatch --gpus=1 and a partition with GPUs), and its type where the config names one (`gpu_type: a100`:
 # sbatch --gpus=a100:1). No type without a GPU: the plugin would ask for --gpus=<type>:0.
 GPU_RESOURCES = {"gpu": GPU, **({"gpu_model": config["gpu_type"]} if GPU and config.get("gpu_type") else {})}
-# The report's subcategory of a per-model figure
-RUN_CATEGORY = "{target} {split} {model} seed{seed}"
+# The report's subcategory of a per-model figure, in words, model first so each omission sits beside its control
+# (matprobe.report_views.run_subcategory)
+def RUN_CATEGORY(wildcards):
+    from matprobe.report_views import run_subcategory
+
+    return run_subcategory(dict(wildcards.items()))
 
 
 def concrete_splits(dataset):
     """A dataset's split definitions with its sweeps expanded (read from its materials table, after the checkpoint)."""
     if not SWEEPING:
-        return config["splits"]
+        return dataset_splits(config, dataset)
     table = checkpoints.normalise_dataset.get(dataset=dataset).output.table
-    return expand_sweeps(config["splits"], pd.read_parquet(table, columns=["elements"])["elements"], config["split_options"]["min_ood"])
+    return expand_sweeps(dataset_splits(config, dataset), pd.read_parquet(table, columns=["elements"])["elements"], config["split_options"]["min_ood"])
 
 
 def all_runs(kinds=None):
@@ -120,6 +124,19 @@ def remote_file_by_name(filename):
     raise ValueError(f"no configured dataset downloads {filename}")
 
 
-# The inputs every per-model stage reads besides the model: graphs, materials table and split.
+# The inputs every per-model stage reads besides the model: graphs, materials table and split, and the stamps of
+# their verification jobs (rules/verify.smk): a damaged file fails there, before any job that reads it is started and
+# has its earlier outputs deleted.
 def run_inputs():
-    return {"graphs": L.graphs, "materials": L.materials, "split": L.split}
+    return {"graphs": L.graphs, "materials": L.materials, "split": L.split,
+            "verified": [verified(L.graphs), verified(L.materials), verified(L.split)]}
+
+
+def verified(path):
+    """The stamp a verification job (rules/verify.smk) writes once `path` has been checked."""
+    return f"{path}.verified"
+
+
+def download_stamps(wildcards):
+    """A dataset's checked downloads (none for a dataset that downloads nothing)."""
+    return [f"{L.data_dir}/downloads.verified".format(dataset=wildcards.dataset)] if remote_files(config["datasets"][wildcards.dataset]) else []

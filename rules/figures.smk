@@ -16,6 +16,10 @@ localrules:
     summary_table,
     headline_table,
     worst_predictions,
+    findings,
+    runs_table_page,
+    worst_predictions_page,
+    interactive_views,
 
 
 rule training_figures:
@@ -24,9 +28,11 @@ rule training_figures:
         histories=lambda w: run_files("models", "history.parquet", dataset=w.dataset),
         code=figure_code("training"),
     output:
-        headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline"),
+        headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline",
+               labels={"figure": "headline: held-out against ID error"}),
         headline_pdf=f"{FIG_DIR}/headline.pdf",
-        curves=report(f"{FIG_DIR}/training_curves.png", caption="../report/training_curves.rst", category="2 Training"),
+        curves=report(f"{FIG_DIR}/training_curves.png", caption="../report/training_curves.rst", category="2 Training", subcategory="All runs",
+               labels={"figure": "training curves of every run"}),
         curves_pdf=f"{FIG_DIR}/training_curves.pdf",
     params:
         runs=lambda w: run_keys(dataset=w.dataset),
@@ -48,7 +54,8 @@ rule parity_figure:
         predictions=f"{MODEL_DIR}/predictions.parquet",
         code=figure_code("training"),
     output:
-        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory=RUN_CATEGORY),
+        parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory=RUN_CATEGORY,
+               labels={"figure": "parity and error per set"}),
         pdf=f"{MODEL_FIG_DIR}/parity.pdf",
     threads: 1
     resources:
@@ -68,9 +75,11 @@ rule landscape_overview_figures:
         grids=lambda w: run_files("landscape", "grid.parquet", analysed_runs(), w.dataset),
         code=figure_code("landscapes"),
     output:
-        flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes"),
+        flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes", subcategory="All runs",
+               labels={"figure": "flatness metrics of every run"}),
         flatness_pdf=f"{FIG_DIR}/flatness_table.pdf",
-        landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes"),
+        landscapes=report(f"{FIG_DIR}/landscapes_1d.png", caption="../report/landscapes_1d.rst", category="3 Loss landscapes", subcategory="All runs",
+               labels={"figure": "1D landscapes of every run"}),
         landscapes_pdf=f"{FIG_DIR}/landscapes_1d.pdf",
     params:
         runs=lambda w: run_keys(analysed_runs(), w.dataset),
@@ -92,9 +101,12 @@ rule landscape_figures:
         hessian=f"{LANDSCAPE_DIR}/hessian.json",
         code=figure_code("landscapes"),
     output:
-        landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
-        landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
-        hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY),
+        landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY,
+               labels={"figure": "2D landscape, contours per set"}),
+        landscape_3d=report(f"{MODEL_FIG_DIR}/landscape_3d.png", caption="../report/landscape_3d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY,
+               labels={"figure": "3D loss surface"}),
+        hessian=report(f"{MODEL_FIG_DIR}/hessian_density.png", caption="../report/hessian.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY,
+               labels={"figure": "Hessian eigenvalue density"}),
         pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("landscape_2d", "landscape_3d", "hessian_density")],
     threads: 1
     resources:
@@ -119,10 +131,14 @@ rule attribution_figures:
         materials=L.materials,
         code=figure_code("attribution"),
     output:
-        periodic=report(f"{MODEL_FIG_DIR}/periodic_tables.png", caption="../report/periodic_tables.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
-        structures=report(f"{MODEL_FIG_DIR}/structures.png", caption="../report/structures.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
-        element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
-        trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        periodic=report(f"{MODEL_FIG_DIR}/periodic_tables.png", caption="../report/periodic_tables.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "periodic tables"}),
+        structures=report(f"{MODEL_FIG_DIR}/structures.png", caption="../report/structures.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "structures and atom contributions"}),
+        element_map=report(f"{MODEL_FIG_DIR}/element_map.png", caption="../report/element_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "element embedding map"}),
+        trim=report(f"{MODEL_FIG_DIR}/trim.png", caption="../report/trim.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "TRIM attributions"}),
         pdfs=[f"{MODEL_FIG_DIR}/{name}.pdf" for name in ("periodic_tables", "structures", "element_map", "trim")],
     threads: 1
     resources:
@@ -143,7 +159,8 @@ rule topology_figures:
         curves=f"{ATTRIBUTION_DIR}/betti_curves.parquet",
         code=figure_code("topology"),
     output:
-        topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "topology"}),
         pdf=f"{MODEL_FIG_DIR}/topology.pdf",
     threads: 1
     resources:
@@ -164,7 +181,7 @@ rule summary_table:
         attributions=lambda w: run_files("attribution", "summary.json", analysed_runs()),
     output:
         parquet=f"{L.summary}/runs.parquet",
-        csv=report(f"{L.summary}/runs.csv", caption="../report/summary.rst", category="1 Headline"),
+        csv=f"{L.summary}/runs.csv",
     params:
         runs=lambda w: run_keys(),
         analysed=lambda w: run_keys(analysed_runs()),
@@ -205,7 +222,7 @@ rule worst_predictions:
         predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
         materials=L.materials,
     output:
-        report(f"{L.dataset_summary}/worst_predictions.csv", caption="../report/worst_predictions.rst", category="2 Training"),
+        f"{L.dataset_summary}/worst_predictions.csv",
     params:
         runs=lambda w: run_keys(dataset=w.dataset),
     threads: 1
@@ -237,3 +254,104 @@ rule figures:
         lambda w: run_files("figures", "periodic_tables.png", analysed_runs()),
         lambda w: run_files("figures", "topology.png", analysed_runs()),
         f"{L.summary}/runs.parquet",
+        f"{L.summary}/findings.html",
+        f"{L.summary}/runs.html",
+        expand(f"{L.dataset_summary}/worst_predictions.html", dataset=DATASETS),
+        expand(f"{FIG_DIR}/interactive.html", dataset=DATASETS),
+
+
+# ---- what the HTML report shows besides the figures (matprobe.report_views) -----------------------------------------
+
+# The findings of the run, which the report's landing page (report/workflow.rst) includes: a few sentences and the
+# table of ID, held-out and control errors, from the headline tables (and a sweep's atlas).
+rule findings:
+    input:
+        headlines=expand(f"{L.dataset_summary}/headline.csv", dataset=DATASETS),
+        atlases=lambda w: expand(f"{L.atlas_dir}/atlas.parquet", dataset=DATASETS) if SWEEPING else [],
+        code=importlib.util.find_spec("matprobe.report_views").origin,
+    output:
+        report(f"{L.summary}/findings.html", caption="../report/findings.rst", category="1 Headline",
+               labels={"figure": "findings: errors against the controls"}),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=by_attempt(5),
+    log:
+        L.log(L.summary, "findings.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/report_findings.py"
+
+
+# The report offers a CSV as a download only: the tables it should show are also written as HTML pages.
+rule runs_table_page:
+    input:
+        csv=f"{L.summary}/runs.csv",
+        code=importlib.util.find_spec("matprobe.report_views").origin,
+    output:
+        report(f"{L.summary}/runs.html", caption="../report/summary.rst", category="1 Headline",
+               labels={"figure": "every run's metrics (table)"}),
+    params:
+        title="Every trained model: its keys and every scalar metric of training, landscape and attribution",
+        note="One row per trained model; the same table as summary/runs.csv and runs.parquet beside it.",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=by_attempt(5),
+    log:
+        L.log(L.summary, "runs_page.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/report_table_page.py"
+
+
+rule worst_predictions_page:
+    input:
+        csv=f"{L.dataset_summary}/worst_predictions.csv",
+        code=importlib.util.find_spec("matprobe.report_views").origin,
+    output:
+        report(f"{L.dataset_summary}/worst_predictions.html", caption="../report/worst_predictions.rst", category="2 Training",
+               subcategory="All runs", labels={"figure": "worst predictions of {dataset} (table)"}),
+    params:
+        title="The crystals each model gets most wrong, per set",
+        note="Error = prediction − DFT value; the same table as worst_predictions.csv beside it.",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=by_attempt(5),
+    log:
+        L.log(L.dataset_summary, "worst_predictions_page.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/report_table_page.py"
+
+
+# One self-contained interactive page per dataset (Plotly embedded once: see matprobe.report_views).
+rule interactive_views:
+    input:
+        grids=lambda w: run_files("landscape", "grid.parquet", analysed_runs(), w.dataset),
+        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        materials=L.materials,
+        knob_responses=lambda w: run_files("knobs", "responses.parquet", analysed_runs(), w.dataset),
+        knob_summaries=lambda w: run_files("knobs", "summary.parquet", analysed_runs(), w.dataset),
+        atlas=lambda w: [f"{L.atlas_dir}/atlas.parquet".format(dataset=w.dataset)] if SWEEPING else [],
+        code=importlib.util.find_spec("matprobe.report_views").origin,
+    output:
+        report(f"{FIG_DIR}/interactive.html", caption="../report/interactive.rst", category="6 Interactive",
+               labels={"figure": "interactive views of {dataset}"}),
+    params:
+        analysed=lambda w: run_keys(analysed_runs(), w.dataset),
+        runs=lambda w: run_keys(dataset=w.dataset),
+    threads: 1
+    resources:
+        mem_mb=scaled(2000, 2.0),
+        runtime=by_attempt(10),
+    log:
+        L.log(FIG_DIR, "interactive.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/interactive_views.py"

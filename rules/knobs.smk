@@ -6,6 +6,7 @@ KNOB_DIR = L.run_dir("knobs")
 rule knobs:
     input:
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         **run_inputs(),
         ph_atoms=f"{L.topology_dir}/ph_atoms.parquet",
         directed_atoms=f"{L.path_homology_dir}/path_homology_atoms.parquet",
@@ -39,8 +40,10 @@ rule knob_figures:
         atoms=f"{KNOB_DIR}/atoms.parquet",
         code=figure_code("knobs"),
     output:
-        responses=report(f"{L.run_dir('figures')}/knob_responses.png", caption="../report/knob_responses.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
-        latent=report(f"{L.run_dir('figures')}/knob_latent_map.png", caption="../report/knob_latent_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        responses=report(f"{L.run_dir('figures')}/knob_responses.png", caption="../report/knob_responses.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "knob responses"}),
+        latent=report(f"{L.run_dir('figures')}/knob_latent_map.png", caption="../report/knob_latent_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "knob latent map"}),
         pdfs=[f"{L.run_dir('figures')}/{name}.pdf" for name in ("knob_responses", "knob_latent_map")],
     params:
         splits=lambda w: pair_splits(w.split),

@@ -8,6 +8,7 @@ PROBE_DIR = L.run_dir("probe_maps")
 rule probe_map:
     input:
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         omission_predictions=omission_file("models", "predictions.parquet"),
         omission_latents=omission_file("models", "latents.parquet"),
         split=L.split,
@@ -58,7 +59,8 @@ rule probe_map_figures:
         atoms=pair_files("probe_maps", "plane_atoms.parquet"),
         code=figure_code("probe_maps"),
     output:
-        maps=report(f"{L.run_dir('figures')}/probe_maps.png", caption="../report/probe_maps.rst", category="4 Attribution", subcategory=RUN_CATEGORY),
+        maps=report(f"{L.run_dir('figures')}/probe_maps.png", caption="../report/probe_maps.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "probe maps"}),
         pdf=f"{L.run_dir('figures')}/probe_maps.pdf",
     params:
         splits=lambda w: pair_splits(w.split),

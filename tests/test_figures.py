@@ -1,6 +1,9 @@
+import json
+
 import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
 from matprobe.figures import style, training
 
@@ -41,3 +44,73 @@ def test_the_four_sets_have_colours_told_apart_at_a_glance():
     colours = [np.array(matplotlib.colors.to_rgb(colour)) for colour in style.set_colors().values()]
     closest = min(np.linalg.norm(a - b) for i, a in enumerate(colours) for b in colours[i + 1:])
     assert len(colours) == 4 and closest > 0.25
+
+
+def _headline_rows():
+    from matprobe.report_views import findings_table  # noqa: F401  (the module under test below)
+
+    rows = []
+    for split, ood in (("omit-Fe", 0.2), ("omit-Fe-control", 0.1), ("omit-O", 1.2), ("omit-O-control", 0.3)):
+        for model, scale in (("cgcnn", 1.0), ("schnet", 2.0)):
+            rows.append({"dataset": "demo", "target": "formation_energy_per_atom", "split": split, "model": model,
+                         "id_mae": 0.15 * scale, "ood_mae": ood * scale, "ood_over_id": ood / 0.15, "seeds": 1, "n_id": 10, "n_ood": 5})
+    return pd.DataFrame(rows)
+
+
+def test_findings_put_each_omission_beside_its_control_with_their_ratio(tmp_path):
+    from matprobe.report_views import findings_html, findings_table
+
+    table = findings_table(_headline_rows())
+    assert list(zip(table["split"], table["model"])) == [("omit-Fe", "cgcnn"), ("omit-Fe", "schnet"), ("omit-O", "cgcnn"), ("omit-O", "schnet")]
+    assert table["ood_over_control"].round(6).tolist() == [2.0, 2.0, 4.0, 4.0]
+    assert table["control_ood_mae"].round(6).tolist() == [0.1, 0.2, 0.3, 0.6]
+    _headline_rows().to_csv(tmp_path / "headline.csv", index=False)
+    findings_html([tmp_path / "headline.csv"], tmp_path / "findings.html")
+    page = (tmp_path / "findings.html").read_text()
+    assert page.count("<tr>") == 5 and 'id="matprobe-findings"' in page  # a header and four rows
+    assert "costs most in <b>omit-O</b> (median 4.0×" in page and "least in <b>omit-Fe</b> (2.0×)" in page
+    assert "CGCNN 1.200 against its control's 0.300 eV/atom (4.0×)" in page
+
+
+def test_findings_refuse_a_headline_table_without_errors(tmp_path):
+    from matprobe import MatprobeError
+    from matprobe.report_views import findings_table
+
+    with pytest.raises(MatprobeError, match="missing columns.*ood_mae"):
+        findings_table(_headline_rows().drop(columns="ood_mae"))
+
+
+def _grid():
+    alpha = np.linspace(-1, 1, 5)
+    rows = [{"grid": "2d", "set": s, "alpha": a, "beta": b, "mae": (1 + k) * (0.1 + a * a + b * b)}
+            for k, s in enumerate(("train", "val", "id_test", "ood_test")) for a in alpha for b in alpha]
+    rows += [{"grid": "1d", "set": "train", "alpha": a, "beta": 0.0, "mae": 0.1 + a * a} for a in alpha]
+    return pd.DataFrame(rows)
+
+
+def test_interactive_page_embeds_plotly_once_and_draws_every_view(tmp_path):
+    from matprobe.report_views import interactive_views
+
+    keys = {"dataset": "demo", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 0}
+    _grid().to_parquet(tmp_path / "grid.parquet")
+    ids = [f"mp-{i}" for i in range(12)]
+    pd.DataFrame({"id": ids, "set": ["train"] * 4 + ["id_test"] * 4 + ["ood_test"] * 4, "y_true": np.arange(12.0),
+                  "y_pred": np.arange(12.0) + 0.5}).to_parquet(tmp_path / "predictions.parquet")
+    pd.DataFrame({"id": ids, "reduced_formula": [f"Fe{i}O" for i in range(12)]}).to_parquet(tmp_path / "materials.parquet")
+    names = interactive_views("demo", [keys], [tmp_path / "grid.parquet"], [keys], [tmp_path / "predictions.parquet"],
+                              tmp_path / "materials.parquet", [], [], [], tmp_path / "interactive.html")
+    assert names == ["landscape · formation energy per atom · omit-O · CGCNN · seed 0", "parity · formation energy per atom · omit-O · CGCNN · seed 0"]
+    page = (tmp_path / "interactive.html").read_text()
+    assert page.count("* plotly.js v") == 1 and "<script src" not in page  # embedded once, nothing fetched from a CDN
+    views = json.loads(page.split('id="views">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
+    landscape = views[names[0]]
+    assert [t["type"] for t in landscape["data"][:4]] == ["surface", "scatter3d", "contour", "scatter"]
+    assert len(landscape["data"]) == 16  # four sets, each a surface, a contour and the trained weights on both
+    shown = [t["name"] for t in landscape["data"] if t.get("visible") is True]
+    assert shown == ["OOD test", "trained weights", "OOD test", "trained weights"]
+    buttons = landscape["layout"]["updatemenus"][0]["buttons"]
+    assert [b["label"] for b in buttons] == ["train", "val", "ID test", "OOD test"]
+    assert buttons[0]["args"][0]["visible"][:4] == [True] * 4 and not any(buttons[0]["args"][0]["visible"][4:])
+    parity = views[names[1]]
+    ood = next(t for t in parity["data"] if t["name"].startswith("OOD test"))
+    assert ood["customdata"][0][:2] == ["mp-8", "Fe8O"] and float(ood["customdata"][0][2]) == 0.5
