@@ -55,6 +55,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from matprobe import MatprobeError
 
@@ -239,12 +240,438 @@ def _rank_n(n, paths, births, p, times, regular, modulus) -> np.ndarray:
     return _rank_curve(pivots, column_times[by_time], times) - units_born
 
 
+# ---------------------------------------------------------------- compiled (numba) kernel, over F_p with p = MODULUS
+
+@njit(cache=True, inline="always")
+def _mulmod(a, b):
+    """a * b mod 2^61 - 1 for a, b < 2^61, in uint64 (no 128-bit type): 32-bit halves, 2^61 = 1 and 2^64 = 8."""
+    mask32 = np.uint64(0xFFFFFFFF)
+    p = np.uint64(2**61 - 1)
+    a_hi, a_lo = a >> np.uint64(32), a & mask32
+    b_hi, b_lo = b >> np.uint64(32), b & mask32
+    mid = a_hi * b_lo + a_lo * b_hi  # < 2^62
+    low = a_lo * b_lo  # < 2^64
+    x = (a_hi * b_hi) << np.uint64(3)  # < 2^61
+    x += (mid >> np.uint64(29)) + ((mid & np.uint64(0x1FFFFFFF)) << np.uint64(32))
+    x += (low >> np.uint64(61)) + (low & p)
+    x = (x & p) + (x >> np.uint64(61))
+    x = (x & p) + (x >> np.uint64(61))
+    if x >= p:
+        x -= p
+    return x
+
+
+@njit(cache=True)
+def _inverse(a):
+    """a^(p-2) mod p: the inverse in F_p (Fermat)."""
+    p = np.uint64(2**61 - 1)
+    result, base, e = np.uint64(1), a, p - np.uint64(2)
+    while e:
+        if e & np.uint64(1):
+            result = _mulmod(result, base)
+        base = _mulmod(base, base)
+        e >>= np.uint64(1)
+    return result
+
+
+@njit(cache=True)
+def _heap_push(heap, size, value):
+    i = size
+    heap[i] = value
+    while i > 0:
+        parent = (i - 1) >> 1
+        if heap[parent] >= heap[i]:
+            break
+        heap[parent], heap[i] = heap[i], heap[parent]
+        i = parent
+    return size + 1
+
+
+@njit(cache=True)
+def _heap_pop(heap, size):
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        if left + 1 < size and heap[left + 1] > heap[left]:
+            child = left + 1
+        if heap[i] >= heap[child]:
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+    return top, size
+
+
+@njit(cache=True)
+def _reduce_columns(col_start, rows, values, n_rows):
+    """Column rank profile over F_p, p = 2^61 - 1, by left-to-right column reduction (the standard
+    persistence algorithm): a column is a pivot column iff it does not reduce to zero against the
+    reduced pivot columns before it, each kept with its largest row (its 'low') scaled to 1.
+
+    col_start (ncols + 1), rows, values: the matrix by columns; values in [0, p)."""
+    p = np.uint64(2**61 - 1)
+    ncols = col_start.size - 1
+    pivots = np.zeros(ncols, dtype=np.bool_)
+    pivot_of = np.full(n_rows, -1, dtype=np.int64)
+    acc = np.zeros(n_rows, dtype=np.uint64)
+    queued = np.zeros(n_rows, dtype=np.bool_)
+    heap = np.empty(n_rows, dtype=np.int64)
+    capacity = max(16, 2 * rows.size)
+    pool_rows = np.empty(capacity, dtype=np.int64)
+    pool_vals = np.empty(capacity, dtype=np.uint64)
+    kept_start = np.empty(ncols + 1, dtype=np.int64)
+    kept = 0
+    used = 0
+    kept_start[0] = 0
+    for j in range(ncols):
+        size = 0
+        for k in range(col_start[j], col_start[j + 1]):
+            r = rows[k]
+            acc[r] = (acc[r] + values[k]) % p
+            if not queued[r]:
+                queued[r] = True
+                size = _heap_push(heap, size, r)
+        while size:
+            r, size = _heap_pop(heap, size)
+            queued[r] = False
+            factor = acc[r]
+            if factor == 0:
+                continue
+            other = pivot_of[r]
+            if other < 0:
+                # a new pivot: keep the column, scaled so that its low is 1
+                pivots[j] = True
+                scale = _inverse(factor)
+                need = used + 1 + size
+                if need > capacity:
+                    capacity = max(2 * capacity, need)
+                    grown_rows = np.empty(capacity, dtype=np.int64)
+                    grown_vals = np.empty(capacity, dtype=np.uint64)
+                    grown_rows[:used] = pool_rows[:used]
+                    grown_vals[:used] = pool_vals[:used]
+                    pool_rows, pool_vals = grown_rows, grown_vals
+                pool_rows[used], pool_vals[used] = r, np.uint64(1)
+                used += 1
+                acc[r] = 0
+                for k in range(size):
+                    s = heap[k]
+                    queued[s] = False
+                    if acc[s] != 0:
+                        pool_rows[used], pool_vals[used] = s, _mulmod(acc[s], scale)
+                        used += 1
+                        acc[s] = 0
+                size = 0
+                pivot_of[r] = kept
+                kept += 1
+                kept_start[kept] = used
+                break
+            # subtract factor x the kept column whose low is r (its low entry is 1: acc[r] becomes 0)
+            acc[r] = 0
+            for k in range(kept_start[other] + 1, kept_start[other + 1]):
+                s = pool_rows[k]
+                acc[s] = (acc[s] + p - _mulmod(factor, pool_vals[k])) % p
+                if not queued[s]:
+                    queued[s] = True
+                    size = _heap_push(heap, size, s)
+    return pivots
+
+
+@njit(cache=True)
+def _sort_by_level(level, n_levels):
+    """Stable counting sort of small integer levels: the permutation."""
+    count = np.zeros(n_levels + 2, dtype=np.int64)
+    for x in level:
+        count[x + 1] += 1
+    for i in range(n_levels + 1):
+        count[i + 1] += count[i]
+    order = np.empty(level.size, dtype=np.int64)
+    for i in range(level.size):
+        order[count[level[i]]] = i
+        count[level[i]] += 1
+    return order
+
+
+@njit(cache=True)
+def _extend_paths(paths, born, starts, target, edge_level, n_levels):
+    """A_p from A_{p-1}: every path extended by each out-edge of its last vertex; sorted by birth level."""
+    m, width = paths.shape
+    total = 0
+    for i in range(m):
+        v = paths[i, width - 1]
+        total += starts[v + 1] - starts[v]
+    out = np.empty((total, width + 1), dtype=np.int64)
+    out_born = np.empty(total, dtype=np.int64)
+    k = 0
+    for i in range(m):
+        v = paths[i, width - 1]
+        for e in range(starts[v], starts[v + 1]):
+            out[k, :width] = paths[i]
+            out[k, width] = target[e]
+            out_born[k] = max(born[i], edge_level[e])
+            k += 1
+    order = _sort_by_level(out_born, n_levels)
+    return out[order], out_born[order]
+
+
+@njit(cache=True)
+def _codes(paths, n):
+    codes = np.zeros(paths.shape[0], dtype=np.int64)
+    for i in range(paths.shape[0]):
+        c = 0
+        for k in range(paths.shape[1]):
+            c = c * n + paths[i, k]
+        codes[i] = c
+    return codes
+
+
+@njit(cache=True)
+def _faces_of(paths, n, regular):
+    """Every term of ∂ on the paths of one length, column by column: (column, face code, sign, dropped index);
+    in the regular theory the faces with two equal consecutive vertices are left out (they are zero)."""
+    m, width = paths.shape
+    column = np.empty(m * width, dtype=np.int64)
+    code = np.empty(m * width, dtype=np.int64)
+    dropped = np.empty(m * width, dtype=np.int64)
+    k = 0
+    for i in range(m):
+        for d in range(width):
+            if regular and 0 < d < width - 1 and paths[i, d - 1] == paths[i, d + 1]:
+                continue
+            c = 0
+            for j in range(width):
+                if j != d:
+                    c = c * n + paths[i, j]
+            column[k], code[k], dropped[k] = i, c, d
+            k += 1
+    return column[:k], code[:k], dropped[:k]
+
+
+@njit(cache=True)
+def _first_seen_ids(code):
+    """Ids for the distinct codes, numbered in order of first appearance, and each id's code."""
+    order = np.argsort(code)
+    ids = np.empty(code.size, dtype=np.int64)
+    group = np.empty(code.size, dtype=np.int64)
+    g = -1
+    for i in range(code.size):
+        if i == 0 or code[order[i]] != code[order[i - 1]]:
+            g += 1
+        group[order[i]] = g
+    renumber = np.full(g + 1, -1, dtype=np.int64)
+    group_code = np.empty(g + 1, dtype=np.int64)
+    next_id = 0
+    for i in range(code.size):
+        if renumber[group[i]] < 0:
+            renumber[group[i]] = next_id
+            group_code[next_id] = code[i]
+            next_id += 1
+        ids[i] = renumber[group[i]]
+    return ids, group_code
+
+
+@njit(cache=True)
+def _csc(column, row, sign, ncols):
+    """Entries listed column by column (in increasing column) to col_start, rows, values in F_p."""
+    p = np.uint64(2**61 - 1)
+    start = np.zeros(ncols + 1, dtype=np.int64)
+    for c in column:
+        start[c + 1] += 1
+    for i in range(ncols):
+        start[i + 1] += start[i]
+    values = np.empty(sign.size, dtype=np.uint64)
+    for i in range(sign.size):
+        values[i] = np.uint64(1) if sign[i] > 0 else p - np.uint64(1)
+    return start, row, values
+
+
+@njit(cache=True)
+def _rank_m_levels(paths, born, n, n_levels, regular):
+    """Pivot columns of ∂ on A_p (columns in order of birth) counted per birth level."""
+    m, width = paths.shape
+    column, code, dropped = _faces_of(paths, n, regular)
+    increasing = True
+    for i in range(m):
+        for k in range(width - 1):
+            if paths[i, k] >= paths[i, k + 1]:
+                increasing = False
+    if increasing:
+        # see _rank_m: the rows through the vertex on most faces can go without changing the rank profile
+        on = np.zeros(n, dtype=np.int64)
+        for i in range(m):
+            for k in range(width):
+                on[paths[i, k]] += 1
+        apex = np.argmax(on)
+        keep = np.ones(column.size, dtype=np.bool_)
+        for e in range(column.size):
+            for k in range(width):
+                if k != dropped[e] and paths[column[e], k] == apex:
+                    keep[e] = False
+        column, code, dropped = column[keep], code[keep], dropped[keep]
+    row, _ = _first_seen_ids(code)
+    sign = 1 - 2 * (dropped % 2)
+    start, rows, values = _csc(column, row, sign, m)
+    pivots = _reduce_columns(start, rows, values, row.max() + 1 if row.size else 0)
+    per_level = np.zeros(n_levels, dtype=np.int64)
+    for j in range(m):
+        if pivots[j]:
+            per_level[born[j]] += 1
+    return per_level
+
+
+@njit(cache=True)
+def _rank_n_levels(paths, born, previous, previous_born, n, n_levels, regular):
+    """rank N_p per level (as _rank_n): ∂ on A_p restricted to the faces not allowed yet, each such face
+    getting a unit column when it becomes allowed; pivots per level less the unit columns per level."""
+    p_ = np.uint64(2**61 - 1)
+    m, width = paths.shape
+    column, code, dropped = _faces_of(paths, n, regular)
+    prev_codes = _codes(previous, n)
+    sorter = np.argsort(prev_codes)
+    sorted_codes = prev_codes[sorter]
+    keep = np.zeros(column.size, dtype=np.bool_)
+    allowed_at = np.full(column.size, n_levels, dtype=np.int64)  # n_levels: never
+    for e in range(column.size):
+        if 0 < dropped[e] < width - 1:
+            slot = np.searchsorted(sorted_codes, code[e])
+            if slot < sorted_codes.size and sorted_codes[slot] == code[e]:
+                allowed_at[e] = previous_born[sorter[slot]]
+            keep[e] = allowed_at[e] > born[column[e]]
+    column, code, dropped, allowed_at = column[keep], code[keep], dropped[keep], allowed_at[keep]
+    row, _ = _first_seen_ids(code)
+    n_rows = row.max() + 1 if row.size else 0
+    unit_time = np.full(n_rows, n_levels, dtype=np.int64)
+    for e in range(row.size):
+        unit_time[row[e]] = allowed_at[e]
+    unit_rows = np.flatnonzero(unit_time < n_levels)
+    unit_rows = unit_rows[_sort_by_level(unit_time[unit_rows], n_levels)]
+    # path columns' entries are contiguous (faces are listed path by path)
+    path_start = np.zeros(m + 1, dtype=np.int64)
+    for c in column:
+        path_start[c + 1] += 1
+    for i in range(m):
+        path_start[i + 1] += path_start[i]
+    ncols = m + unit_rows.size
+    start = np.zeros(ncols + 1, dtype=np.int64)
+    rows = np.empty(row.size + unit_rows.size, dtype=np.int64)
+    values = np.empty(row.size + unit_rows.size, dtype=np.uint64)
+    column_level = np.empty(ncols, dtype=np.int64)
+    i = u = k = 0
+    for j in range(ncols):
+        if i < m and (u == unit_rows.size or born[i] <= unit_time[unit_rows[u]]):
+            for e in range(path_start[i], path_start[i + 1]):
+                rows[k] = row[e]
+                values[k] = np.uint64(1) if dropped[e] % 2 == 0 else p_ - np.uint64(1)
+                k += 1
+            column_level[j] = born[i]
+            i += 1
+        else:
+            rows[k], values[k] = unit_rows[u], np.uint64(1)
+            k += 1
+            column_level[j] = unit_time[unit_rows[u]]
+            u += 1
+        start[j + 1] = k
+    pivots = _reduce_columns(start, rows, values, n_rows)
+    per_level = np.zeros(n_levels, dtype=np.int64)
+    for j in range(ncols):
+        if pivots[j]:
+            per_level[column_level[j]] += 1
+    for r in unit_rows:
+        per_level[unit_time[r]] -= 1
+    return per_level
+
+
+@njit(cache=True)
+def _betti_levels(n, source, target, edge_level, n_levels, max_dim, regular):
+    """β_0..β_max_dim at each filtration level: betti[l, d] on [times[l], times[l+1]).
+
+    Edges sorted by source; edge_level[e] is the index of edge e's weight among the filtration values."""
+    starts = np.zeros(n + 1, dtype=np.int64)
+    for s in source:
+        starts[s + 1] += 1
+    for v in range(n):
+        starts[v + 1] += starts[v]
+    counts = np.zeros((max_dim + 2, n_levels), dtype=np.int64)  # paths of each length born per level
+    rank_m = np.zeros((max_dim + 2, n_levels), dtype=np.int64)  # pivots of M_p born per level
+    rank_n = np.zeros((max_dim + 2, n_levels), dtype=np.int64)
+    counts[0, 0] = n
+    # rank M_1 = n - (connected components): the edges that join two components, by union-find in order of level
+    parent = np.arange(n)
+    for e in _sort_by_level(edge_level, n_levels):
+        a, b = source[e], target[e]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a != b:
+            parent[a] = b
+            rank_m[1, edge_level[e]] += 1
+    previous = np.arange(n).reshape(n, 1)
+    previous_born = np.zeros(n, dtype=np.int64)
+    for p in range(1, max_dim + 2):
+        paths, born = _extend_paths(previous, previous_born, starts, target, edge_level, n_levels)
+        if paths.shape[0] == 0:
+            break
+        for b in born:
+            counts[p, b] += 1
+        if p >= 2:
+            rank_m[p] = _rank_m_levels(paths, born, n, n_levels, regular)
+            rank_n[p] = _rank_n_levels(paths, born, previous, previous_born, n, n_levels, regular)
+        previous, previous_born = paths, born
+    for d in range(max_dim + 2):
+        for level in range(1, n_levels):
+            counts[d, level] += counts[d, level - 1]
+            rank_m[d, level] += rank_m[d, level - 1]
+            rank_n[d, level] += rank_n[d, level - 1]
+    betti = np.empty((n_levels, max_dim + 1), dtype=np.int64)
+    for d in range(max_dim + 1):
+        betti[:, d] = counts[d] - rank_m[d] - rank_m[d + 1] + rank_n[d + 1]
+    return betti
+
+
+def _vertex_labels(edges) -> np.ndarray:
+    """Edges as an (m, 2) int64 array; labels that are not whole numbers are refused, not truncated."""
+    array = np.asarray(edges)
+    if array.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    if array.dtype.kind not in "iuf" or array.dtype.kind == "f" and not np.all(np.isfinite(array) & (array == np.round(array))):
+        raise MatprobeError(f"vertex labels must be integers, got {array.reshape(-1)[:4].tolist()}...")
+    if array.size % 2:
+        raise MatprobeError(f"edges must be (source, target) pairs, got {array.size} labels")
+    return array.astype(np.int64).reshape(-1, 2)
+
+
+class PathSpaceTooLarge(MatprobeError):
+    """A digraph whose path spaces A_0..A_L would hold more paths than allowed (max_paths)."""
+
+    def __init__(self, count: int, limit: int, max_length: int):
+        self.count, self.limit, self.max_length = count, limit, max_length
+        super().__init__(f"its path spaces A_0..A_{max_length} would hold {count:,} paths, over max_paths = {limit:,}")
+
+
+def path_counts(n_vertices: int, edges, max_length: int) -> np.ndarray:
+    """|A_p| for p = 0..max_length without listing the paths: paths ending at v of length p sum those of
+    length p - 1 over v's in-edges (float64, so that a huge count cannot wrap around)."""
+    edges = _vertex_labels(edges)
+    ending, counts = np.ones(n_vertices), [float(n_vertices)]
+    for _ in range(max_length):
+        ending = np.bincount(edges[:, 1], weights=ending[edges[:, 0]], minlength=n_vertices)
+        counts.append(float(ending.sum()))
+    return np.array(counts)
+
+
 def _validated(n_vertices, edges, weights, max_length):
     if max_length < 1:
         raise MatprobeError(f"the largest dimension must be at least 0, got {max_length - 1}")
     if float(n_vertices) ** (max_length + 1) >= 2.0**62:
         raise MatprobeError(f"{n_vertices} vertices are too many to index paths of length {max_length} in 64 bits")
-    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    edges = _vertex_labels(edges)
     weights = np.zeros(len(edges)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     if n_vertices < 1:
         raise MatprobeError(f"a digraph needs at least one vertex, got {n_vertices}")
@@ -264,16 +691,38 @@ def _validated(n_vertices, edges, weights, max_length):
     return edges[first], weights[first]
 
 
+DEFAULT_MAX_PATHS = 20_000_000  # config path_homology.max_paths; about 1 GB of working memory per 5 million paths
+
+
 def betti_curves(n_vertices: int, edges, weights=None, max_dim: int = 2, regular: bool = True,
-                 modulus: int | None = MODULUS) -> tuple[np.ndarray, np.ndarray]:
+                 modulus: int | None = MODULUS, max_paths: int | None = DEFAULT_MAX_PATHS,
+                 engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Persistent path homology of a digraph whose edge e appears at filtration value weights[e].
 
     Returns (times, betti): `times` are 0 and the distinct weights, increasing; betti[i, d] is β_d on
     [times[i], times[i+1]) (the last row from times[-1] on), for d = 0..max_dim. Exact: the Betti numbers
     are computed at every value where the digraph changes, from one echelon form per matrix, with ranks
-    over GF(modulus), or over the rationals if modulus is None."""
+    over GF(modulus), or over the rationals if modulus is None.
+
+    engine "compiled" (modulus must be MODULUS) runs the numba kernel; "sympy" runs the earlier numpy
+    peeling and SymPy elimination (over any prime, or Q), kept as the reference that the tests compare
+    with; None takes "compiled" for MODULUS and "sympy" otherwise. A digraph with more than max_paths allowed paths of length up to
+    max_dim + 1 raises PathSpaceTooLarge before anything is allocated (None: no limit)."""
     edges, weights = _validated(n_vertices, edges, weights, max_dim + 1)
-    times = np.unique(np.concatenate([[0.0], weights]))
+    if max_paths is not None:
+        total = int(path_counts(n_vertices, edges, max_dim + 1).sum())
+        if total > max_paths:
+            raise PathSpaceTooLarge(total, max_paths, max_dim + 1)
+    times, level = np.unique(np.concatenate([[0.0], weights]), return_inverse=True)
+    engine = engine or ("compiled" if modulus == MODULUS else "sympy")
+    if engine == "compiled":
+        if modulus != MODULUS:
+            raise MatprobeError(f"the compiled kernel works over GF({MODULUS}); engine='sympy' takes other moduli")
+        by_source = np.argsort(edges[:, 0], kind="stable")
+        return times, _betti_levels(n_vertices, edges[by_source, 0], edges[by_source, 1], level[1:][by_source],
+                                    times.size, max_dim, regular)
+    if engine != "sympy":
+        raise MatprobeError(f"engine must be 'compiled' or 'sympy', got {engine!r}")
     paths, births = _allowed_paths(n_vertices, edges[:, 0], edges[:, 1], weights, max_dim + 1)
     zeros = np.zeros(times.size, dtype=np.int64)
     # M_1 is the incidence matrix: rank n - (connected components)
@@ -302,9 +751,10 @@ def omega_dimensions(n_vertices: int, edges, max_length: int = 3, regular: bool 
     return np.array(dims)
 
 
-def betti_numbers(n_vertices: int, edges, max_dim: int = 2, regular: bool = True, modulus: int | None = MODULUS) -> np.ndarray:
+def betti_numbers(n_vertices: int, edges, max_dim: int = 2, regular: bool = True, modulus: int | None = MODULUS,
+                  engine: str | None = None) -> np.ndarray:
     """β_0..β_max_dim of the path homology of a digraph (vertices 0..n_vertices-1, edges as (source, target))."""
-    return betti_curves(n_vertices, edges, None, max_dim, regular, modulus)[1][-1]
+    return betti_curves(n_vertices, edges, None, max_dim, regular, modulus, engine=engine)[1][-1]
 
 
 ORDERS = ("electronegativity", "atomic_number")
