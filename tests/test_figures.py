@@ -114,3 +114,19 @@ def test_interactive_page_embeds_plotly_once_and_draws_every_view(tmp_path):
     parity = views[names[1]]
     ood = next(t for t in parity["data"] if t["name"].startswith("OOD test"))
     assert ood["customdata"][0][:2] == ["mp-8", "Fe8O"] and float(ood["customdata"][0][2]) == 0.5
+
+
+def test_a_per_run_figure_names_its_run_above_everything_it_draws(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    fig.suptitle("what the figure shows")
+    keys = {"dataset": "demo", "target": "band_gap", "split": "omit-O-control", "model": "schnet", "seed": 2}
+    with style.naming_run(keys):
+        style.save(fig, tmp_path / "figure.png")
+    label = fig.texts[-1]
+    assert label.get_text() == "band gap · omit-O-control · SchNet · seed 2"
+    assert label.get_position()[1] > fig._suptitle.get_position()[1]
+    fig, ax = plt.subplots()
+    style.save(fig, tmp_path / "other.png")  # outside the block: no label
+    assert not fig.texts

@@ -1,6 +1,6 @@
 import json
 
-from matprobe.figures import attribution
+from matprobe.figures import style, attribution
 from matprobe.io import run_logged
 
 i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
@@ -14,4 +14,5 @@ def make_all():
     attribution.trim_bars(i.trim_summary, target, o.trim)
 
 
-run_logged(snakemake.log[0], make_all)
+with style.naming_run(snakemake.wildcards):
+    run_logged(snakemake.log[0], make_all)

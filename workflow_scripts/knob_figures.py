@@ -1,4 +1,4 @@
-from matprobe.figures import knobs
+from matprobe.figures import style, knobs
 from matprobe.io import run_logged
 
 i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
@@ -9,4 +9,5 @@ def make_all():
     knobs.latent_map(i.atoms, target, o.latent)
 
 
-run_logged(snakemake.log[0], make_all)
+with style.naming_run(snakemake.wildcards):
+    run_logged(snakemake.log[0], make_all)

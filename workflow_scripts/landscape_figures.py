@@ -1,4 +1,4 @@
-from matprobe.figures import landscapes
+from matprobe.figures import style, landscapes
 from matprobe.io import run_logged
 
 i, o, target = snakemake.input, snakemake.output, snakemake.wildcards.target
@@ -9,4 +9,5 @@ def make_all():
     landscapes.hessian_density(i.hessian, o.hessian)
 
 
-run_logged(snakemake.log[0], make_all)
+with style.naming_run(snakemake.wildcards):
+    run_logged(snakemake.log[0], make_all)

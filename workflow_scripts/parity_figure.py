@@ -1,4 +1,5 @@
-from matprobe.figures import training
+from matprobe.figures import style, training
 from matprobe.io import run_logged
 
-run_logged(snakemake.log[0], training.parity, snakemake.input.predictions, snakemake.wildcards.target, snakemake.output.parity)
+with style.naming_run(snakemake.wildcards):
+    run_logged(snakemake.log[0], training.parity, snakemake.input.predictions, snakemake.wildcards.target, snakemake.output.parity)

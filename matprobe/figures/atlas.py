@@ -24,7 +24,7 @@ def atlas_maps(atlas_path, out_png) -> None:
     atlas = pd.read_parquet(atlas_path)
     elements = atlas[~atlas["held_out"].str.startswith(("group", "period"))]
     panels = list(elements.groupby(["target", "model"], sort=True))
-    fig, axes = plt.subplots(max(1, len(panels)), len(MAPS), figsize=(8.5 * len(MAPS), 4.8 * max(1, len(panels))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(panels)), len(MAPS), figsize=(6.2 * len(MAPS), 3.8 * max(1, len(panels))), squeeze=False)
     for row, ((target, model), frame) in enumerate(panels):
         counts = {held: f"n={int(n)}" for held, n in zip(frame["held_out"], frame["n_ood"]) if np.isfinite(n)}
         for col, (measure, label, cmap, centre) in enumerate(MAPS):

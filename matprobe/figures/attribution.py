@@ -18,7 +18,8 @@ from matprobe.features import element_properties
 def periodic_tables(elements_path, predictions_path, omitted: list[str], target: str, out_png) -> None:
     elements = pd.read_parquet(elements_path)
     predictions = pd.read_parquet(predictions_path)
-    fig, axes = plt.subplots(1, 2, figsize=(16, 5))
+    # stacked, not side by side: two 18-column tables in one row shrink the symbols to a few pixels in the report
+    fig, axes = plt.subplots(2, 1, figsize=(9.5, 9.4))
     mean_contribution = elements.groupby("element").apply(lambda g: np.average(g["mean"], weights=g["count"]), include_groups=False).to_dict()
     periodic_table(mean_contribution, omitted, "Mean atom contribution per element (ID and OOD test; boxed ×: omitted)",
                    f"mean contribution ({units(target)})", axes[0], cmap="vlag", center=0.0)
@@ -51,7 +52,7 @@ def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, o
     colormap = sns.color_palette("vlag", as_cmap=True)
     props = element_properties()
     radii = dict(zip(props["symbol"], props["covalent_radius"]))
-    fig = plt.figure(figsize=(4 * per_set, 8))
+    fig = plt.figure(figsize=(3.3 * per_set, 6.8))
     for k, (set_name, crystal_id) in enumerate(examples):
         ax = fig.add_subplot(2, per_set, k + 1, projection="3d")
         crystal = Crystal.from_row(materials.loc[crystal_id])
@@ -82,7 +83,7 @@ def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, o
 
 def element_map(pca_path, out_png) -> None:
     frame = pd.read_parquet(pca_path)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, column, cmap in ((axes[0], "group", "viridis"), (axes[1], "period", "cividis")):
         points = ax.scatter(frame["pc1"], frame["pc2"], c=frame[column], cmap=cmap, s=40, edgecolors="0.3", linewidths=0.3)
         for _, row in frame.iterrows():
@@ -108,9 +109,9 @@ def trim_bars(trim_summary_path, target: str, out_png) -> None:
     frame = pd.read_parquet(trim_summary_path)
     frame = frame.assign(set=frame["set"].map(SET_LABELS))
     spaces = [s for s in ("properties", "distance_bands") if s in set(frame["space"])]
-    fig, axes = plt.subplots(1, max(1, len(spaces)), figsize=(7 * max(1, len(spaces)), 4.5), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(spaces)), 1, figsize=(9, 4.2 * max(1, len(spaces))), squeeze=False)
     colors = set_colors()
-    for ax, space in zip(axes[0], spaces):
+    for ax, space in zip(axes[:, 0], spaces):
         subset = frame[frame["space"] == space]
         sns.barplot(data=subset, x="name", y="mean_abs_attribution", hue="set", palette={SET_LABELS[k]: v for k, v in colors.items()},
                     hue_order=[h for h in ("ID test", "OOD test") if h in set(subset["set"])], ax=ax)

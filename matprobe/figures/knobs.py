@@ -26,9 +26,9 @@ def knob_responses(splits: list[str], summary_paths: list, response_paths: list,
     responses = [pd.read_parquet(path) for path in response_paths]
     checks = [json.loads(Path(path).read_text()) for path in check_paths]
     attributes = list(dict.fromkeys(name for check in checks for name in check["attributes"]))
-    columns = 4
+    columns = 3
     rows = int(np.ceil(len(attributes) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
     colours = set_colors()
     for ax, attribute in zip(axes.ravel(), attributes):
         failing = [(split, check) for split, check in zip(splits, checks) if attribute not in check["attributes"]

@@ -55,9 +55,9 @@ def landscapes_1d(runs: list[dict], grid_paths: list, out_png) -> None:
         frames.append(grid[grid["grid"] == "1d"].assign(**key))
     frame = pd.concat(frames, ignore_index=True)
     runs = list(frame.groupby(["target", "split", "model", "seed"], sort=True))
-    columns = min(4, len(runs))
+    columns = min(3, len(runs))
     rows = int(np.ceil(len(runs) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.5 * columns, 2.9 * rows), squeeze=False, sharex=True)
     colors = set_colors()
     for ax, ((target, split, model, seed), subset) in zip(axes.ravel(), runs):
         for set_name in SETS:
@@ -89,16 +89,23 @@ def landscape_2d(grid_path, target: str, out_png, out_3d_png) -> None:
     # whole basin around the trained weights into the lowest band.
     low = max(float(plane["mae"].min()), 1e-12)
     levels = np.geomspace(low, max(float(np.quantile(plane["mae"], 0.95)), low * 1.01), 16)
-    fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.8), squeeze=False, sharey=True, constrained_layout=True)
-    for ax, set_name in zip(axes[0], sets):
+    # two columns: four sets in one row shrink each panel to a quarter of the report's width
+    columns = min(2, len(sets))
+    rows = int(np.ceil(len(sets) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 1.0, 3.3 * rows), squeeze=False, sharex=True, sharey=True,
+                             constrained_layout=True)
+    for ax in axes.ravel()[len(sets):]:
+        ax.axis("off")
+    for ax, set_name in zip(axes.ravel(), sets):
         subset = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="mae")
         contour = ax.contourf(subset.columns, subset.index, subset.values, levels=levels, cmap="viridis", extend="max",
                               norm=matplotlib.colors.LogNorm(levels[0], levels[-1]))
         ax.plot(0, 0, "w+", ms=10)
         ax.set_title(f"{SET_LABELS[set_name]}", fontsize=9)
         ax.set_xlabel("α along d1 (filter-normalised)")
-    axes[0, 0].set_ylabel("β along d2 (filter-normalised)")
-    colorbar = fig.colorbar(contour, ax=axes[0].tolist(), label=f"MAE ({units(target)}, log scale)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("β along d2 (filter-normalised)")
+    colorbar = fig.colorbar(contour, ax=axes.ravel().tolist(), label=f"MAE ({units(target)}, log scale)")
     colorbar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
     fig.suptitle("2D loss landscapes with the same directions and contour levels for every set (+: trained weights)", fontsize=10)
     save(fig, out_png)

@@ -6,6 +6,7 @@ what it shows, and a colour-blind-safe palette (seaborn's `colorblind`; `viridis
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -53,9 +54,34 @@ def set_colors() -> dict[str, tuple]:
     return dict(zip(SETS, [palette[0], palette[4], palette[2], palette[3]]))
 
 
+# The run a per-run figure job draws (target, split, model, seed), named above every figure it saves: a figure
+# opened on its own, or among eight near-identical folders of the report, says which model it shows.
+_RUN: dict | None = None
+
+
+@contextmanager
+def naming_run(keys):
+    """Within the block, every saved figure carries the run's target, split, model and seed above it."""
+    global _RUN
+    previous, _RUN = _RUN, {name: keys[name] for name in ("target", "split", "model", "seed")}
+    try:
+        yield
+    finally:
+        _RUN = previous
+
+
+def run_label(keys) -> str:
+    model = {"cgcnn": "CGCNN", "schnet": "SchNet"}.get(keys["model"], keys["model"])
+    return f"{target_name(keys['target'])} · {keys['split']} · {model} · seed {keys['seed']}"
+
+
 def save(fig, png_path) -> None:
-    """PNG and a PDF beside it, each written atomically."""
+    """PNG and a PDF beside it, each written atomically (inside naming_run, the run named above the figure)."""
     png_path = Path(png_path)
+    if _RUN is not None:
+        # above everything the figure draws (bbox_inches="tight" grows the canvas to keep it)
+        top = max([fig.get_tightbbox().y1 / fig.bbox_inches.height] + [1.0])
+        fig.text(0.0, top + 0.01, run_label(_RUN), ha="left", va="bottom", fontsize=11, fontweight="bold")
     for path, fmt in ((png_path, "png"), (png_path.with_suffix(".pdf"), "pdf")):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")

@@ -25,7 +25,7 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
     examples = list(diagrams.groupby(["set", "id", "formula", "site"], sort=False))
     dims = sorted(curves["dim"].unique())
     columns = max(len(examples) + 1, len(dims))
-    fig, axes = plt.subplots(2, columns, figsize=(5 * columns, 9), squeeze=False)
+    fig, axes = plt.subplots(2, columns, figsize=(3.7 * columns, 7.6), squeeze=False)
     for ax in axes[0, len(examples) + 1:]:
         ax.axis("off")
     colours = set_colors()
