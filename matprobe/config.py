@@ -122,7 +122,7 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     return config
 
 
-SPLIT_KINDS = ("omit", "omit_group", "omit_period", "random", "omit_each", "ids_file")
+SPLIT_KINDS = ("omit", "omit_group", "omit_period", "random", "omit_each", "ids_file", "published")
 SPLIT_MODIFIERS = {"omit_each": ("min_ood", "min_left", "only", "exclude"), "ids_file": ("name",)}
 
 
@@ -137,6 +137,8 @@ def _check_splits(config: dict[str, Any]) -> None:
         if extra:
             raise MatprobeError(f"config: splits.{k}: `{extra[0]}` does not go with {kinds[0]}"
                                 + (f" (it takes {', '.join(allowed)})" if allowed else ""))
+        if kinds[0] == "published" and not any(spec.get("sets") for spec in config["datasets"].values()):
+            raise MatprobeError(f"config: splits.{k}: published: no dataset is given as one file per set (`sets`)")
         if kinds[0] == "ids_file":
             # its set names now, not after the data stage has run (its ids need the materials table: the split job)
             from matprobe.splits import check_ids_file
@@ -251,9 +253,9 @@ def runs(config: dict[str, Any], seeds: list[int] | None = None, splits_of=None)
     """Every run (dataset, target, split, model, seed) the config trains, in a fixed order; `splits_of(dataset)`
     gives a dataset's concrete split definitions (sweeps expanded), by default the config's own."""
     from matprobe.layout import Run
-    from matprobe.splits import split_names
+    from matprobe.splits import dataset_splits, split_names
 
-    splits_of = splits_of or (lambda dataset: config["splits"])
+    splits_of = splits_of or (lambda dataset: dataset_splits(config, dataset))
     return [Run(dataset, target, split, model, seed)
             for dataset in config["datasets"] for target in targets_of(config, dataset)
             for split in split_names(splits_of(dataset), config["split_options"]["controls"])

@@ -341,8 +341,34 @@ def _table_rows(path: Path, frame, columns: tuple[str, ...], spec: dict, targets
     return (frame.head(spec["limit"]) if spec.get("limit") else frame).to_dict("records")
 
 
-def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
-    path = Path(spec["path"])
+def set_files(spec: dict) -> dict[str, str]:
+    """A dataset given as one file per set (`sets`, as published benchmarks ship): each set's file by the name the
+    split reads it under (`test` is id_test), in the order train, val, id_test, ood_test; empty for any other dataset."""
+    from matprobe.splits import SET_ALIASES
+    from matprobe.sets import SETS
+
+    named = {SET_ALIASES.get(name, name): file for name, file in (spec.get("sets") or {}).items()}
+    return {name: named[name] for name in SETS if name in named}
+
+
+def published_sets(spec: dict) -> dict[str, list[str]]:
+    """The ids of each set of a dataset given one file per set, read as its source reads its records (so that they are
+    the materials table's ids); `limit` applies to each file, as when the data stage reads them."""
+    reader, targets = SOURCES[spec["source"]].reader, resolve_targets(spec)
+    return {name: [record.id for record in reader(spec, [], targets, set_file=file)] for name, file in set_files(spec).items()}
+
+
+def _each_set(reader, spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
+    for file in set_files(spec).values():
+        yield from reader(spec, files, targets, set_file=file)
+
+
+def read_table(spec: dict, files: list[Path], targets: dict[str, str], set_file: str | None = None) -> Iterator[RawRecord]:
+    """The rows of the table at `path`, or of one table per set (`sets`), one after the other."""
+    if set_file is None and spec.get("sets"):
+        yield from _each_set(read_table, spec, files, targets)
+        return
+    path = Path(set_file or spec["path"])
     id_column, structure_column = spec.get("id_column", "id"), spec.get("structure_column", "structure")
     for row in _table_rows(path, _read_frame(path), (id_column, structure_column), spec, targets):
         yield RawRecord(str(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
@@ -351,11 +377,14 @@ def read_table(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterat
 # ---- cif_folder: a folder of CIF files and a labels table with a header ------------------------------------
 
 
-def read_cif_folder(spec: dict, files: list[Path], targets: dict[str, str]) -> Iterator[RawRecord]:
-    """One record per row of the labels table (CSV with a header, Parquet or JSON, any column names); `id_column`
-    names the CIF file of the row, with or without `.cif` (default: the table's first column). A row whose file is
-    missing is counted as unparsable, never fatal."""
-    folder, labels = Path(spec["path"]), Path(spec["labels"])
+def read_cif_folder(spec: dict, files: list[Path], targets: dict[str, str], set_file: str | None = None) -> Iterator[RawRecord]:
+    """One record per row of the labels table (CSV with a header, Parquet or JSON, any column names), or of one labels
+    table per set (`sets`), one after the other; `id_column` names the CIF file of the row, with or without `.cif`
+    (default: the table's first column). A row whose file is missing is counted as unparsable, never fatal."""
+    if set_file is None and spec.get("sets"):
+        yield from _each_set(read_cif_folder, spec, files, targets)
+        return
+    folder, labels = Path(spec["path"]), Path(set_file or spec["labels"])
     if not folder.is_dir():
         raise MatprobeError(f"{folder}: CIF folder does not exist")
     frame = _read_frame(labels)
@@ -439,13 +468,14 @@ class Source:
     """Everything the workflow knows about one kind of `datasets:` entry; nothing else branches on a source's name.
 
     `keys`: the config keys it reads besides COMMON_KEYS; `required`: groups of keys of which one must be given;
-    `choices`: the allowed values of a key; `default_targets`: target name in the table -> column in the source,
+    `exclusive`: groups of keys of which at most one may be given; `choices`: the allowed values of a key; `default_targets`: target name in the table -> column in the source,
     used when the entry gives no `targets`; `remote_files`: what the download rule fetches; `local_inputs`: local
     files it reads (Snakemake inputs, so that a changed file re-runs the data stage); `reader`: the records."""
 
     reader: Callable[..., Iterator[RawRecord]]
     keys: tuple[str, ...] = ()
     required: tuple[tuple[str, ...], ...] = ()
+    exclusive: tuple[tuple[str, ...], ...] = ()
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     default_targets: Callable[[dict], dict[str, str]] = _fixed({})
     remote_files: Callable[[dict], list[RemoteFile]] = _no_files
@@ -491,15 +521,17 @@ SOURCES: dict[str, Source] = {
     "materials_project": Source(read_materials_project, keys=("elements", "chunk_size"), default_targets=_fixed(MP_API_FIELDS)),
     "cif_folder": Source(
         read_cif_folder,
-        keys=("path", "labels", "id_column"),
-        required=(("path",), ("labels",)),
-        local_inputs=lambda spec: [spec["path"], spec["labels"]],
+        keys=("path", "labels", "sets", "id_column"),
+        required=(("path",), ("labels", "sets")),
+        exclusive=(("labels", "sets"),),
+        local_inputs=lambda spec: [spec["path"], *([spec["labels"]] if "labels" in spec else set_files(spec).values())],
     ),
     "table": Source(
         read_table,
-        keys=("path", "id_column", "structure_column"),
-        required=(("path",),),
-        local_inputs=lambda spec: [spec["path"]],
+        keys=("path", "sets", "id_column", "structure_column"),
+        required=(("path", "sets"),),
+        exclusive=(("path", "sets"),),
+        local_inputs=lambda spec: [spec["path"]] if "path" in spec else list(set_files(spec).values()),
     ),
 }
 
@@ -518,9 +550,31 @@ def check_dataset(name: str, spec: dict) -> None:
     for group in source.required:
         if not any(key in spec for key in group):
             raise MatprobeError(f"{where}: source {spec['source']} needs `{'` or `'.join(group)}`")
+    for group in source.exclusive:
+        given = [key for key in group if key in spec]
+        if len(given) > 1:
+            raise MatprobeError(f"{where}: give `{given[0]}` or `{given[1]}`, not both")
+    if "sets" in spec:
+        _check_sets(where, spec["sets"])
     for key, allowed_values in source.choices.items():
         if key in spec and str(spec[key]) not in allowed_values:
             raise MatprobeError(f"{where}.{key}: {spec[key]!r} is not one of {list(allowed_values)}")
+
+
+def _check_sets(where: str, sets: dict) -> None:
+    """One file per set: train, val and the test set (test or id_test), ood_test optional; nothing else."""
+    from matprobe.splits import SET_ALIASES
+    from matprobe.sets import SETS
+
+    names = {SET_ALIASES.get(name, name) for name in sets}
+    unknown = [name for name in sets if SET_ALIASES.get(name, name) not in SETS]
+    if unknown:
+        raise MatprobeError(f"{where}.sets: unknown set {unknown[0]!r}; the sets are {list(SETS)} (test is read as id_test)")
+    if len(names) < len(sets):
+        raise MatprobeError(f"{where}.sets: test and id_test name one set; give one of them")
+    missing = [name for name in ("train", "val", "id_test") if name not in names]
+    if missing:
+        raise MatprobeError(f"{where}.sets: no file for set {missing[0]}" + (" (or test)" if missing[0] == "id_test" else ""))
 
 
 def resolve_targets(spec: dict) -> dict[str, str]:

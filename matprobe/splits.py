@@ -37,6 +37,8 @@ def _as_list(value) -> list[str]:
 
 
 def split_name(definition: dict) -> str:
+    if isinstance(definition.get("published"), str):  # made concrete for one dataset by dataset_splits
+        return f"file-{definition['published']}"
     if "ids_file" in definition:
         return "file-" + str(definition.get("name") or Path(definition["ids_file"]).name.split(".")[0])
     if "omit" in definition:
@@ -52,7 +54,21 @@ def split_name(definition: dict) -> str:
 
 def has_control(definition: dict) -> bool:
     """Omissions get a size-matched control; random splits and splits read from a file do not."""
-    return not (definition.get("random") or "ids_file" in definition)
+    return not (definition.get("random") or "ids_file" in definition or "published" in definition)
+
+
+def dataset_splits(config: dict, dataset: str) -> list[dict]:
+    """A dataset's split definitions: the config's, with {published: true} made the dataset's own published split
+    (file-{dataset}, read from its one file per set) or left out where the dataset is not given as one file per set."""
+    spec = config["datasets"][dataset]
+    definitions = []
+    for definition in config["splits"]:
+        if definition.get("published") is True:
+            if spec.get("sets"):
+                definitions.append({"published": dataset, "dataset": spec})
+        else:
+            definitions.append(definition)
+    return definitions
 
 
 def split_names(definitions: list[dict], controls: bool = True) -> list[str]:
@@ -195,6 +211,28 @@ def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
     return {name: sorted(set(ids)) for name, ids in sets.items() if name in SETS}
 
 
+def published_split(definition: dict, known_ids: set[str]) -> dict[str, list[str]]:
+    """The sets of a dataset given one file per set, as its files hold them; a crystal the data stage rejected is left
+    out (and counted in the log), an id in two files is an error naming both sets."""
+    from matprobe.sources import published_sets
+
+    dataset = definition["published"]
+    sets = published_sets(definition["dataset"])
+    problems, seen = [], {}
+    for set_name, ids in sets.items():
+        for crystal_id in ids:
+            if crystal_id in seen and seen[crystal_id] != set_name:
+                problems.append(f"datasets.{dataset}.sets: id {crystal_id} is in both {seen[crystal_id]} and {set_name}")
+            seen[crystal_id] = set_name
+    _raise_problems(problems)
+    kept = {name: sorted(set(ids) & known_ids) for name, ids in sets.items()}
+    for name, ids in sets.items():
+        if len(kept[name]) < len(set(ids)):
+            log.info("split file-%s: %d of %d %s crystals are not in the materials table (rejected by the data stage)",
+                     dataset, len(set(ids)) - len(kept[name]), len(set(ids)), name)
+    return kept
+
+
 def cgcnn_split(ids: list[str], seed: int = 123, val_ratio: float = 0.1, test_ratio: float = 0.1) -> dict[str, list[str]]:
     """The split CGCNN's own code (Xie & Grossman, txie-93/cgcnn) makes of an id_prop.csv: its rows shuffled by
     Python's `random` seeded with `seed` (its default 123), then the first 1 - val - test of them for training, the
@@ -242,8 +280,9 @@ def _sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]
 def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], options: dict) -> dict:
     """The sets of one split as lists of ids, with its definition; checked before it is returned."""
     definition, is_control = definition_for(name, definitions)
-    if "ids_file" in definition:
-        sets = read_ids_file(definition["ids_file"], set(materials["id"]))
+    if "ids_file" in definition or "published" in definition:
+        known = set(materials["id"])
+        sets = read_ids_file(definition["ids_file"], known) if "ids_file" in definition else published_split(definition, known)
         split = {"name": name, "kind": "file", "definition": definition, "omitted_elements": [], "seed": None, "sets": sets,
                  "counts": {key: len(value) for key, value in sets.items()}}
         check_split(split, materials)

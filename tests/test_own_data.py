@@ -68,6 +68,14 @@ def write_inputs(example: str, workdir, structures, served, url) -> dict:
         rows = [{"material": material_id, "structure": forms[k % 3](structure), "gap_pbe": hull}
                 for k, (material_id, structure, _, hull) in enumerate(structures)]
         pd.DataFrame(rows).to_csv(workdir / "data" / "structures.csv", index=False)
+    elif example == "published-split.yaml":
+        # CDVAE's layout: train/val/test.csv, each with pandas' unnamed index column, material_id, cif and heat_ref
+        folder = workdir / "data" / "perov_5"
+        folder.mkdir(parents=True)
+        rows = [{"material_id": material_id, "cif": structure.to(fmt="cif"), "heat_ref": energy}
+                for material_id, structure, energy, _ in structures]
+        for name, part in (("train", rows[0::3] + rows[1::3]), ("val", rows[2::6]), ("test", rows[5::6])):
+            pd.DataFrame(part).to_csv(folder / f"{name}.csv")
     elif example == "jarvis.yaml":
         entries = [{"jid": f"JVASP-{k}", "atoms": {"lattice_mat": s.lattice.matrix.tolist(), "coords": s.frac_coords.tolist(),
                                                    "elements": [site.specie.symbol for site in s], "cartesian": False},
@@ -130,3 +138,9 @@ def test_each_own_data_example_makes_its_splits(example, tmp_path, demo_structur
         assert summary["accepted"] >= 50, summary
         if example == "cif-folder.yaml":
             assert summary["rejected_by_reason"] == {"unparsable": 1}
+        if example == "published-split.yaml":  # the published split is the three files' sets, named after the dataset
+            split = json.loads(next((workdir / "results" / "splits" / dataset).glob("*/file-perov_5.json")).read_text())
+            for name, file in (("train", "train"), ("val", "val"), ("id_test", "test")):
+                ids = pd.read_csv(workdir / "data" / "perov_5" / f"{file}.csv", dtype=str)["material_id"]
+                assert split["sets"][name] == sorted(ids), name
+            assert "ood_test" not in split["sets"] and split["kind"] == "file"

@@ -228,3 +228,73 @@ def test_embedded_demo_normalises_completely(tmp_path):
     assert len(table) == 3938 and len(rejected) == 0
     assert table["id"].is_unique
     assert summary["elements"]["Fe"] > 100 and summary["elements"]["O"] > 1000
+
+
+def test_a_dataset_in_one_file_per_set_reads_as_one_table_and_keeps_its_published_sets(tmp_path, crystals):
+    from matprobe.sources import check_dataset, local_inputs, published_sets
+    from matprobe.splits import make_split
+
+    names = list(crystals)  # NaCl, FeO, MgO, Si, CsCl
+    parts = {"train": names[:3], "val": names[3:4], "test": names[4:]}
+    sets = {}
+    for set_name, members in parts.items():
+        path = tmp_path / f"{set_name}.csv"  # CDVAE's layout: pandas' unnamed index column, material_id, cif, property
+        pd.DataFrame([{"material_id": f"{set_name}-{n}", "cif": crystals[n].to(fmt="cif"), "heat_ref": -0.5 * k}
+                      for k, n in enumerate(members)]).to_csv(path)
+        sets[set_name] = str(path)
+    (tmp_path / "test.csv").write_text((tmp_path / "test.csv").read_text() + f'9,test-broken,"{BAD_CIF}",0.0\n')
+    spec = {"source": "table", "sets": sets, "id_column": "material_id", "structure_column": "cif", "targets": {"heat_ref": "heat_ref"}}
+    check_dataset("perov", spec)
+    assert local_inputs(spec) == [sets["train"], sets["val"], sets["test"]]
+    table, rejected, summary = normalise(tmp_path, "perov", spec)
+    assert table["id"].tolist() == ["train-NaCl", "train-FeO", "train-MgO", "val-Si", "test-CsCl"]
+    assert rejected["id"].tolist() == ["test-broken"]
+    assert published_sets(spec) == {"train": ["train-NaCl", "train-FeO", "train-MgO"], "val": ["val-Si"],
+                                     "id_test": ["test-CsCl", "test-broken"]}
+    # the split {published: true} makes for this dataset: the files' sets, less what the data stage rejected
+    split = make_split(table, "file-perov", [{"published": "perov", "dataset": spec}], {"seed": 0})
+    assert split["kind"] == "file" and split["sets"] == {"train": ["train-FeO", "train-MgO", "train-NaCl"], "val": ["val-Si"],
+                                                         "id_test": ["test-CsCl"]}
+    # a CIF folder takes one labels table per set the same way
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    labels = {}
+    for set_name, members in parts.items():
+        for n in members:
+            (folder / f"{n}.cif").write_text(crystals[n].to(fmt="cif"))
+        labels[set_name] = str(tmp_path / f"labels-{set_name}.csv")
+        pd.DataFrame({"file": members, "e": [1.0] * len(members)}).to_csv(labels[set_name], index=False)
+    cif_spec = {"source": "cif_folder", "path": str(folder), "sets": labels, "targets": {"e": "e"}}
+    check_dataset("cifs", cif_spec)
+    assert published_sets(cif_spec) == {"train": names[:3], "val": names[3:4], "id_test": names[4:]}
+    assert local_inputs(cif_spec) == [str(folder), labels["train"], labels["val"], labels["test"]]
+    assert normalise(tmp_path, "cifs", cif_spec)[2]["accepted"] == 5
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"source": "table", "path": "t.csv", "sets": {"train": "a", "val": "b", "test": "c"}}, "datasets.d: give `path` or `sets`, not both"),
+    ({"source": "table", "sets": {"train": "a", "val": "b"}}, "datasets.d.sets: no file for set id_test (or test)"),
+    ({"source": "table", "sets": {"train": "a", "val": "b", "test": "c", "id_test": "e"}}, "test and id_test name one set"),
+    ({"source": "cif_folder", "path": "cifs", "labels": "l.csv", "sets": {"train": "a", "val": "b", "test": "c"}},
+     "give `labels` or `sets`, not both"),
+    ({"source": "cif_folder", "path": "cifs"}, "source cif_folder needs `labels` or `sets`"),
+])
+def test_one_file_per_set_is_checked_when_the_config_is(entry, expected):
+    from matprobe.config import validate_config
+
+    with pytest.raises(MatprobeError) as error:
+        validate_config({"datasets": {"d": {**entry, "targets": {"e": "e"}}}, "targets": ["e"]})
+    assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_published_split_is_named_after_each_dataset_that_has_one():
+    from matprobe.config import runs, validate_config
+
+    sets = {"train": "a.csv", "val": "b.csv", "test": "c.csv"}
+    config = validate_config({"datasets": {"perov_5": {"source": "table", "sets": sets, "targets": {"e": "e"}},
+                                           "other": {"source": "table", "path": "t.csv", "targets": {"e": "e"}}},
+                              "targets": ["e"], "splits": [{"published": True}, {"omit": "O"}], "models": ["cgcnn"], "seeds": [0]})
+    assert {(run.dataset, run.split) for run in runs(config)} == {
+        ("perov_5", "file-perov_5"), ("perov_5", "omit-O"), ("perov_5", "omit-O-control"), ("other", "omit-O"), ("other", "omit-O-control")}
+    with pytest.raises(MatprobeError, match=r"splits.0: published: no dataset is given as one file per set \(`sets`\)"):
+        validate_config({"splits": [{"published": True}]})
