@@ -130,3 +130,32 @@ def test_a_per_run_figure_names_its_run_above_everything_it_draws(tmp_path):
     fig, ax = plt.subplots()
     style.save(fig, tmp_path / "other.png")  # outside the block: no label
     assert not fig.texts
+
+
+def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, monkeypatch):
+    from matprobe.figures import knobs
+
+    attributes = ["electronegativity", "coordination", "radius", "h1_total_persistence"]
+    paths = {}
+    for split, fidelity in (("omit-O", 0.95), ("omit-O-control", 0.5)):
+        check = {"attributes": attributes, "encoded_threshold": 0.3, "fidelity_goal": 0.8,
+                 "encoded_r2": {"electronegativity": 0.9, "coordination": 0.9, "radius": 0.1, "h1_total_persistence": 0.9},
+                 "fidelity_r2": {"electronegativity": 0.95, "coordination": 0.95, "radius": 0.9, "h1_total_persistence": fidelity}}
+        (tmp_path / f"{split}.json").write_text(json.dumps(check))
+        rows = [{"set": s, "atoms": "all", "attribute": a, "value": v, "contribution": v * 0.1}
+                for s in ("id_test", "ood_test") for a in attributes for v in (0.0, 1.0, 2.0)]
+        pd.DataFrame(rows).to_parquet(tmp_path / f"{split}.parquet")
+        paths[split] = (tmp_path / f"{split}.json", tmp_path / f"{split}.parquet")
+    drawn = []
+    monkeypatch.setattr(knobs, "save", lambda fig, path: drawn.append(fig))
+    splits = list(paths)
+    knobs.knob_responses(splits, [], [paths[s][1] for s in splits], [paths[s][0] for s in splits], "formation_energy_per_atom",
+                         tmp_path / "knobs.png")
+    (fig,) = drawn
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title().split(" (")[0] for ax in panels] == ["electronegativity", "coordination"]
+    assert all(len(ax.get_lines()) == 4 for ax in panels)  # ID and OOD of the omission and its control
+    (table,) = [artist for ax in fig.axes for artist in ax.tables]
+    cells = {(r, c): cell.get_text().get_text() for (r, c), cell in table.get_celld().items()}
+    assert [cells[(r, 0)].split(" (")[0] for r in (1, 2)] == ["radius", "h1 total persistence"]
+    assert cells[(1, 4)].startswith("the model's h does not encode it") and cells[(2, 1)] == "omit-O-control" and cells[(2, 3)] == "0.50"

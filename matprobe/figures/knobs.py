@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from matprobe.figures.style import SET_LABELS, save, set_colors, target_name, units
+from matprobe import MatprobeError
 from matprobe.knobs import UNITS
 
 
@@ -19,35 +20,56 @@ def _label(attribute: str) -> str:
     return attribute.replace("_", " ") + (f" ({unit})" if unit else "")
 
 
+def _failed_check(attribute: str, splits: list[str], checks: list[dict]) -> tuple[str, str, str, str] | None:
+    """Why a knob is not drawn (the first model whose check it fails): split, encoded R², fidelity R², reason."""
+    for split, check in zip(splits, checks):
+        if attribute not in check["attributes"]:
+            return split, "–", "–", "not an attribute of this model's atoms (too few values)"
+        encoded, fidelity = check["encoded_r2"][attribute], check["fidelity_r2"][attribute]
+        if encoded < check["encoded_threshold"]:
+            return split, f"{encoded:.2f}", f"{fidelity:.2f}", f"the model's h does not encode it (R² < {check['encoded_threshold']})"
+        if fidelity < check["fidelity_goal"]:
+            return split, f"{encoded:.2f}", f"{fidelity:.2f}", f"knob fidelity R² below its goal {check['fidelity_goal']}"
+    return None
+
+
 def knob_responses(splits: list[str], summary_paths: list, response_paths: list, check_paths: list, target: str, out_png) -> None:
-    """Per attribute, the mean response (and its interquartile band over atoms) of each model: the held-out element's
-    atoms where there are any, else all OOD atoms, and the ID atoms; a knob that fails its fidelity check in either
-    model is not drawn as if it worked: its panel says why."""
+    """Per attribute whose knob passes its checks in both models, the mean response (and its interquartile band over
+    atoms) of each model: the held-out element's atoms where there are any, else all OOD atoms, and the ID atoms.
+    The knobs that fail a check are not drawn as if they worked, nor as empty panels: a table below lists them with
+    the numbers that failed."""
     responses = [pd.read_parquet(path) for path in response_paths]
     checks = [json.loads(Path(path).read_text()) for path in check_paths]
-    attributes = list(dict.fromkeys(name for check in checks for name in check["attributes"]))
+    every = list(dict.fromkeys(name for check in checks for name in check["attributes"]))
+    if not every:
+        raise MatprobeError(f"{check_paths[0]}: the knob checks list no attributes")
+    failed = {attribute: _failed_check(attribute, splits, checks) for attribute in every}
+    attributes = [attribute for attribute in every if failed[attribute] is None]
+    failing = [(attribute, *why) for attribute, why in failed.items() if why is not None]
     columns = 3
     rows = int(np.ceil(len(attributes) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.9 * rows), squeeze=False)
+    table_height = 0.5 + 0.24 * len(failing) if failing else 0.0
+    fig = plt.figure(figsize=(3.6 * columns, 2.9 * rows + table_height + 0.8))
+    grid = fig.add_gridspec(rows + (1 if failing else 0), columns,
+                            height_ratios=[2.9] * rows + ([table_height] if failing else []))
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(columns)] for r in range(rows)]).reshape(rows, columns)
+    if failing:
+        table_ax = fig.add_subplot(grid[rows, :])
+        table_ax.axis("off")
+        table_ax.set_title(f"{len(failing)} of {len(every)} knobs not drawn: the checks they failed "
+                           "(encoded: R² of the attribute from h; fidelity: R² of the knob's value from the decoded h)", fontsize=8)
+        table = table_ax.table(cellText=[[_label(a), split, enc, fid, why] for a, split, enc, fid, why in failing],
+                               colLabels=["attribute", "model (split)", "encoded R²", "fidelity R²", "why not drawn"],
+                               loc="upper center", cellLoc="left", colLoc="left")
+        table.auto_set_font_size(False)
+        table.set_fontsize(7.5)
+        table.auto_set_column_width(list(range(5)))
     colours = set_colors()
     for ax, attribute in zip(axes.ravel(), attributes):
-        failing = [(split, check) for split, check in zip(splits, checks) if attribute not in check["attributes"]
-                   or check["encoded_r2"][attribute] < check["encoded_threshold"] or check["fidelity_r2"][attribute] < check["fidelity_goal"]]
         ax.set_title(_label(attribute), fontsize=9)
         ax.set_xlabel(_label(attribute), fontsize=7)
         ax.set_ylabel(f"atom contribution ({units(target)})", fontsize=7)
         ax.tick_params(labelsize=7)
-        if failing:
-            split, check = failing[0]
-            if attribute not in check["attributes"]:
-                reason = "not an attribute of this model's atoms (too few values)"
-            elif check["encoded_r2"][attribute] < check["encoded_threshold"]:
-                reason = "the model's h does not encode it"
-            else:
-                reason = f"knob fidelity R² {check['fidelity_r2'][attribute]:.2f} < {check['fidelity_goal']}"
-            ax.text(0.5, 0.5, f"not drawn:\n{reason}\n({split})", ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes)
-            ax.set_facecolor("0.95")
-            continue
         for split, frame, style in zip(splits, responses, ("-", "--")):
             held_out = frame[(frame["set"] == "ood_test") & (frame["atoms"] == "held_out")]
             groups = [("ood_test", held_out if len(held_out) else frame[(frame["set"] == "ood_test") & (frame["atoms"] == "all")]),
@@ -64,11 +86,12 @@ def knob_responses(splits: list[str], summary_paths: list, response_paths: list,
     for ax in axes.ravel()[len(attributes):]:
         ax.axis("off")
     handles, labels = next((ax.get_legend_handles_labels() for ax in axes.ravel() if ax.get_legend_handles_labels()[0]), ([], []))
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"Knob responses ({target_name(target)}): one attribute of an atom turned from its 5th to its 95th percentile, "
-                 "the rest held, through each model's frozen head (mean and interquartile band over atoms; solid: "
+                 "the rest held,\nthrough each model's frozen head (mean and interquartile band over atoms; solid: "
                  f"{splits[0]}, dashed: {splits[-1]})", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     save(fig, out_png)
 
 
@@ -78,7 +101,7 @@ def latent_map(atoms_path, target: str, out_png) -> None:
     atoms = pd.read_parquet(atoms_path)
     shown = atoms[atoms["set"].isin(["id_test", "ood_test"])]
     colour_by = [c for c in ("coordination", "h1_total_persistence", "contribution") if c in shown]
-    fig, axes = plt.subplots(1, len(colour_by), figsize=(5.2 * len(colour_by), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(colour_by), figsize=(3.9 * len(colour_by), 3.6), squeeze=False)
     for ax, column in zip(axes[0], colour_by):
         values = shown[column]
         low, high = np.nanpercentile(values, [2, 98])
