@@ -119,7 +119,20 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     _check_elements(config)
     _check_grids(config)
     _check_increasing(config)
+    _sort_mappings(config)
     return config
+
+
+def _sort_mappings(value: Any) -> Any:
+    """Every mapping of the config with its keys sorted, in place (lists keep their order): Snakemake compares a job's
+    parameters by their repr, so a config whose keys were only reordered would otherwise re-run the jobs given them."""
+    if isinstance(value, dict):
+        items = sorted(((key, _sort_mappings(item)) for key, item in value.items()), key=lambda pair: str(pair[0]))
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        value[:] = [_sort_mappings(item) for item in value]
+    return value
 
 
 SPLIT_KINDS = ("omit", "omit_group", "omit_period", "random", "omit_each", "ids_file", "published")

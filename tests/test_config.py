@@ -154,3 +154,48 @@ def test_an_ids_file_calls_its_test_set_test_or_id_test_and_is_checked_before_th
         assert str(error.value).startswith(f"config: splits.1.ids_file: {fold}: ") and expected in str(error.value)
     with pytest.raises(MatprobeError, match="splits.0.ids_file: .*none.json: split ids file not found"):
         validate_config({"splits": [{"ids_file": str(tmp_path / "none.json")}]})
+
+
+def _reversed_mappings(value):
+    """The same config with the keys of every mapping in reverse order (lists untouched)."""
+    if isinstance(value, dict):
+        return {key: _reversed_mappings(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reversed_mappings(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(p.relative_to(REPO / "config").as_posix()
+                                        for p in (REPO / "config").rglob("*.yaml") if p.name != "schema.yaml"))
+def test_a_config_with_its_keys_reordered_is_the_same_config(name):
+    raw = yaml.safe_load((REPO / "config" / name).read_text())
+    if any("ids_file" in split for split in raw.get("splits", [])):
+        pytest.skip(f"{name} reads an ids file")
+    assert repr(_reversed_mappings(raw)) != repr(raw)  # the reversal does reorder
+    assert repr(validate_config(_reversed_mappings(raw))) == repr(validate_config(raw))
+
+
+def test_reordering_the_keys_of_a_config_plans_nothing(tmp_path):
+    """Snakemake re-runs a job whose parameters' repr changed: a dataset entry with its keys reordered must not."""
+    workdir = copy_workflow(tmp_path)
+    config = {"datasets": {"small": {"source": "embedded", "limit": 300,
+                                     "targets": {"formation_energy_per_atom": "formation_energy_per_atom", "e_above_hull": "e_above_hull"}}},
+              "targets": ["formation_energy_per_atom"], "splits": [{"omit": "Fe"}, {"random": True}],
+              "split_options": {"min_ood": 3, "val_fraction": 0.2, "id_test_fraction": 0.2}}
+    (workdir / "a.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (workdir / "b.yaml").write_text(yaml.safe_dump(_reversed_mappings(config), sort_keys=False))
+    assert (workdir / "a.yaml").read_text() != (workdir / "b.yaml").read_text()
+
+    def snakemake(*args):
+        return subprocess.run(["snakemake", "splits", "--cores", "1", *args], cwd=workdir, capture_output=True, text=True, timeout=600)
+
+    run = snakemake("--configfile", "a.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    plan = snakemake("-n", "--configfile", "b.yaml")
+    assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr, (plan.stdout + plan.stderr)[-3000:]
+    # the check itself can fail: a changed value of the same dataset entry does plan the data stage again
+    changed = _reversed_mappings(config)
+    changed["datasets"]["small"]["limit"] = 299
+    (workdir / "c.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    plan = snakemake("-n", "--configfile", "c.yaml")
+    assert "normalise_dataset" in plan.stdout, plan.stdout[-3000:]
