@@ -26,6 +26,8 @@ from matprobe.io import write_json, write_parquet
 from matprobe.sources import RawRecord, iter_records, local_inputs, remote_files, resolve_targets
 from matprobe.structures import (
     DUPLICATE_ID,
+    EMPTY_ID,
+    UNSUPPORTED_ELEMENT,
     UNPARSABLE,
     Crystal,
     RejectedStructure,
@@ -44,12 +46,16 @@ STRUCTURE_COLUMNS = ["lattice", "frac_coords", "numbers"]
 
 # How a source writes "no value" (JARVIS: "na"): read as missing, not as a bad value.
 MISSING_MARKERS = {"", "na", "n/a", "nan", "none", "null"}
-NOT_A_NUMBER, NOT_FINITE = "not_a_number", "not_finite"
+NOT_A_NUMBER, NOT_FINITE, OUT_OF_RANGE = "not_a_number", "not_finite", "out_of_range"
+# The largest target value a model can be trained and scored on: models compute in float32, and the target's spread
+# and the squared errors of the metrics square it (float32 holds up to 3.4e38, so up to its square root, 1.8e19).
+LARGEST_TARGET = float(np.sqrt(np.finfo(np.float32).max))
 
 
 def target_value(value) -> tuple[float, str | None]:
     """(the value as a float, None), (NaN, None) where it is missing, or (NaN, why it was refused): text that is
-    not a number ("abc", a comma decimal "1,5" is not guessed at) or an infinite value."""
+    not a number ("abc", a comma decimal "1,5" is not guessed at), an infinite value, or one too large for a float32
+    model (|x| > LARGEST_TARGET: 1e39 would be infinite in the model, 1e30 would overflow its squared errors)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in MISSING_MARKERS):
         return math.nan, None
     if isinstance(value, bool):
@@ -60,7 +66,9 @@ def target_value(value) -> tuple[float, str | None]:
         return math.nan, NOT_A_NUMBER
     if math.isnan(number):
         return math.nan, None
-    return (number, None) if math.isfinite(number) else (math.nan, NOT_FINITE)
+    if not math.isfinite(number):
+        return math.nan, NOT_FINITE
+    return (number, None) if abs(number) <= LARGEST_TARGET else (math.nan, OUT_OF_RANGE)
 
 
 def _parse(record: RawRecord) -> Crystal:
@@ -145,7 +153,10 @@ def normalise_records(records: Iterable[RawRecord], min_distance: float, threads
     duplicates: list[dict] = []
 
     def unique(records):
-        for record in records:
+        for position, record in enumerate(records, start=1):
+            if not record.id:  # an empty id cannot be put in a split or matched to a label: counted, never invented
+                duplicates.append({"id": "", "reason": EMPTY_ID, "detail": f"entry {position} of the source has no id"})
+                continue
             if record.id in seen:
                 duplicates.append({"id": record.id, "reason": DUPLICATE_ID, "detail": "id seen earlier in the source"})
                 continue
@@ -235,6 +246,12 @@ def normalise_dataset(
     write_parquet(rejected_frame, out_rejected)
     write_json(summary, out_summary)
     log.info("dataset %s: %d read, %d accepted, rejected %s", name, n_read, len(table), summary["rejected_by_reason"])
+    for reason, advice in ((EMPTY_ID, "give every entry an id"), (UNSUPPORTED_ELEMENT, "such crystals cannot be featurised")):
+        skipped = rejected_frame[rejected_frame["reason"] == reason]
+        if len(skipped):
+            example = skipped.iloc[0]
+            log.warning("dataset %s: %d crystals skipped as %s (e.g. %s%s); %s", name, len(skipped), reason.replace("_", " "),
+                        f"{example['id']}: " if example["id"] else "", example["detail"], advice)
     for target, reasons in summary["target_values_refused"].items():
         for reason, entry in reasons.items():
             log.warning("dataset %s: %d %s values refused as %s (e.g. %s); those crystals have no %s", name, entry["count"],
@@ -247,7 +264,11 @@ def load_materials(path: str | Path, columns: list[str] | None = None) -> pd.Dat
     path = Path(path)
     if not path.exists():
         raise MatprobeError(f"{path}: materials table not found (run `snakemake data` first)")
-    table = pd.read_parquet(path, columns=columns)
+    try:
+        table = pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises many kinds for a truncated or foreign file
+        raise MatprobeError(f"{path}: not a readable materials table ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
+                            "delete it and run `snakemake data` to rebuild it") from None
     missing = {"id", *STRUCTURE_COLUMNS} - set(table.columns) if columns is None else set()
     if missing:
         raise MatprobeError(f"{path}: not a matprobe materials table (missing {sorted(missing)})")

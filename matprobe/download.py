@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from matprobe import MatprobeError
-from matprobe.io import atomic_path
+from matprobe.io import atomic_path, make_readable
 
 log = logging.getLogger("matprobe.download")
 
@@ -114,6 +114,7 @@ def fetch(url: str, dest: os.PathLike | str, sha256: str | None = None, mirror_d
             # pooch streams to a temporary file beside dest, checks the hash and only then renames it into place
             pooch.retrieve(url, known_hash=f"sha256:{expected}" if expected else None, fname=dest.name, path=dest.parent,
                            downloader=downloader)
+            make_readable(dest)  # pooch writes through a 0600 temporary file
             log.info("%s: downloaded from %s", dest, url)
             return dest
         except requests.HTTPError as exc:

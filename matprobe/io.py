@@ -4,6 +4,7 @@ so that a killed job never leaves a half-written file that looks complete."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -27,17 +28,38 @@ _UMASK = _current_umask()
 def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    with _unwritable(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs should be readable like any other
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        with _unwritable(path):
+            os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):  # a folder made unwritable meanwhile: the error above says so
+            tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _unwritable(path: Path) -> Iterator[None]:
+    """A folder without write permission (or a full disk) is one line naming the file, not a traceback."""
+    from matprobe import MatprobeError
+
+    try:
+        yield
+    except (PermissionError, FileExistsError, NotADirectoryError, OSError) as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENOTDIR):
+            raise
+        raise MatprobeError(f"{path}: cannot write it ({exc.strerror}); make {path.parent} writable (or free space) and "
+                            "run again; what was written before is kept") from None
+
+
+def make_readable(path: os.PathLike | str) -> None:
+    """Give a file the permissions the umask allows (tools that write through mkstemp leave 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def write_json(obj: Any, path: os.PathLike | str) -> None:

@@ -17,7 +17,6 @@ predictions: its median and worst-predicted OOD crystals and their nearest ID ne
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -378,7 +377,9 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
     started = time.perf_counter()
     Runtime(threads=threads, device="cpu").apply()
     model, record = load_trained_model(model_path)
-    split = json.loads(Path(split_path).read_text())
+    from matprobe.splits import load_split
+
+    split = load_split(split_path)
     materials = pd.read_parquet(materials_path)
     selection = select_crystals(pd.read_parquet(omission_predictions), pd.read_parquet(omission_latents), materials, options)
     materials = materials.set_index("id")

@@ -5,7 +5,6 @@ the stored graphs, dropping (and counting) crystals that have no graph or no val
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,7 +85,9 @@ def load_split_data(graphs_path, materials_path, split_path, target: str) -> Spl
     from matprobe.data import load_materials
     from matprobe.graphs import load_graphs
 
-    split = json.loads(Path(split_path).read_text())
+    from matprobe.splits import load_split
+
+    split = load_split(split_path)
     materials = load_materials(materials_path, columns=["id", "elements", target])
     stored = load_graphs(graphs_path)
     have_graph = set(stored["ids"])

@@ -48,6 +48,14 @@ def _no_files(spec: dict) -> list[RemoteFile]:
     return []
 
 
+def record_id(value) -> str:
+    """An id as text, exactly as the source wrote it ("0010" stays "0010"; spaces around it dropped); a missing id
+    (None, NaN) is the empty id, which the data stage counts as a rejection."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
 # ---- embedded: the flla_2015 set shipped inside the package --------------------------------------
 
 
@@ -110,12 +118,13 @@ class _CgcnnTree:
     def read_text(self, name: str) -> str | None:
         if self._tar is None:
             file = self.path / name
-            return file.read_text() if file.exists() else None
+            # utf-8-sig: a byte-order mark would otherwise become part of the first id
+            return file.read_text(encoding="utf-8-sig") if file.exists() else None
         member = self._members.get(self._name(name))
         if member is None:
             return None
         with self._reading():
-            return self._tar.extractfile(member).read().decode()
+            return self._tar.extractfile(member).read().decode("utf-8-sig")
 
     def iter_cifs(self, wanted: set[str]) -> Iterator[tuple[str, str]]:
         """(stem, CIF text) for the wanted stems, in archive order for tars (one sequential pass)."""
@@ -170,11 +179,11 @@ def read_cgcnn_dir(spec: dict, files: list[Path], targets: dict[str, str]) -> It
     cif_texts = dict(tree.iter_cifs({stem for stem, _ in lines}))
     for stem, values in lines:
         text = cif_texts.get(stem)
-        record_id = id_map.get(stem, stem)
+        crystal_id = id_map.get(stem, stem)
         if text is None:
-            yield RawRecord(record_id, "missing", f"{stem}.cif not found in {path}", values)
+            yield RawRecord(crystal_id, "missing", f"{stem}.cif not found in {path}", values)
         else:
-            yield RawRecord(record_id, "cif", text, values)
+            yield RawRecord(crystal_id, "cif", text, values)
 
 
 # ---- downloaded JSON sources: JARVIS-DFT 3D, Matbench, MP 2018 -----------------------------------
@@ -245,7 +254,7 @@ def read_jarvis(spec: dict, files: list[Path], targets: dict[str, str]) -> Itera
     for entry in entries[: spec.get("limit")]:
         atoms = entry.get("atoms") or {}
         payload = (atoms.get("lattice_mat"), atoms.get("coords"), atoms.get("elements"), bool(atoms.get("cartesian", False)))
-        yield RawRecord(str(entry.get("jid")), "arrays", payload, {t: entry.get(c) for t, c in targets.items()})
+        yield RawRecord(record_id(entry.get("jid")), "arrays", payload, {t: entry.get(c) for t, c in targets.items()})
 
 
 def _frame_records(data: Any, path: Path) -> tuple[list[str], list[dict]]:
@@ -276,10 +285,9 @@ def _read_json_table(spec: dict, path: Path, targets: dict[str, str], id_column:
     if structure_column not in columns:
         raise MatprobeError(f"{path}: no structure column {structure_column!r} (columns: {sorted(columns)})")
     limit = spec.get("limit")
-    for record_id, row in list(zip(ids, rows))[:limit]:
-        if id_column and id_column in row:
-            record_id = str(row[id_column])
-        yield RawRecord(record_id, "dict", row[structure_column], {t: row.get(c) for t, c in targets.items()})
+    for index_id, row in list(zip(ids, rows))[:limit]:
+        crystal_id = record_id(row[id_column]) if id_column and id_column in row else index_id
+        yield RawRecord(crystal_id, "dict", row[structure_column], {t: row.get(c) for t, c in targets.items()})
 
 
 def matbench_ids(task: str, count: int) -> list[str]:
@@ -319,7 +327,9 @@ def _read_frame(path: Path):
         if ".parquet" in suffixes:
             frame = pd.read_parquet(path)
         elif ".csv" in suffixes:
-            frame = pd.read_csv(path, comment="#")
+            # every column as text, exactly as written: ids like 0010 or 1e1 are not numbers (pandas would make them 10
+            # and 10.0); target values are read as numbers later, each on its own (matprobe.data.target_value)
+            frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif ".json" in suffixes:
             ids, rows = _frame_records(_load_json_file(path), path)
             frame = pd.DataFrame(rows, index=ids)
@@ -371,7 +381,7 @@ def read_table(spec: dict, files: list[Path], targets: dict[str, str], set_file:
     path = Path(set_file or spec["path"])
     id_column, structure_column = spec.get("id_column", "id"), spec.get("structure_column", "structure")
     for row in _table_rows(path, _read_frame(path), (id_column, structure_column), spec, targets):
-        yield RawRecord(str(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
+        yield RawRecord(record_id(row[id_column]), "any", row[structure_column], {t: row[c] for t, c in targets.items()})
 
 
 # ---- cif_folder: a folder of CIF files and a labels table with a header ------------------------------------
@@ -390,7 +400,7 @@ def read_cif_folder(spec: dict, files: list[Path], targets: dict[str, str], set_
     frame = _read_frame(labels)
     id_column = spec.get("id_column", frame.columns[0])
     for row in _table_rows(labels, frame, (id_column,), spec, targets):
-        name = str(row[id_column]).strip()
+        name = record_id(row[id_column])
         stem = name.removesuffix(".cif")
         file = folder / f"{stem}.cif"
         values = {t: row[c] for t, c in targets.items()}
@@ -436,7 +446,7 @@ def read_materials_project(spec: dict, files: list[Path], targets: dict[str, str
         get = document.get if isinstance(document, dict) else lambda k, d=None: getattr(document, k, d)
         structure = get("structure")
         payload = structure.as_dict() if hasattr(structure, "as_dict") else structure
-        yield RawRecord(str(get("material_id")), "dict", payload, {t: get(c) for t, c in targets.items()})
+        yield RawRecord(record_id(get("material_id")), "dict", payload, {t: get(c) for t, c in targets.items()})
 
 
 # ---- registry ------------------------------------------------------------------------------------------

@@ -141,6 +141,19 @@ def expand_sweeps(definitions: list[dict], elements: pd.Series, min_ood: int) ->
     return concrete
 
 
+def load_split(path) -> dict:
+    """A split file written by the split job; a truncated or foreign one is one line naming it."""
+    path = Path(path)
+    try:
+        split = json.loads(path.read_text())
+        if not isinstance(split, dict) or not isinstance(split.get("sets"), dict):
+            raise ValueError("no `sets`")
+    except (OSError, ValueError) as exc:
+        raise MatprobeError(f"{path}: not a readable split file ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
+                            "delete it and run `snakemake splits` to make it again") from None
+    return split
+
+
 # ---- splits read from a file ---------------------------------------------------------------------------------------
 
 
@@ -299,6 +312,10 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
         if sum(present.values()) == 0:
             label = omitted[0] if len(omitted) == 1 else name
             raise MatprobeError(f"split {name}: element {label} is absent from the dataset (0 of {len(ids)} materials contain it)")
+        absent = [s for s in omitted if not present[s]]
+        if "omit" in definition and absent:  # a named element that no material holds would name the split falsely
+            raise MatprobeError(f"split {name}: element {absent[0]} is absent from the dataset (0 of {len(ids)} materials "
+                                f"contain it); leave it out of `omit`")
         n_ood = int(has_omitted.sum())
         min_ood = definition.get("min_ood", options["min_ood"])
         if n_ood < min_ood:
@@ -401,7 +418,7 @@ def split_stats(materials_path: str | Path, split_paths: list[str | Path], out_p
     indexed = materials.set_index("id")
     rows = []
     for path in split_paths:
-        split = json.loads(Path(path).read_text())
+        split = load_split(path)
         for set_name, members in split["sets"].items():
             subset = indexed.loc[members]
             row = {"split": split["name"], "kind": split["kind"], "set": set_name, "n": len(members)}

@@ -20,6 +20,8 @@ PARTIAL_OCCUPANCY = "partial_occupancy"
 DUPLICATE_ID = "duplicate_id"
 TOO_CLOSE = "atoms_too_close"
 MISSING_TARGETS = "all_targets_missing"
+UNSUPPORTED_ELEMENT = "unsupported_element"
+EMPTY_ID = "empty_id"
 
 
 class RejectedStructure(Exception):
@@ -113,6 +115,10 @@ def parse_cif(text: str) -> Crystal:
             raise RejectedStructure(UNPARSABLE, f"CIF: {type(exc).__name__}: {exc}".splitlines()[0][:200]) from None
     if not structures:
         raise RejectedStructure(UNPARSABLE, "CIF holds no structure")
+    if len(structures) > 1:  # which block the label belongs to cannot be told: none is guessed at
+        blocks = [key for key in parser.as_dict()][:3]
+        raise RejectedStructure(UNPARSABLE, f"CIF holds {len(structures)} structures (data blocks {', '.join(blocks)}); "
+                                            "give one structure per file")
     return crystal_from_pymatgen(structures[0])
 
 
@@ -197,6 +203,12 @@ def check_crystal(crystal: Crystal, min_distance: float) -> Crystal:
         raise RejectedStructure(NON_FINITE, "NaN or infinite lattice or coordinates")
     if crystal.volume < 1e-6:
         raise RejectedStructure(NON_FINITE, "singular lattice")
+    from matprobe.features import MAX_Z
+
+    beyond = sorted({int(z) for z in crystal.numbers if not 1 <= z <= MAX_Z})
+    if beyond:  # the node feature tables stop at MAX_Z: such a crystal could not be featurised by any model
+        raise RejectedStructure(UNSUPPORTED_ELEMENT, f"{_element_name(beyond[0])} (Z = {beyond[0]}): the node features "
+                                                     f"cover Z = 1 to {MAX_Z} (H to Fm)")
     frac = crystal.frac_coords - np.floor(crystal.frac_coords)
     frac[frac >= 1.0] = 0.0  # floor of values a hair below an integer can round back to 1.0
     crystal = Crystal(crystal.lattice, frac, crystal.numbers)
@@ -204,6 +216,12 @@ def check_crystal(crystal: Crystal, min_distance: float) -> Crystal:
     if closest is not None:
         raise RejectedStructure(TOO_CLOSE, f"two atoms {closest:.3f} A apart (< {min_distance} A)")
     return crystal
+
+
+def _element_name(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"element {z}"
 
 
 def shortest_distance(crystal: Crystal, radius: float) -> float | None:

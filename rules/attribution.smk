@@ -53,6 +53,7 @@ rule path_homology:
 rule attribute_model:
     input:
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         predictions=f"{MODEL_DIR}/predictions.parquet",
         latents=f"{MODEL_DIR}/latents.parquet",
         **run_inputs(),

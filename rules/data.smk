@@ -24,6 +24,9 @@ rule download_source_file:
 checkpoint normalise_dataset:
     input:
         unpack(dataset_inputs),
+        # downloads are checked in a job of their own first: a file that fails its checksum stops the run there,
+        # before this job is started and its earlier table deleted
+        verified=download_stamps,
     output:
         table=L.materials,
         rejected=f"{L.data_dir}/rejected.parquet",

@@ -5,6 +5,7 @@
 rule build_graphs:
     input:
         L.materials,
+        verified=verified(L.materials),
     output:
         graphs=L.graphs,
         rejected=f"{L.graphs_dir}/rejected.parquet",

@@ -8,6 +8,7 @@ LANDSCAPE_CHUNKS = config["landscape"]["chunks"]
 rule landscape_directions:
     input:
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         **run_inputs(),
     output:
         f"{LANDSCAPE_DIR}/directions.pt",
@@ -30,6 +31,7 @@ rule landscape_chunk:
     input:
         directions=f"{LANDSCAPE_DIR}/directions.pt",
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         **run_inputs(),
     output:
         temp(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet"),
@@ -71,6 +73,7 @@ rule landscape_grid:
 rule landscape_hessian:
     input:
         model=f"{MODEL_DIR}/model.pt",
+        model_verified=verified(f"{MODEL_DIR}/model.pt"),
         **run_inputs(),
     output:
         f"{LANDSCAPE_DIR}/hessian.json",

@@ -5,6 +5,7 @@
 rule make_split:
     input:
         materials=L.materials,
+        verified=verified(L.materials),
         # a split read from a file re-runs when the file changes
         ids_file=lambda w: [d["ids_file"] for d in concrete_splits(w.dataset) if "ids_file" in d and split_name(d) == w.split],
     output:

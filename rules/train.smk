@@ -32,4 +32,5 @@ rule train_model:
 
 rule train:
     input:
-        lambda w: run_files("models", "metrics.json"),
+        # the model too: a run whose model.pt is missing is not done, though its metrics are there
+        lambda w: run_files("models", "metrics.json") + run_files("models", "model.pt"),
