@@ -1,12 +1,13 @@
-"""Screenshot of one figure in a Snakemake HTML report, with its caption, for the README.
+"""Screenshot of a Snakemake HTML report for the README: its landing page (the findings it opens with), or one
+figure with its caption.
 
     pip install -e '.[docs]'            # playwright; the browser is a local Chromium (Debian: apt install chromium)
-    python docs/report_screenshot.py results/report.html "1 Headline" headline.png docs/report-headline.png
+    python docs/report_screenshot.py results/report.html landing - docs/report-headline.png
     python docs/report_screenshot.py results/report.html "4 Attribution" periodic_tables.png out.png \
         --subcategory "formation_energy_per_atom omit-O cgcnn seed0"
 
-The report is a single-page app: the script opens it headless, picks the category, then shows the
-figure and opens its information view (caption, rule, job parameters), and saves a PNG.
+The report is a single-page app: the script opens it headless at 1400×900 and, for a figure, picks the category,
+shows the figure and opens its information view (caption, rule, job parameters), and saves a PNG.
 """
 
 import argparse
@@ -22,13 +23,30 @@ def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: 
     executable = browser or shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as playwright:
         # --no-sandbox: Chromium refuses to start as root (containers, CI) otherwise.
-        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                                                                                 "--disable-background-networking", "--disable-sync"])
         page = chromium.new_page(viewport={"width": width, "height": height})
         page.goto(report.resolve().as_uri())
+        if category == "landing":
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(1000)
+            _save(page, out)
+            chromium.close()
+            return
         page.get_by_text(category, exact=True).click()
         if subcategory:
             page.get_by_text(subcategory, exact=True).click()
-        row = page.locator("tr").filter(has_text=file_suffix).first
+        # a row shows the result's label where the workflow gives one, else its file name
+        shown_as = page.evaluate("""([category, subcategory, suffix]) => {
+            const groups = subcategory ? [categories[category][subcategory]] : Object.values(categories[category]);
+            const path = groups.flat().find(p => p.endsWith(suffix));
+            if (!path) return null;
+            const labels = results[path].labels;
+            return labels && Object.keys(labels).length ? String(Object.values(labels)[0]) : path.split("/").pop();
+        }""", [category, subcategory, file_suffix])
+        if shown_as is None:
+            raise SystemExit(f"report_screenshot: no result ending in {file_suffix} under {category}")
+        row = page.locator("tr").filter(has_text=shown_as).first
         row.wait_for(timeout=10_000)
         # The eye shows the figure on the right; the information view then adds the caption beside it.
         row.locator("a[iconname=eye]").click()
@@ -36,17 +54,21 @@ def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: 
         row.locator("a[iconname=information-circle]").click()  # locators re-query, so the re-rendered row is found
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1000)  # the figure fades in after the panel opens
-        tmp = out.with_name(out.name + ".tmp.png")
-        page.screenshot(path=str(tmp))
-        tmp.replace(out)
+        _save(page, out)
         chromium.close()
+
+
+def _save(page, out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp.png")
+    page.screenshot(path=str(tmp))
+    tmp.replace(out)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
-    parser.add_argument("category", help='the category as the report names it, e.g. "1 Headline"')
-    parser.add_argument("file_suffix", help="the end of the file's path, e.g. headline.png")
+    parser.add_argument("category", help='the category as the report names it, e.g. "1 Headline"; "landing": the landing page')
+    parser.add_argument("file_suffix", help="the end of the file's path, e.g. headline.png (ignored for the landing page)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--subcategory", help="for per-model figures, e.g. \"formation_energy_per_atom omit-O cgcnn seed0\"")
     parser.add_argument("--browser", help="Chromium executable (default: chromium on PATH)")
