@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 import threading
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -257,3 +258,207 @@ def test_8_every_shipped_config_dry_runs(tmp_path, name):
     assert planned
     for dataset, target in planned:
         assert target in resolve_targets(config["datasets"][dataset]), (dataset, target)
+
+
+# ---- round two (issue 37) -------------------------------------------------------------------------------------------
+# 9. ids are text, kept exactly as written, in every source; an empty id is counted, never invented
+
+
+def _structures_table(crystals, ids, values=None):
+    structures = [json.dumps(s.as_dict()) for s in crystals.values()]
+    return pd.DataFrame({"id": ids, "structure": [structures[k % len(structures)] for k in range(len(ids))],
+                         "e": values if values is not None else [-0.1 * k for k in range(len(ids))]})
+
+
+def test_9_ids_that_look_like_numbers_are_kept_as_written_in_every_source(tmp_path, crystals):
+    ids = ["0010", "10", "1e1", "0000", "007"]
+    _structures_table(crystals, ids).to_csv(tmp_path / "t.csv", index=False)
+    normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
+    table = pd.read_parquet(tmp_path / "out" / "materials.parquet")
+    assert table["id"].tolist() == ids  # none rewritten as 10 or 10.0, none dropped as a duplicate
+    # a published split with the real ids is accepted
+    (tmp_path / "ids.json").write_text(json.dumps({"train": ["0010", "10", "1e1"], "val": ["0000"], "id_test": ["007"]}))
+    split = make_split(table, "file-ids", [{"ids_file": str(tmp_path / "ids.json")}], {"seed": 0})
+    assert split["sets"]["val"] == ["0000"]
+    # a CIF folder whose labels name 0010.cif finds it
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    (folder / "0010.cif").write_text(crystals["NaCl"].to(fmt="cif"))
+    (tmp_path / "labels.csv").write_text("\ufeffname,e\n0010,-1.0\n")  # a byte-order mark, as spreadsheet programs write
+    normalise(tmp_path, {"source": "cif_folder", "path": str(folder), "labels": str(tmp_path / "labels.csv"), "targets": {"e": "e"}})
+    assert pd.read_parquet(tmp_path / "out" / "materials.parquet")["id"].tolist() == ["0010"]
+    # id_prop.csv with a byte-order mark keeps crystal 0
+    cgcnn = tmp_path / "cgcnn"
+    cgcnn.mkdir()
+    (cgcnn / "id_prop.csv").write_bytes("\ufeff0,-1.0\n01,-2.0\n".encode())
+    (cgcnn / "0.cif").write_text(crystals["NaCl"].to(fmt="cif"))
+    (cgcnn / "01.cif").write_text(crystals["FeO"].to(fmt="cif"))
+    summary = normalise(tmp_path, {"source": "cgcnn_dir", "path": str(cgcnn), "columns": ["e"]})
+    assert summary["accepted"] == 2 and pd.read_parquet(tmp_path / "out" / "materials.parquet")["id"].tolist() == ["0", "01"]
+
+
+def test_9_empty_ids_are_counted_not_invented(tmp_path, crystals, caplog):
+    _structures_table(crystals, ["a", "", "b", " ", ""]).to_csv(tmp_path / "t.csv", index=False)
+    caplog.set_level(logging.WARNING, logger="matprobe.data")
+    summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
+    assert pd.read_parquet(tmp_path / "out" / "materials.parquet")["id"].tolist() == ["a", "b"]
+    assert summary["rejected_by_reason"] == {"empty_id": 3}  # not "nan", not duplicates
+    assert "3 crystals skipped as empty id (e.g. entry 2 of the source has no id); give every entry an id" in caplog.text
+
+
+# 10. bands and ranges that do not rise stop at start-up
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({"attribution": {"distance_bands": [3.0, 1.0, 2.0]}},
+     "config: attribution.distance_bands: [3.0, 1.0, 2.0] must rise strictly (item 1, 1.0, is not above 3.0); write the edges in "
+     "increasing order, e.g. [1.0, 2.0, 3.0]"),
+    ({"attribution": {"distance_bands": [0.0, 2.0, 2.0]}}, "config: attribution.distance_bands: [0.0, 2.0, 2.0] must rise strictly"),
+    ({"landscape": {"grid_1d": {"range": [1.0, -1.0]}}},
+     "config: landscape.grid_1d.range: [1.0, -1.0] does not run from low to high; write it from low to high ([-1.0, 1.0])"),
+])
+def test_10_unsorted_bands_and_reversed_ranges_stop_at_start_up(config, expected):
+    with pytest.raises(MatprobeError) as error:
+        validate_config(config)
+    assert str(error.value).startswith(expected), str(error.value)
+
+
+# 11. values a float32 model cannot hold are refused and counted, like text that is not a number
+
+
+def test_11_values_beyond_what_a_float32_model_holds_are_refused(tmp_path, crystals, caplog):
+    from matprobe.data import LARGEST_TARGET
+
+    _structures_table(crystals, list("abcde"), ["1e39", "1e300", "-2e19", "1e19", "-0.5"]).to_csv(tmp_path / "t.csv", index=False)
+    caplog.set_level(logging.WARNING, logger="matprobe.data")
+    summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
+    assert summary["accepted"] == 5 and summary["targets"] == {"e": 2}
+    assert summary["target_values_refused"]["e"] == {"out_of_range": {"count": 3, "example": "a: '1e39'"}}
+    assert "3 e values refused as out of range (e.g. a: '1e39')" in caplog.text
+    values = pd.read_parquet(tmp_path / "out" / "materials.parquet")["e"].dropna()
+    assert (values.abs() <= LARGEST_TARGET).all() and LARGEST_TARGET ** 2 < float(np.finfo(np.float32).max) * 1.0001
+
+
+# 12. elements beyond the node feature table: skipped and counted at the data stage; refused in the config
+
+
+def test_12_an_element_beyond_the_feature_table_is_skipped_at_the_data_stage(tmp_path, crystals):
+    from conftest import rocksalt
+
+    frame = _structures_table(crystals, ["NaCl", "MdCl"])
+    frame.loc[1, "structure"] = json.dumps(rocksalt(5.6, "Md", "Cl").as_dict())
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
+    assert summary["rejected_by_reason"] == {"unsupported_element": 1}
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected.parquet")
+    assert rejected["detail"].tolist() == ["Md (Z = 101): the node features cover Z = 1 to 100 (H to Fm)"]
+    with pytest.raises(MatprobeError, match=r"config: splits.0.omit: Og \(Z = 118\) is beyond the elements the models have node "
+                                            r"features for \(H to Fm, Z = 1 to 100\)"):
+        validate_config({"splits": [{"omit": ["Fe", "Og"]}]})
+
+
+# 13. an omission that names an element no material has
+
+
+def test_13_omit_naming_an_absent_element_is_refused_even_beside_a_present_one():
+    materials = pd.DataFrame({"id": [f"m{i}" for i in range(40)], "elements": [["Na", "Cl"]] * 30 + [["Fe", "O"]] * 10})
+    with pytest.raises(MatprobeError, match=r"split omit-Fe-Pm: element Pm is absent from the dataset \(0 of 40 materials contain "
+                                            r"it\); leave it out of `omit`"):
+        make_split(materials, "omit-Fe-Pm", [{"omit": ["Fe", "Pm"]}], {"seed": 0, "val_fraction": 0.1, "id_test_fraction": 0.1,
+                                                                        "min_ood": 1})
+
+
+# 14. the messages: a target name the workflow cannot use, 1e-3, a CIF of two blocks, downloads others can read
+
+
+def test_14_a_target_name_with_a_dash_is_one_line_in_a_dry_run(tmp_path):
+    config = "datasets:\n  t:\n    source: table\n    path: t.csv\n    targets: {e-form: e}\ntargets: [e-form]\n"
+    result = dry_run(tmp_path, config)
+    assert result.returncode != 0 and "MissingInputException" not in result.stdout + result.stderr
+    assert ("matprobe: config: datasets.t: target name 'e-form' has characters other than letters, digits and _ (it names output "
+            "folders); call it 'e_form'") in result.stdout + result.stderr
+
+
+def test_14_a_learning_rate_written_1e_3_is_read_as_the_number():
+    assert validate_config({"training": {"lr": "1e-3"}})["training"]["lr"] == 0.001
+    with pytest.raises(MatprobeError, match="training.lr"):
+        validate_config({"training": {"lr": "1e400"}})  # not a finite number: refused, not made infinite
+
+
+def test_14_a_cif_of_two_data_blocks_is_refused_not_read_in_part(crystals):
+    from matprobe.structures import RejectedStructure, parse_cif
+
+    two = crystals["NaCl"].to(fmt="cif") + "\n" + crystals["FeO"].to(fmt="cif").replace("data_FeO", "data_second")
+    with pytest.raises(RejectedStructure, match="CIF holds 2 structures .*give one structure per file"):
+        parse_cif(two)
+
+
+def test_14_a_download_is_readable_like_any_other_output(tmp_path):
+    import os
+
+    from matprobe.download import fetch
+
+    _NoLengthHandler.body, _NoLengthHandler.cut = b"x" * 1000, False
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoLengthHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        dest = fetch(f"http://127.0.0.1:{httpd.server_address[1]}/f.bin", tmp_path / "downloads" / "f.bin", backoff=0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~mask  # pooch's temporary file was 0600
+
+
+# 15. damaged caches and unwritable folders are one line, naming the file
+
+
+def test_15_truncated_split_and_materials_files_are_one_line(small, tmp_path):
+    from matprobe.data import load_materials
+    from matprobe.sets import load_split_data
+
+    cut_split = tmp_path / "omit-O.json"
+    cut_split.write_text((small / "omit-O.json").read_text()[:100])
+    with pytest.raises(MatprobeError, match=rf"{cut_split}: not a readable split file .*delete it and run `snakemake splits`") as error:
+        load_split_data(small / "graphs.pt", small / "materials.parquet", cut_split, "formation_energy_per_atom")
+    assert "\n" not in str(error.value)
+    cut_table = tmp_path / "materials.parquet"
+    cut_table.write_bytes((small / "materials.parquet").read_bytes()[:5000])
+    with pytest.raises(MatprobeError, match=rf"{cut_table}: not a readable materials table .*delete it and run `snakemake data`"):
+        load_materials(cut_table)
+
+
+def test_15_a_folder_made_unwritable_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from matprobe.io import write_torch
+
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    write_torch({"epoch": 1}, checkpoint)
+
+    def refused(*args, **kwargs):  # what a folder without write permission answers (root ignores chmod, so simulated)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(MatprobeError, match=rf"{checkpoint}: cannot write it \(Permission denied\); make {checkpoint.parent} "
+                                            "writable .*what was written before is kept"):
+        write_torch({"epoch": 2}, checkpoint)
+    assert torch.load(checkpoint, weights_only=True) == {"epoch": 1}
+
+
+@pytest.mark.parametrize("kind", ["materials", "graphs", "split", "model"])
+def test_15_each_verification_job_refuses_a_truncated_file_in_one_line(small, tiny_model, tmp_path, kind):
+    from matprobe.verify import verify_files
+
+    good = {"materials": small / "materials.parquet", "graphs": small / "graphs.pt", "split": small / "omit-O.json",
+            "model": tiny_model}[kind]
+    verify_files(kind, [good], tmp_path / "ok.verified")
+    assert json.loads((tmp_path / "ok.verified").read_text())["kind"] == kind
+    cut = tmp_path / good.name
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(MatprobeError) as error:
+        verify_files(kind, [cut], tmp_path / "cut.verified")
+    assert str(error.value).startswith(f"{cut}: ") and "\n" not in str(error.value) and "delete it" in str(error.value)
+    assert not (tmp_path / "cut.verified").exists()
