@@ -462,3 +462,88 @@ def test_15_each_verification_job_refuses_a_truncated_file_in_one_line(small, ti
         verify_files(kind, [cut], tmp_path / "cut.verified")
     assert str(error.value).startswith(f"{cut}: ") and "\n" not in str(error.value) and "delete it" in str(error.value)
     assert not (tmp_path / "cut.verified").exists()
+
+
+# 16. a failing re-run deletes nothing: the verification jobs fail before any consumer is started (measured by re-runs)
+
+
+def _snakemake(workdir, *args):
+    return subprocess.run(["snakemake", *args, "--cores", "1", "--configfile", "c.yaml"], cwd=workdir, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_16_a_hand_placed_download_that_fails_its_checksum_keeps_the_earlier_table(tmp_path, crystals):
+    workdir = copy_workflow(tmp_path / "wf")
+    downloads = workdir / "downloads"
+    downloads.mkdir()
+    members = {"set/id_prop.csv": "0,-1.0\n1,-2.0\n", "set/0.cif": crystals["NaCl"].to(fmt="cif"), "set/1.cif": crystals["FeO"].to(fmt="cif")}
+    _archive(downloads / "set.tar.gz", members)  # placed by hand: the URL is never asked
+    (workdir / "c.yaml").write_text("datasets:\n  d:\n    source: cgcnn_dir\n    url: http://127.0.0.1:9/set.tar.gz\n    columns: [e]\n"
+                                    "targets: [e]\ndata: {download_dir: downloads}\n")
+    first = _snakemake(workdir, "data")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (downloads / "set.tar.gz.sha256").exists()  # recorded once read completely
+    before = _digests(workdir / "results/data/d")
+    members["set/id_prop.csv"] = "0,-1.5\n1,-2.0\n"
+    _archive(downloads / "set.tar.gz", members)  # another file placed by hand under the same name
+    again = _snakemake(workdir, "data")
+    assert again.returncode != 0
+    assert "matprobe: error: downloads/set.tar.gz: sha256" in again.stderr and "delete downloads/set.tar.gz.sha256" in again.stderr
+    assert "rule normalise_dataset" not in again.stdout + again.stderr  # never started, so never deleted its outputs
+    after = _digests(workdir / "results/data/d")
+    assert "downloads.verified" not in after  # the failed check's stamp only
+    assert after == {name: digest for name, digest in before.items() if name != "downloads.verified"}
+
+
+@pytest.mark.slow
+def test_16_a_truncated_model_or_graph_cache_fails_before_anything_made_from_it_is_deleted(tmp_path):
+    import os
+
+    from test_end_to_end import _tiny_table
+
+    workdir = copy_workflow(tmp_path / "wf")
+    _tiny_table(workdir / "tiny.parquet")
+    (workdir / "c.yaml").write_text(
+        "datasets:\n  tiny: {source: table, path: tiny.parquet, targets: {formation_energy_per_atom: formation_energy_per_atom}}\n"
+        "splits: [{omit: Fe}]\nsplit_options: {min_ood: 3, val_fraction: 0.15, id_test_fraction: 0.2, controls: false}\n"
+        "targets: [formation_energy_per_atom]\nmodels: [cgcnn]\nmodel_options: {cgcnn: {hidden: 8, layers: 1}}\n"
+        "training: {epochs: 2, batch_size: 8, patience: 3, threads: 1}\n")
+    run = workdir / "results/studies/default/models/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0"
+    directions = "results/studies/default/landscape/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0/directions.pt"
+    first = _snakemake(workdir, directions)
+    assert first.returncode == 0, first.stderr[-3000:]
+    made = {**_digests(run), "directions.pt": hashlib.sha256((workdir / directions).read_bytes()).hexdigest()}
+
+    def cut(path):
+        """Truncate a file; return a function that puts it back as it was, its date included."""
+        data, stat = path.read_bytes(), path.stat()
+        path.write_bytes(data[: len(data) // 2])
+
+        def restore():
+            path.write_bytes(data)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return restore
+
+    def unchanged(*except_for):
+        now = {**_digests(run), "directions.pt": hashlib.sha256((workdir / directions).read_bytes()).hexdigest()}
+        return {k: v for k, v in now.items() if k not in except_for} == {k: v for k, v in made.items() if k not in except_for}
+
+    restore = cut(run / "model.pt")  # the ten attribution files of issue 37: here the landscape's directions
+    failed = _snakemake(workdir, directions)
+    assert failed.returncode != 0 and f"matprobe: error: {run.relative_to(workdir)}/model.pt: not a readable matprobe model" in failed.stderr
+    assert "rule landscape_directions" not in failed.stdout + failed.stderr and unchanged("model.pt", "model.pt.verified")
+    restore()
+    graphs = next((workdir / "results/graphs/tiny").rglob("graphs.pt"))
+    restore = cut(graphs)  # a truncated graph cache: the trained model's five outputs stay
+    failed = _snakemake(workdir, directions)
+    assert failed.returncode != 0 and f"{graphs.relative_to(workdir)}: not a readable graph cache" in failed.stderr
+    assert "rule train_model" not in failed.stdout + failed.stderr and unchanged("model.pt.verified")
+    restore()
+    # `snakemake train` asks for model.pt too: a run without it is not done
+    (run / "model.pt").rename(run / "model.pt.aside")
+    plan = _snakemake(workdir, "train", "-n")
+    assert plan.returncode == 0 and "rule train_model" in plan.stdout, plan.stdout[-2000:]
