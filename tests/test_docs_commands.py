@@ -51,7 +51,7 @@ def quoted_commands(text: str) -> list[str]:
     found = []
 
     def shell_line(line: str) -> None:
-        for part in re.split(r"&&|\|\||;", line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""):
+        for part in re.split(r"&&|\|\||;", re.sub(r"(^|\s)#.*", "", line)):  # comments cut, then the chain
             part = " ".join(part.split())
             if re.match(rf"{PREFIX}snakemake(\s|$)", part):
                 found.append(part)
@@ -122,18 +122,22 @@ def _brace_expand(word: list[tuple[str, bool]]) -> list[str]:
         return [out for a, b in zip(cuts, cuts[1:]) for out in _brace_expand(prefix + word[a + 1:b] + suffix)]
 
 
+REDIRECT = re.compile(r"^\d*(>>?|<)")
+
+
 def shell_words(command: str) -> list[str]:
     """The argument list bash would hand the command: quotes removed, brace lists expanded, redirections and
-    anything before `snakemake` (variables, a timer) left out."""
-    words = []
+    anything before `snakemake` (variables, a timer) left out. A `<placeholder>` is refused, not read as a redirection."""
+    if re.search(r"<[^<>]+>", command):
+        raise ValueError("a <placeholder>: list the command in TEMPLATES if that is on purpose")
+    words, skip_next = [], False
     for word in _words(command):
         text = "".join(char for char, _ in word)
-        if text.startswith((">", "<")) and not word[0][1] and not text.endswith(">"):
+        operator = REDIRECT.match(text) if word and not word[0][1] else None
+        if skip_next or operator:
+            skip_next = bool(operator) and operator.end() == len(text)  # `> file`: the file is the next word
             continue
         words.extend(_brace_expand(word))
-    for redirect in (">", ">>", "2>"):
-        while redirect in words:
-            del words[words.index(redirect):words.index(redirect) + 2]
     return words[words.index("snakemake") + 1:]
 
 
@@ -158,7 +162,7 @@ def plan_request(arguments: list[str]) -> tuple[tuple, tuple[str, ...]]:
     if unknown:
         raise ValueError(f"options {sorted(unknown)} neither plan nor are dropped by this test: run it from the "
                          "repository root with the workflow's own Snakefile")
-    placeholders = [t for t in options.get("targets", []) if re.search(r"[<>]|\{\w+\}", t)]
+    placeholders = [t for t in options.get("targets", []) if re.search(r"\{[^{}]*\}", t)]
     if placeholders:
         raise ValueError(f"placeholder targets {placeholders}: list the command in TEMPLATES if that is on purpose")
     key = (tuple(str(path) for path in options.get("configfile") or ()), tuple(options.get("config") or ()))
@@ -198,6 +202,15 @@ def test_commands_are_found():
         "r/a/s0.json", "r/a/s1.json", "r/b1/s0.json", "r/b1/s1.json", "r/b2/s0.json", "r/b2/s1.json", "{target}",
         "--config", "o={k: {v: 1}}"]
     assert shell_words("snakemake --containerize > Dockerfile") == ["--containerize"]
+    assert shell_words("snakemake --containerize >Dockerfile 2> log") == ["--containerize"]
+    with pytest.raises(ValueError, match="placeholder"):
+        shell_words("snakemake <the 16 metrics.json files> --touch")
+    with pytest.raises(ValueError, match="placeholder"):
+        plan_request(shell_words("snakemake results/{target}/x.json --configfile c.yaml"))
+    with pytest.raises(ValueError, match="directory"):
+        plan_request(shell_words("snakemake -s ../main/Snakefile --directory ../full x.json"))
+    assert plan_request(shell_words("snakemake a b --cores 2 --set-threads t=1 --configfile c.yaml --config 'seeds=[0]'")) == (
+        (("c.yaml",), ("seeds=[0]",)), ("a", "b"))
     assert len(every_command()) >= 50
 
 
