@@ -1,24 +1,34 @@
-"""Speed of directed persistent path homology on real crystals, and the exact-rank libraries compared.
+"""Speed of directed persistent path homology: matprobe before and now, and grpphati, side by side.
 
-    python bench/path_homology.py [--n 240] [--rounds 2] [--settings 3.5:0.05:2 4.0:0.05:2 ...]
-    python bench/path_homology.py --libraries [--n 40]
+    python bench/path_homology.py [--n 30] [--rounds 3] [--radii 3.5 4.0 4.5 5.0] [--random 200] [--before d3d96b9]
+    python bench/path_homology.py --settings 3.5:0.05:2 4.0:0.05:2 ... [--n 240] [--rounds 2]
 
-The first form times matprobe.path_homology.crystal_descriptors (neighbour list, spglib orbits, one
-digraph and Betti curve per orbit, summaries) on every (36738/n)-th crystal of mp_cgcnn_36k, each setting
-(radius:step:max_dim) once per round, rounds interleaved, one process. It prints, per setting, the median
-over rounds of CPU seconds and the extrapolated time for all 36,738 crystals on 2 processes (CPU time,
-which other jobs on a shared machine disturb less than wall time; CIF parsing is not included: the
-workflow reads parsed crystals). The second form collects the matrices that reach the exact-rank step
-(what the numpy peeling leaves) for radius 3.5 Å, max_dim 2, and times each library's column rank profile
-on them, checking that all agree."""
+The first form runs in one process, rounds interleaved, and prints medians over rounds of CPU seconds:
+  * small random digraphs (5-9 vertices, 2-cycles allowed, integer weights 1-4) and, per radius, the
+    neighbourhood digraphs of every symmetry orbit of every (36738/n)-th crystal of mp_cgcnn_36k;
+  * on each: matprobe before (the module as it was at commit --before, read with `git show`: numpy peeling
+    and SymPy's elimination), matprobe now (the compiled kernel), both for β₀-β₂, checked equal; and
+    grpphati (Chaplin et al., persistent path homology on LoPHAT, one thread, no optimisation strategy) for β₁,
+    the one degree it computes, beside matprobe now for β₀-β₁, its β₁ curve compared with ours;
+  * the whole crystal_descriptors (neighbour list, spglib orbits, digraphs, curves, summaries) at 4 Å, β₀-β₂,
+    before and now.
+grpphati pins numpy~=1.24 and networkx~=2.8, older than matprobe's, so it is not a dependency: install it beside
+matprobe without its pins (`pip install --no-deps grpphati==0.4.1 lophat==0.9.2`; it runs with numpy 2 and
+networkx 3 as far as it is used here); without it its columns are left out. grpphati computes over Z/2,
+matprobe over GF(2^61 - 1): a digraph whose homology had 2-torsion would differ, and the agreement column counts it.
+
+The second form times matprobe.path_homology.crystal_descriptors now for each setting (radius:step:max_dim)
+and extrapolates CPU seconds per crystal to all 36,738 crystals on 2 processes (CIF parsing excluded: the
+workflow reads parsed crystals)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
+import subprocess
 import tarfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +38,6 @@ from matprobe.structures import check_crystal, parse_cif
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_CRYSTALS = 36_738
-DEFAULT_SETTINGS = ["3.0:0.05:2", "3.5:0.05:1", "3.5:0.05:2", "3.5:0.01:2", "3.5:0.05:3", "4.0:0.05:1", "4.0:0.05:2", "4.5:0.05:1"]
 
 
 def load_crystals(tar_path: Path, n: int):
@@ -73,114 +82,169 @@ def speed(crystals, settings: list[str], rounds: int) -> None:
         print(f"| {radius:g} | {step:g} | {int(max_dim)} | {computed} | {cpu:.1f} | {wall:.1f} | {computed / cpu:.0f} | {whole / 60:.0f} min |")
 
 
-# ---------------------------------------------------------------- libraries for the column rank profile
+# ---------------------------------------------------------------- side by side: before, now, grpphati
 
-def flint_dense(rows, cols, values, modulus):
-    """python-flint nmod_mat.rref on each connected block, pivots read along the echelon form."""
-    import flint
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    row_ids, rows = np.unique(rows, return_inverse=True)
-    col_ids, cols = np.unique(cols, return_inverse=True)
-    size = row_ids.size + col_ids.size
-    _, label = connected_components(coo_matrix((np.ones(rows.size), (rows, row_ids.size + cols)), shape=(size, size)))
-    pivots = []
-    for block in np.unique(label[rows]):
-        entries = label[rows] == block
-        block_rows, local_rows = np.unique(rows[entries], return_inverse=True)
-        block_cols, local_cols = np.unique(cols[entries], return_inverse=True)
-        matrix = flint.nmod_mat(block_rows.size, block_cols.size, modulus)
-        for r, c, v in zip(local_rows.tolist(), local_cols.tolist(), (values[entries] % modulus).tolist()):
-            matrix[r, c] = v
-        echelon, rank = matrix.rref()
-        col = 0
-        for r in range(rank):
-            while echelon[r, col] == 0:
-                col += 1
-            pivots.append(int(col_ids[block_cols[col]]))
-            col += 1
-    return sorted(pivots)
+def load_before(commit: str):
+    """matprobe/path_homology.py as it was at `commit`, loaded as a module of its own."""
+    source = subprocess.run(["git", "show", f"{commit}:matprobe/path_homology.py"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout
+    module = types.ModuleType("path_homology_before")
+    module.__file__ = f"{commit}:matprobe/path_homology.py"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
 
 
-def galois_dense(rows, cols, values, modulus):
-    """galois GF(p) FieldArray.row_reduce on the dense matrix (numba row operations driven from Python)."""
-    import galois
-
-    field = galois.GF(modulus)
-    row_ids, rows = np.unique(rows, return_inverse=True)
-    col_ids, cols = np.unique(cols, return_inverse=True)
-    dense = np.zeros((row_ids.size, col_ids.size), dtype=np.int64)
-    dense[rows, cols] = values % modulus
-    reduced = np.asarray(field(dense).row_reduce())
-    nonzero = reduced.any(axis=1)
-    return sorted(col_ids[np.argmax(reduced[nonzero] != 0, axis=1)].tolist())
+def random_digraphs(count: int, seed: int = 0):
+    """(n, edges, weights): 5-9 vertices, each ordered pair an edge with a probability drawn in [0.2, 0.6]."""
+    rng = np.random.default_rng(seed)
+    digraphs = []
+    for _ in range(count):
+        n = int(rng.integers(5, 10))
+        pairs = np.array([(a, b) for a in range(n) for b in range(n) if a != b])
+        edges = pairs[rng.random(len(pairs)) < rng.uniform(0.2, 0.6)]
+        digraphs.append((n, edges, rng.integers(1, 5, len(edges)).astype(float)))
+    return digraphs
 
 
-def sympy_sparse(rows, cols, values, modulus):
-    return sorted(ph._sparse_pivots(rows, cols, values, modulus))
+def crystal_digraphs(crystals, radius: float):
+    """The neighbourhood digraph of one atom of each symmetry orbit of each crystal, as the workflow computes them."""
+    digraphs = []
+    for crystal in crystals:
+        hoods = ph.neighbourhoods(crystal, radius)
+        for atom in np.unique(ph.symmetry_classes(crystal)):
+            numbers, positions = hoods[atom]
+            _, edges, weights = ph.neighbourhood_digraph(numbers, positions, radius)
+            digraphs.append((len(numbers), edges, weights))
+    return digraphs
 
 
-def sympy_rationals(rows, cols, values, modulus):
-    """The same sparse elimination over Q (exact rationals, python-flint fmpq): no prime at all."""
-    return sorted(ph._sparse_pivots(rows, cols, values, None))
-
-
-def libraries(crystals) -> None:
-    recorded = []
-    original = ph._sparse_pivots
-
-    def record(rows, cols, values, modulus):
-        recorded.append((rows, cols, values))
-        return original(rows, cols, values, modulus)
-
-    ph._sparse_pivots = record
+def grpphati_b1():
+    """grpphati's pipeline for β₁ of a networkx DiGraph whose edges enter at their 'weight', and networkx; None
+    where grpphati is not installed."""
     try:
-        for crystal in crystals:
-            ph.crystal_descriptors(crystal, 3.5, 0.05, 2, "electronegativity")
-    finally:
-        ph._sparse_pivots = original
-    sizes = np.array([len(np.unique(c)) for _, c, _ in recorded])
-    print(f"{len(recorded)} matrices left after peeling, columns: median {np.median(sizes):.0f}, max {sizes.max()}\n")
-    methods = {"SymPy sparse over GF(2^61-1), flint nmod elements (chosen)": (sympy_sparse, ph.MODULUS),
-               "python-flint nmod_mat.rref per block, GF(2^61-1)": (flint_dense, ph.MODULUS),
-               "SymPy sparse over Q (fmpq)": (sympy_rationals, None)}
-    if importlib.util.find_spec("galois"):  # not a dependency of matprobe: `pip install galois` to compare it
-        methods["galois GF(2^31-1) row_reduce, dense"] = (galois_dense, 2**31 - 1)
-    reference = [sympy_sparse(r, c, v, ph.MODULUS) for r, c, v in recorded]
-    print("| library | seconds, all matrices | seconds, matrices under 60 columns | agrees |")
-    print("| --- | --- | --- | --- |")
-    small = sizes < 60
-    for name, (method, modulus) in methods.items():
-        if method is galois_dense:
-            method(*recorded[0], modulus)  # numba compiles on first use
-        total = small_total = 0.0
-        agrees = True
-        for (rows, cols, values), is_small, expected in zip(recorded, small, reference):
+        import networkx as nx
+        from grpphati.backends import LoPHATBackend
+        from grpphati.filtrations import Filtration
+        from grpphati.homologies import RegularPathHomology
+        from grpphati.pipelines.standard import make_standard_pipeline
+    except ImportError:
+        return None
+
+    class EdgeWeights(Filtration):
+        """Each edge enters at its own weight (grpphati's own filtrations close the digraph by shortest paths)."""
+
+        def __init__(self, graph):
+            self.graph = graph
+            self.weights = {u: {v: data["weight"] for v, data in graph[u].items()} for u in graph.nodes}
+
+        def node_time(self, node):
+            return 0
+
+        def edge_time(self, edge):
+            return self.weights.get(edge[0], {}).get(edge[1], np.inf)
+
+        def node_iter(self):
+            return [(node, 0) for node in self.graph.nodes]
+
+        def edge_iter(self):
+            return [((u, v), w) for u, targets in self.weights.items() for v, w in targets.items()]
+
+        def edge_dict(self):
+            return self.weights
+
+    pipeline = make_standard_pipeline(EdgeWeights, RegularPathHomology, backend=LoPHATBackend(num_threads=1, with_reps=False))
+
+    return pipeline, nx
+
+
+def b1_curve_from_bars(bars, times):
+    """β₁ at each time from a barcode of [birth, death) bars."""
+    bars = np.array(bars, dtype=float).reshape(-1, 2)
+    return ((bars[:, 0][None] <= times[:, None]) & (times[:, None] < bars[:, 1][None])).sum(axis=1)
+
+
+def side_by_side(crystals, radii, n_random: int, rounds: int, before_commit: str) -> None:
+    before = load_before(before_commit)
+    reference = grpphati_b1()
+    sets = {"random digraphs, 5-9 vertices": random_digraphs(n_random)}
+    for radius in radii:
+        sets[f"crystal neighbourhoods, {radius:g} Å"] = crystal_digraphs(crystals, radius)
+    graphs = {}
+    if reference is not None:
+        pipeline, nx = reference
+        for name, digraphs in sets.items():
+            graphs[name] = []
+            for n, edges, weights in digraphs:
+                graph = nx.DiGraph()
+                graph.add_nodes_from(range(n))
+                graph.add_weighted_edges_from((u, v, w) for (u, v), w in zip(edges.tolist(), weights.tolist()))
+                graphs[name].append(graph)
+    ph.betti_curves(3, [(0, 1), (1, 2), (0, 2)], [1.0, 2.0, 3.0])  # numba: compiled (or loaded from its cache) here
+    ways = {"before β0-β2": lambda n, e, w: before.betti_curves(n, e, w, 2),
+            "now β0-β2": lambda n, e, w: ph.betti_curves(n, e, w, 2),
+            "now β0-β1": lambda n, e, w: ph.betti_curves(n, e, w, 1)}
+    seconds = {(name, way): [] for name in sets for way in [*ways, "grpphati β1"]}
+    results = {}
+    for _ in range(rounds):
+        for name, digraphs in sets.items():
+            for way, function in ways.items():
+                started = time.process_time()
+                results[name, way] = [function(n, e, w) for n, e, w in digraphs]
+                seconds[name, way].append(time.process_time() - started)
+            if reference is not None:
+                started = time.process_time()
+                results[name, "grpphati β1"] = [pipeline(graph).barcode for graph in graphs[name]]
+                seconds[name, "grpphati β1"].append(time.process_time() - started)
+    print(f"{len(crystals)} crystals of mp_cgcnn_36k (every {DATASET_CRYSTALS // len(crystals)}th), one atom per symmetry "
+          f"orbit; CPU seconds, medians of {rounds} interleaved rounds, one process; before = {before_commit}\n")
+    print("| digraphs | count | largest Σ\\|A_p\\|, p ≤ 3 | before β₀–β₂ | now β₀–β₂ | speed-up | same curves "
+          "| grpphati β₁ | now β₀–β₁ | vs grpphati | same β₁ |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, digraphs in sets.items():
+        median = {way: statistics.median(seconds[name, way]) for way in [*ways, "grpphati β1"] if seconds[name, way]}
+        same = sum(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+                   for a, b in zip(results[name, "before β0-β2"], results[name, "now β0-β2"]))
+        largest = max(int(ph.path_counts(n, e, 3).sum()) for n, e, _ in digraphs)
+        row = (f"| {name} | {len(digraphs)} | {largest:,} | {median['before β0-β2']:.2f} | {median['now β0-β2']:.2f} | "
+               f"{median['before β0-β2'] / median['now β0-β2']:.1f}× | {same}/{len(digraphs)} |")
+        if reference is not None:
+            agree = sum(np.array_equal(b1_curve_from_bars(bars, times), betti[:, 1])
+                        for bars, (times, betti) in zip(results[name, "grpphati β1"], results[name, "now β0-β1"]))
+            row += (f" {median['grpphati β1']:.2f} | {median['now β0-β1']:.2f} | "
+                    f"{median['grpphati β1'] / median['now β0-β1']:.1f}× | {agree}/{len(digraphs)} |")
+        else:
+            row += " not installed | | | |"
+        print(row)
+    # the whole per-crystal computation at the default setting
+    whole = {"before": [], "now": []}
+    for _ in range(rounds):
+        for label, module in (("before", before), ("now", ph)):
             started = time.process_time()
-            agrees &= method(rows, cols, values, modulus) == expected
-            spent = time.process_time() - started
-            total += spent
-            small_total += spent * is_small
-        print(f"| {name} | {total:.2f} | {small_total:.2f} | {agrees} |")
+            for crystal in crystals:
+                module.crystal_descriptors(crystal, 4.0, 0.05, 2, "electronegativity")
+            whole[label].append(time.process_time() - started)
+    b, n = statistics.median(whole["before"]), statistics.median(whole["now"])
+    print(f"\ncrystal_descriptors at 4 Å, β₀–β₂, {len(crystals)} crystals: before {b:.2f} s, now {n:.2f} s, {b / n:.1f}×")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=240)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, help="radius:step:max_dim")
-    parser.add_argument("--libraries", action="store_true", help="compare exact-rank libraries instead")
+    parser.add_argument("--n", type=int, default=30, help="crystals of mp_cgcnn_36k, spread over the set")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--radii", type=float, nargs="+", default=[3.5, 4.0, 4.5, 5.0])
+    parser.add_argument("--random", type=int, default=200, help="small random digraphs")
+    parser.add_argument("--before", default="d3d96b9", help="the commit whose matprobe/path_homology.py is 'before'")
+    parser.add_argument("--settings", nargs="+", help="radius:step:max_dim: time crystal_descriptors now instead")
     parser.add_argument("--tar", default=str(REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz"))
     args = parser.parse_args()
     tar = Path(args.tar)
     if not tar.exists():
         raise SystemExit(f"skipped: {tar} is missing (the benchmark reads real crystals from mp_cgcnn_36k)")
     crystals = load_crystals(tar, args.n)
-    if args.libraries:
-        libraries(crystals)
-    else:
+    if args.settings:
         speed(crystals, args.settings, args.rounds)
+    else:
+        side_by_side(crystals, args.radii, args.random, args.rounds, args.before)
 
 
 if __name__ == "__main__":

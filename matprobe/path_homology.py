@@ -48,6 +48,7 @@ up to β_1 and 25 min up to β_2, the default; beyond that it grows fast (4 Å u
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import time
@@ -315,6 +316,7 @@ def _reduce_columns(col_start, rows, values, n_rows):
 
     col_start (ncols + 1), rows, values: the matrix by columns; values in [0, p)."""
     p = np.uint64(2**61 - 1)
+    one, minus_one = np.uint64(1), np.uint64(2**61 - 2)  # typed: numba compares uint64 with int64 as float64
     ncols = col_start.size - 1
     pivots = np.zeros(ncols, dtype=np.bool_)
     pivot_of = np.full(n_rows, -1, dtype=np.int64)
@@ -332,7 +334,9 @@ def _reduce_columns(col_start, rows, values, n_rows):
         size = 0
         for k in range(col_start[j], col_start[j + 1]):
             r = rows[k]
-            acc[r] = (acc[r] + values[k]) % p
+            acc[r] += values[k]
+            if acc[r] >= p:
+                acc[r] -= p
             if not queued[r]:
                 queued[r] = True
                 size = _heap_push(heap, size, r)
@@ -374,7 +378,10 @@ def _reduce_columns(col_start, rows, values, n_rows):
             acc[r] = 0
             for k in range(kept_start[other] + 1, kept_start[other + 1]):
                 s = pool_rows[k]
-                acc[s] = (acc[s] + p - _mulmod(factor, pool_vals[k])) % p
+                value = pool_vals[k]
+                if factor != one:  # most factors are 1 or -1 (entries are ±1): no multiplication then
+                    value = p - value if factor == minus_one else _mulmod(factor, value)
+                acc[s] = acc[s] - value if acc[s] >= value else acc[s] + (p - value)
                 if not queued[s]:
                     queued[s] = True
                     size = _heap_push(heap, size, s)
@@ -452,26 +459,38 @@ def _faces_of(paths, n, regular):
 
 
 @njit(cache=True)
+def _hash_table(size):
+    """An open-addressing table for non-negative int64 codes (empty slots hold -1): keys, values, mask."""
+    capacity = 16
+    while capacity < 2 * size:
+        capacity *= 2
+    return np.full(capacity, -1, dtype=np.int64), np.empty(capacity, dtype=np.int64), capacity - 1
+
+
+@njit(cache=True, inline="always")
+def _slot(keys, mask, code):
+    """The slot holding `code`, or the empty slot where it would go (Fibonacci hashing, linear probing)."""
+    i = np.int64((np.uint64(code) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
+    while keys[i] != -1 and keys[i] != code:
+        i = (i + 1) & mask
+    return i
+
+
+@njit(cache=True)
 def _first_seen_ids(code):
     """Ids for the distinct codes, numbered in order of first appearance, and each id's code."""
-    order = np.argsort(code)
+    keys, values, mask = _hash_table(code.size)
     ids = np.empty(code.size, dtype=np.int64)
-    group = np.empty(code.size, dtype=np.int64)
-    g = -1
-    for i in range(code.size):
-        if i == 0 or code[order[i]] != code[order[i - 1]]:
-            g += 1
-        group[order[i]] = g
-    renumber = np.full(g + 1, -1, dtype=np.int64)
-    group_code = np.empty(g + 1, dtype=np.int64)
+    group_code = np.empty(code.size, dtype=np.int64)
     next_id = 0
-    for i in range(code.size):
-        if renumber[group[i]] < 0:
-            renumber[group[i]] = next_id
-            group_code[next_id] = code[i]
+    for e in range(code.size):
+        i = _slot(keys, mask, code[e])
+        if keys[i] == -1:
+            keys[i], values[i] = code[e], next_id
+            group_code[next_id] = code[e]
             next_id += 1
-        ids[i] = renumber[group[i]]
-    return ids, group_code
+        ids[e] = values[i]
+    return ids, group_code[:next_id]
 
 
 @njit(cache=True)
@@ -531,15 +550,17 @@ def _rank_n_levels(paths, born, previous, previous_born, n, n_levels, regular):
     m, width = paths.shape
     column, code, dropped = _faces_of(paths, n, regular)
     prev_codes = _codes(previous, n)
-    sorter = np.argsort(prev_codes)
-    sorted_codes = prev_codes[sorter]
+    keys, values, mask = _hash_table(prev_codes.size)
+    for i in range(prev_codes.size):
+        slot = _slot(keys, mask, prev_codes[i])
+        keys[slot], values[slot] = prev_codes[i], previous_born[i]
     keep = np.zeros(column.size, dtype=np.bool_)
     allowed_at = np.full(column.size, n_levels, dtype=np.int64)  # n_levels: never
     for e in range(column.size):
         if 0 < dropped[e] < width - 1:
-            slot = np.searchsorted(sorted_codes, code[e])
-            if slot < sorted_codes.size and sorted_codes[slot] == code[e]:
-                allowed_at[e] = previous_born[sorter[slot]]
+            slot = _slot(keys, mask, code[e])
+            if keys[slot] == code[e]:
+                allowed_at[e] = values[slot]
             keep[e] = allowed_at[e] > born[column[e]]
     column, code, dropped, allowed_at = column[keep], code[keep], dropped[keep], allowed_at[keep]
     row, _ = _first_seen_ids(code)
@@ -648,11 +669,15 @@ def _vertex_labels(edges) -> np.ndarray:
 
 
 class PathSpaceTooLarge(MatprobeError):
-    """A digraph whose path spaces A_0..A_L would hold more paths than allowed (max_paths)."""
+    """A digraph whose path spaces A_0..A_L would hold more paths than allowed (max_paths); `where` names it."""
 
-    def __init__(self, count: int, limit: int, max_length: int):
-        self.count, self.limit, self.max_length = count, limit, max_length
-        super().__init__(f"its path spaces A_0..A_{max_length} would hold {count:,} paths, over max_paths = {limit:,}")
+    def __init__(self, count: int, limit: int, max_length: int, where: str = "a digraph"):
+        self.count, self.limit, self.max_length, self.where = count, limit, max_length, where
+        super().__init__(f"path homology of {where}: its path spaces A_0..A_{max_length} would hold {count:,} paths, "
+                         f"over path_homology.max_paths = {limit:,} (a smaller radius or max_dim, or a larger max_paths)")
+
+    def __reduce__(self):  # raised in a worker process, it travels back pickled
+        return PathSpaceTooLarge, (self.count, self.limit, self.max_length, self.where)
 
 
 def path_counts(n_vertices: int, edges, max_length: int) -> np.ndarray:
@@ -691,7 +716,7 @@ def _validated(n_vertices, edges, weights, max_length):
     return edges[first], weights[first]
 
 
-DEFAULT_MAX_PATHS = 20_000_000  # config path_homology.max_paths; about 1 GB of working memory per 5 million paths
+DEFAULT_MAX_PATHS = 5_000_000  # config path_homology.max_paths (its default there too)
 
 
 def betti_curves(n_vertices: int, edges, weights=None, max_dim: int = 2, regular: bool = True,
@@ -752,9 +777,9 @@ def omega_dimensions(n_vertices: int, edges, max_length: int = 3, regular: bool 
 
 
 def betti_numbers(n_vertices: int, edges, max_dim: int = 2, regular: bool = True, modulus: int | None = MODULUS,
-                  engine: str | None = None) -> np.ndarray:
+                  engine: str | None = None, max_paths: int | None = DEFAULT_MAX_PATHS) -> np.ndarray:
     """β_0..β_max_dim of the path homology of a digraph (vertices 0..n_vertices-1, edges as (source, target))."""
-    return betti_curves(n_vertices, edges, None, max_dim, regular, modulus, engine=engine)[1][-1]
+    return betti_curves(n_vertices, edges, None, max_dim, regular, modulus, max_paths, engine)[1][-1]
 
 
 ORDERS = ("electronegativity", "atomic_number")
@@ -778,6 +803,7 @@ def neighbourhoods(crystal, radius: float) -> list[tuple[np.ndarray, np.ndarray]
     return result
 
 
+@functools.cache
 def _electronegativity() -> np.ndarray:
     """Pauling electronegativity indexed by Z; elements without one (noble gases) get +inf, so that they
     come after every element that has one: they hold on to electrons at least as hard as any."""
@@ -863,9 +889,10 @@ def symmetry_classes(crystal, symprec: float = 1e-3) -> np.ndarray:
 
 
 def crystal_path_homology(crystal, radius: float = 4.0, step: float = 0.05, max_dim: int = 2,
-                          order: str = "electronegativity"):
+                          order: str = "electronegativity", max_paths: int | None = DEFAULT_MAX_PATHS):
     """Per atom: summaries (nsites, max_dim + 1, 3) as curve_summaries gives them, Betti curves sampled on
-    filtration_grid (nsites, max_dim + 1, steps), and the symmetry_classes: each orbit is computed once."""
+    filtration_grid (nsites, max_dim + 1, steps), and the symmetry_classes: each orbit is computed once.
+    A neighbourhood over max_paths raises PathSpaceTooLarge naming the atom (its site index)."""
     grid = filtration_grid(radius, step)
     classes = symmetry_classes(crystal)
     representatives, atom_class = np.unique(classes, return_inverse=True)
@@ -874,7 +901,11 @@ def crystal_path_homology(crystal, radius: float = 4.0, step: float = 0.05, max_
     for atom in representatives:
         numbers, positions = hoods[atom]
         _, edges, weights = neighbourhood_digraph(numbers, positions, radius, order)
-        times, betti = betti_curves(len(numbers), edges, weights, max_dim)
+        try:
+            times, betti = betti_curves(len(numbers), edges, weights, max_dim, max_paths=max_paths)
+        except PathSpaceTooLarge as error:
+            raise PathSpaceTooLarge(error.count, error.limit, error.max_length,
+                                    f"atom {atom} ({len(numbers)} atoms within {radius:g} Å)") from None
         summaries.append(curve_summaries(times, betti, grid, radius))
         curves.append(sample_curves(times, betti, grid))
     return np.stack(summaries)[atom_class], np.stack(curves)[atom_class], classes
@@ -908,11 +939,12 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.full(values.shape[1], np.nan), where=count > 0)
 
 
-def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order: str):
+def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order: str,
+                        max_paths: int | None = DEFAULT_MAX_PATHS):
     """The crystal's means over atoms (a vector in descriptor_names' order), its mean Betti curves
     (max_dim + 1, steps), the means over the atoms of each element ({Z: (vector, curves)}), the number of orbits,
     and each atom's own descriptors (nsites, len(descriptor_names))."""
-    summaries, curves, classes = crystal_path_homology(crystal, radius, step, max_dim, order)
+    summaries, curves, classes = crystal_path_homology(crystal, radius, step, max_dim, order, max_paths)
     per_atom = _atom_descriptors(summaries)
     by_element = {int(z): (_nanmean(per_atom[crystal.numbers == z]), curves[crystal.numbers == z].mean(axis=0))
                   for z in np.unique(crystal.numbers)}
@@ -920,17 +952,20 @@ def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order
 
 
 def _crystal_row(args):
-    row_id, lattice, frac_coords, numbers, radius, step, max_dim, order = args
+    row_id, lattice, frac_coords, numbers, radius, step, max_dim, order, max_paths = args
     from matprobe.structures import Crystal
 
     crystal = Crystal.from_row({"lattice": lattice, "frac_coords": frac_coords, "numbers": numbers})
-    means, curves, by_element, orbits, per_atom = crystal_descriptors(crystal, radius, step, max_dim, order)
+    try:
+        means, curves, by_element, orbits, per_atom = crystal_descriptors(crystal, radius, step, max_dim, order, max_paths)
+    except PathSpaceTooLarge as error:
+        raise PathSpaceTooLarge(error.count, error.limit, error.max_length, f"crystal {row_id}, {error.where}") from None
     return row_id, crystal.nsites, orbits, means, curves, by_element, per_atom
 
 
 def compute_path_homology(materials_path, out_path, out_elements, out_summary, radius: float = 4.0, step: float = 0.05,
                           max_dim: int = 2, order: str = "electronegativity", threads: int = 1,
-                          progress: bool = True, out_atoms=None) -> pd.DataFrame:
+                          progress: bool = True, out_atoms=None, max_paths: int | None = DEFAULT_MAX_PATHS) -> pd.DataFrame:
     """Directed persistent path homology descriptors of every crystal of a materials table.
 
     out_path (Parquet, one row per crystal): id; nsites; orbits (atoms computed, one per symmetry orbit);
@@ -942,7 +977,8 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     out_elements (Parquet, one row per crystal and element): id, element (symbol), the descriptor_names
     columns and ph_dir_b{d}_curve, each the mean over the crystal's atoms of that element. out_atoms (Parquet,
     optional): id, site and the descriptor_names columns of every atom. out_summary (JSON): counts, parameters,
-    seconds."""
+    seconds. A neighbourhood with more than max_paths allowed paths stops the run with one line naming the
+    crystal, the atom and the count (PathSpaceTooLarge) before its memory is taken."""
     from tqdm import tqdm
 
     from matprobe.data import load_materials
@@ -956,7 +992,11 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     grid = filtration_grid(radius, step)
     started = time.perf_counter()
     table = load_materials(materials_path, columns=["id", "lattice", "frac_coords", "numbers"])
-    work = ((r.id, r.lattice, r.frac_coords, r.numbers, radius, step, max_dim, order) for r in table.itertuples(index=False))
+    if max_paths is not None and max_paths < 1:
+        raise MatprobeError(f"max_paths must be at least 1, got {max_paths}")
+    work = ((r.id, r.lattice, r.frac_coords, r.numbers, radius, step, max_dim, order, max_paths)
+            for r in table.itertuples(index=False))
+    betti_curves(3, [(0, 1), (1, 2), (0, 2)], [1.0, 2.0, 3.0])  # compile (or load) the kernel once, before any fork
     results = []
     with tqdm(total=len(table), desc="path homology", unit="crystal", disable=not progress, mininterval=2.0) as bar:
         if threads > 1:
@@ -990,7 +1030,7 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     seconds = time.perf_counter() - started
     write_json({"crystals": len(frame), "atoms": int(frame["nsites"].sum()), "atoms_computed": int(frame["orbits"].sum()),
                 "radius": radius, "step": step, "steps": len(grid), "max_dim": max_dim, "order": order,
-                "modulus": MODULUS, "descriptors": names, "seconds": round(seconds, 1)}, out_summary)
+                "modulus": MODULUS, "max_paths": max_paths, "descriptors": names, "seconds": round(seconds, 1)}, out_summary)
     log.info("path homology: %d crystals (%d of %d atoms computed) in %.1f s", len(frame),
              frame["orbits"].sum(), frame["nsites"].sum(), seconds)
     return frame

@@ -1,7 +1,9 @@
-"""Path (GLMY) homology: every known result is checked twice, by matprobe.path_homology and by an
-independent brute force written here (all allowed paths listed recursively, Ω_p as a nullspace over the
-rationals, ranks by Fraction Gaussian elimination), then random digraphs and filtrations against the
-same brute force, then the crystal descriptors' invariances and continuity."""
+"""Path (GLMY) homology: every known result is checked twice, by matprobe.path_homology (its compiled
+kernel) and by an independent brute force written here (all allowed paths listed recursively, Ω_p as a
+nullspace over the rationals, ranks by exact Gaussian elimination), then random digraphs up to 9 vertices
+and filtrations, regular and non-regular, against the same brute force, the compiled kernel against the
+earlier numpy/SymPy code (engine="sympy") on the demo's neighbourhoods, then the crystal descriptors'
+invariances and continuity."""
 
 from __future__ import annotations
 
@@ -12,16 +14,24 @@ import pandas as pd
 import pytest
 
 from matprobe import MatprobeError
-from matprobe.path_homology import (betti_curves, betti_numbers, compute_path_homology,
+from matprobe.path_homology import (PathSpaceTooLarge, betti_curves, betti_numbers, compute_path_homology,
                                     crystal_descriptors, descriptor_names, neighbourhood_digraph, neighbourhoods,
-                                    omega_dimensions)
+                                    omega_dimensions, path_counts, symmetry_classes)
 from matprobe.structures import Crystal, crystal_from_pymatgen
 
 
 # ---------------------------------------------------------------- brute force over the rationals
 
 def _echelon(rows: list[list[Fraction]], ncols: int) -> tuple[list[list[Fraction]], list[int]]:
-    """Reduced row echelon form over Q and its pivot columns."""
+    """Reduced row echelon form over Q and its pivot columns (SymPy's DomainMatrix over QQ beyond 20 rows,
+    Fraction elimination written out here below that; both exact)."""
+    if len(rows) > 20 and ncols:
+        from sympy import QQ
+        from sympy.polys.matrices import DomainMatrix
+
+        reduced, pivots = DomainMatrix([[QQ(int(x.numerator), int(x.denominator)) for x in r] for r in rows],
+                                       (len(rows), ncols), QQ).rref()
+        return [[Fraction(int(x.numerator), int(x.denominator)) for x in r] for r in reduced.to_list()], list(pivots)
     rows = [list(r) for r in rows]
     pivots: list[int] = []
     for col in range(ncols):
@@ -67,23 +77,26 @@ def brute_force(n: int, edges, max_dim: int, regular: bool = True) -> tuple[list
     allowed = [[(v,) for v in range(n)]]
     for _ in range(max_dim + 1):
         allowed.append([q + (w,) for q in allowed[-1] for w in range(n) if (q[-1], w) in edge_set])
+    boundaries = [[_brute_boundary(q, regular) for q in paths] for paths in allowed]
     omega = [[[Fraction(int(i == j)) for j in range(n)] for i in range(n)]]
     for p in range(1, max_dim + 2):
         below = set(allowed[p - 1])
-        outside = sorted({f for q in allowed[p] for f in _brute_boundary(q, regular) if f not in below})
-        constraints = [[_brute_boundary(q, regular).get(f, 0) for q in allowed[p]] for f in outside]
+        outside = sorted({f for terms in boundaries[p] for f in terms if f not in below})
+        constraints = [[terms.get(f, 0) for terms in boundaries[p]] for f in outside]
         omega.append(_nullspace(constraints, len(allowed[p])))
 
     def boundary_rank(p: int) -> int:
         if p == 0 or not omega[p]:
             return 0
+        below = set(allowed[p - 1])
         images = []
         for vector in omega[p]:
             image: dict[tuple, Fraction] = {}
-            for coefficient, q in zip(vector, allowed[p]):
-                for face, sign in _brute_boundary(q, regular).items():
-                    image[face] = image.get(face, 0) + coefficient * sign
-            assert all(v == 0 for f, v in image.items() if f not in set(allowed[p - 1])), "∂Ω_p left A_{p-1}"
+            for coefficient, terms in zip(vector, boundaries[p]):
+                if coefficient:
+                    for face, sign in terms.items():
+                        image[face] = image.get(face, 0) + coefficient * sign
+            assert all(v == 0 for f, v in image.items() if f not in below), "∂Ω_p left A_{p-1}"
             images.append([Fraction(image.get(f, 0)) for f in allowed[p - 1]])
         return len(_echelon(images, len(allowed[p - 1]))[1])
 
@@ -195,6 +208,123 @@ def test_higher_dimension_matches_brute_force():
     rng = np.random.default_rng(15)
     for _ in range(8):
         both(5, _random_digraph(rng, 5, acyclic=True), max_dim=3)
+
+
+@pytest.mark.parametrize("regular", [True, False])
+def test_random_digraphs_up_to_nine_vertices_match_brute_force(regular):
+    """6-9 vertices, 2-cycles allowed, sparse enough for the rational brute force; β_0..β_2 and, for a third of
+    them, the whole filtration (every value at which the digraph changes)."""
+    rng = np.random.default_rng(21 if regular else 22)
+    sizes, seen_b1, cycles = [], 0, 0
+    for trial in range(24):
+        n = int(rng.integers(6, 10))
+        pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+        edges = [pair for pair in pairs if rng.random() < rng.uniform(0.12, 0.3)]
+        cycles += any((b, a) in edges for a, b in edges)
+        if trial % 3:
+            seen_b1 += both(n, edges, max_dim=2, regular=regular)[1] > 0
+        else:
+            weights = rng.integers(1, 4, len(edges)).astype(float)
+            times, betti = betti_curves(n, edges, weights, max_dim=2, regular=regular)
+            for t, row in zip(times, betti):
+                present = [e for e, w in zip(edges, weights) if w <= t]
+                assert row.tolist() == brute_force(n, present, 2, regular)[0]
+        sizes.append(n)
+    assert max(sizes) == 9 and seen_b1 >= 3 and cycles >= 10
+
+
+def test_filtration_of_the_non_regular_theory_matches_brute_force():
+    """Persistence in the non-regular theory, on digraphs with 2-cycles (where it differs from the regular one)."""
+    rng = np.random.default_rng(23)
+    differ = 0
+    for _ in range(12):
+        n = int(rng.integers(3, 7))
+        edges = _random_digraph(rng, n, acyclic=False)
+        weights = rng.integers(1, 5, len(edges)).astype(float)
+        times, betti = betti_curves(n, edges, weights, max_dim=2, regular=False)
+        differ += not np.array_equal(betti, betti_curves(n, edges, weights, max_dim=2, regular=True)[1])
+        for t, row in zip(times, betti):
+            present = [e for e, w in zip(edges, weights) if w <= t]
+            assert row.tolist() == brute_force(n, present, 2, regular=False)[0]
+    assert differ >= 3
+
+
+def test_compiled_kernel_ranks_match_the_rationals_on_dense_matrices():
+    """The column rank profile of the compiled column reduction over GF(2^61 - 1) against SymPy's elimination over
+    Q, on random ±1 matrices dense enough for the field elements to grow past 32 bits (where a multiplication
+    that lost bits would show) and with planted dependent columns."""
+    from matprobe.path_homology import MODULUS, _reduce_columns, _sparse_pivots
+
+    rng = np.random.default_rng(24)
+    for _ in range(60):
+        nrows, ncols = (int(x) for x in rng.integers(2, 30, 2))
+        matrix = (rng.random((nrows, ncols)) < rng.uniform(0.2, 0.7)) * rng.choice([-1, 1], (nrows, ncols))
+        if ncols > 3:  # a column that is the sum of two others: never a pivot
+            a, b, c = sorted(rng.choice(ncols, 3, replace=False))
+            matrix[:, c] = np.clip(matrix[:, a] + matrix[:, b], -1, 1) if rng.random() < 0.5 else matrix[:, a] - matrix[:, b]
+        rows, cols = np.nonzero(matrix.T)[::-1]  # entries column by column
+        values = np.where(matrix[rows, cols] > 0, 1, MODULUS - 1).astype(np.uint64)
+        start = np.searchsorted(cols, np.arange(ncols + 1))
+        compiled = np.flatnonzero(_reduce_columns(start, rows.astype(np.int64), values, nrows)).tolist()
+        assert compiled == sorted(_sparse_pivots(rows, cols, matrix[rows, cols], None))
+
+
+def test_compiled_kernel_equals_the_earlier_code_on_the_demo():
+    """Every orbit's neighbourhood digraph of 40 crystals spread over the embedded demo, radius 4 Å: the compiled
+    kernel gives the same Betti curves (β_0..β_2) as the earlier numpy peeling and SymPy elimination (engine
+    'sympy', the code before the kernel) over the same prime, and, for every fifth, over the rationals."""
+    from importlib.resources import files
+
+    table = pd.read_parquet(files("matprobe") / "resources" / "flla_2015.parquet")
+    compared = with_b2 = 0
+    for row in table.iloc[:: len(table) // 40].itertuples():
+        crystal = Crystal.from_row({"lattice": row.lattice, "frac_coords": row.frac_coords, "numbers": row.numbers})
+        hoods = neighbourhoods(crystal, 4.0)
+        for atom in np.unique(symmetry_classes(crystal)):
+            numbers, positions = hoods[atom]
+            _, edges, weights = neighbourhood_digraph(numbers, positions, 4.0)
+            compiled = betti_curves(len(numbers), edges, weights, max_dim=2)
+            earlier = betti_curves(len(numbers), edges, weights, max_dim=2, engine="sympy")
+            np.testing.assert_array_equal(compiled[0], earlier[0])
+            np.testing.assert_array_equal(compiled[1], earlier[1])
+            if compared % 5 == 0:
+                np.testing.assert_array_equal(compiled[1], betti_curves(len(numbers), edges, weights, 2, modulus=None)[1])
+            compared += 1
+            with_b2 += compiled[1][:, 2].max() > 0
+    assert compared >= 100 and with_b2 >= 10
+
+
+def test_size_guard_and_vertex_labels():
+    complete = [(a, b) for a in range(6) for b in range(6) if a != b]
+    counts = path_counts(6, complete, 3)
+    assert counts.tolist() == [6, 30, 150, 750]  # 6 * 5^p
+    assert betti_numbers(6, complete, max_dim=2, max_paths=936).tolist() == [1, 0, 0]
+    with pytest.raises(PathSpaceTooLarge) as error:
+        betti_numbers(6, complete, max_dim=2, max_paths=935)
+    assert error.value.count == 936 and "\n" not in str(error.value) and "936" in str(error.value)
+    with pytest.raises(MatprobeError, match="integers"):
+        betti_numbers(2, [(0.0, 1.7)])  # once truncated to (0, 1)
+    with pytest.raises(MatprobeError, match="integers"):
+        betti_numbers(2, [("0", "1")])
+    assert betti_numbers(2, np.array([[0.0, 1.0]])).tolist() == [1, 0, 0]  # whole numbers as floats are labels
+    with pytest.raises(MatprobeError, match="GF"):
+        betti_curves(2, [(0, 1)], modulus=7, engine="compiled")
+    assert betti_numbers(3, [(0, 1), (1, 2), (2, 0)], modulus=7).tolist() == [1, 1, 0]  # other moduli: engine sympy
+
+
+def test_size_guard_names_the_crystal_and_the_atom(tmp_path):
+    crystals = {"nacl": rocksalt(), "srtio3": perovskite()}
+    pd.DataFrame([{"id": key, **crystal.to_row()} for key, crystal in crystals.items()]).to_parquet(tmp_path / "materials.parquet")
+    outputs = [tmp_path / "ph.parquet", tmp_path / "elements.parquet", tmp_path / "summary.json"]
+    for threads in (1, 2):
+        with pytest.raises(PathSpaceTooLarge) as error:
+            compute_path_homology(tmp_path / "materials.parquet", *outputs, radius=RADIUS, step=0.1, max_dim=2,
+                                  threads=threads, progress=False, max_paths=1000)
+        message = str(error.value)
+        # NaCl's neighbourhoods stay under 1,000 paths; SrTiO3's first orbit (Sr, site 0) holds 1,965
+        assert message.startswith("path homology of crystal srtio3, atom 0 (27 atoms within 4.2 Å)") and "max_paths = 1,000" in message
+        assert "\n" not in message and f"{error.value.count:,}" in message and error.value.count > 1000
+    assert not outputs[0].exists()
 
 
 def test_input_errors_are_one_line():
