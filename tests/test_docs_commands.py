@@ -9,6 +9,7 @@ that are templates on purpose are listed in TEMPLATES; any other command that do
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from collections import defaultdict
@@ -141,11 +142,16 @@ def shell_words(command: str) -> list[str]:
     return words[words.index("snakemake") + 1:]
 
 
-def parse(arguments: list[str]) -> tuple[set[str], dict]:
-    """snakemake's own parse of the arguments: the names of the options given, and the parsed values."""
+@functools.cache
+def _parser():
     from snakemake.cli import get_argument_parser
 
-    parser = get_argument_parser()
+    return get_argument_parser()
+
+
+def parse(arguments: list[str]) -> tuple[set[str], dict]:
+    """snakemake's own parse of the arguments: the names of the options given, and the parsed values."""
+    parser = _parser()
     try:
         values = vars(parser.parse_args(arguments))
     except SystemExit:
