@@ -9,6 +9,7 @@ import json
 import random
 import tarfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -253,3 +254,136 @@ def _weights_equal(path, reference) -> bool:
 
     got, expected = load_trained_model(path)[0].state_dict(), load_trained_model(reference)[0].state_dict()
     return all(torch.equal(got[name], expected[name]) for name in expected)
+
+
+# ---- the classes of round two (issue 37): ids, magnitudes, elements, orders, truncated caches -----------------------
+
+NUMERIC_LOOKING = ["0", "00", "0000", "0010", "10", "1e1", "1E1", "10.0", "-0", "+1", "0x10", "nan", "NA", "inf", "None", "1,5", " 7 ",
+                   "7", "", " ", "\t", "é", "mp-1", "01"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+def test_ids_are_kept_as_written_and_empty_ones_counted(tmp_path, crystals, fmt):
+    """Whatever an id looks like (a number, a float, NaN, blank), the table keeps it as written (spaces around it
+    dropped), the first of two equal ids wins, and an empty id is a counted rejection."""
+    rng = random.Random(f"ids-{fmt}")
+    for case in range(6):
+        ids = [rng.choice(NUMERIC_LOOKING) for _ in range(rng.randrange(3, 12))]
+        frame = _table(crystals).sample(n=len(ids), replace=True, random_state=case).reset_index(drop=True)
+        frame["id"] = ids
+        path = tmp_path / f"ids{case}.{fmt}"
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        elif fmt == "parquet":
+            frame.to_parquet(path)
+        else:
+            path.write_text(frame.to_json(orient="records"))
+        out = tmp_path / f"out{case}"
+        try:
+            summary = normalise_dataset("x", {"source": "table", "path": str(path), "targets": {"e": "e"}}, [],
+                                        out / "materials.parquet", out / "rejected.parquet", out / "summary.json")
+        except MatprobeError as error:  # only when nothing is left: every id empty
+            one_line(error)
+            assert all(not i.strip() for i in ids), ids
+            continue
+        written = [i.strip() for i in ids]
+        expected = list(dict.fromkeys(i for i in written if i))
+        assert pd.read_parquet(out / "materials.parquet")["id"].tolist() == expected, ids
+        reasons = summary["rejected_by_reason"]
+        assert reasons.get("empty_id", 0) == written.count("")
+        assert reasons.get("duplicate_id", 0) == len([i for i in written if i]) - len(expected)
+
+
+def test_target_magnitudes():
+    """Values of any size: kept where a float32 model can hold them and their squares, refused and counted beyond."""
+    from matprobe.data import LARGEST_TARGET, target_value
+
+    rng = random.Random(6)
+    outcomes = {"kept": 0, "out_of_range": 0, "not_finite": 0}
+    for _ in range(400):
+        text = f"{rng.choice(['', '-', '+'])}{rng.choice(['1', '9.99', '3.4028'])}e{rng.randrange(-10, 400)}"
+        value, problem = target_value(rng.choice([text, text.upper()]))
+        if problem is None:
+            assert np.isfinite(np.float32(value)) and np.isfinite(np.float32(value) ** 2), text
+            outcomes["kept"] += 1
+        else:
+            assert np.isnan(value) and problem in ("out_of_range", "not_finite"), (text, problem)
+            assert abs(float(text)) > LARGEST_TARGET
+            outcomes[problem] += 1
+    assert min(outcomes.values()) > 10, outcomes
+
+
+def test_elements_beyond_the_feature_table():
+    """A crystal with any element: accepted only where every element has node features; otherwise counted as
+    unsupported, never an IndexError later."""
+    from conftest import rocksalt
+
+    from matprobe.features import MAX_Z, node_feature_table
+    from pymatgen.core.periodic_table import Element
+
+    rng = random.Random(7)
+    outcomes = []
+    for case in range(40):
+        cation = Element.from_Z(rng.choice([rng.randrange(1, 119), rng.randrange(95, 119)])).symbol
+        record = RawRecord(f"c{case}", "dict", rocksalt(5.6, cation, "Cl").as_dict(), {"e": "1.0"})
+        row, rejection, _ = normalise_record(record, 0.5)
+        if row is not None:
+            assert max(row["numbers"]) <= MAX_Z and node_feature_table("physical")[row["numbers"]].shape[0] == 8
+            outcomes.append("accepted")
+        else:
+            assert rejection["reason"] == "unsupported_element" and Element(cation).Z > MAX_Z, rejection
+            assert "\n" not in rejection["detail"]
+            outcomes.append("unsupported")
+    assert outcomes.count("accepted") >= 5 and outcomes.count("unsupported") >= 5, outcomes
+
+
+def test_band_orders():
+    """Distance bands in any order, repeated or not: refused in one line, or accepted rising."""
+    rng = random.Random(8)
+    outcomes = []
+    for _ in range(60):
+        bands = [rng.choice([0.0, 1.0, 2.0, 2.5, 3.0, 4.0, 8.0]) for _ in range(rng.randrange(2, 7))]
+        if rng.random() < 0.3:
+            bands = sorted(set(bands))
+        try:
+            accepted = validate_config({"attribution": {"distance_bands": bands}})["attribution"]["distance_bands"]
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            outcomes.append("error")
+            continue
+        assert all(low < high for low, high in zip(accepted, accepted[1:])), accepted
+        outcomes.append("valid")
+    assert outcomes.count("error") >= 10 and outcomes.count("valid") >= 5, outcomes
+
+
+@pytest.mark.parametrize("kind", ["materials", "graphs", "split", "model"])
+def test_truncated_and_altered_caches(small, tiny_model, tmp_path, kind):
+    """A cache cut anywhere fails its verification job in one line naming it (a split cut only after its last brace
+    may still read); flipped bytes fail there unless they land where the check does not look (a Parquet data page)."""
+    from matprobe.verify import check_file
+
+    good = {"materials": small / "materials.parquet", "graphs": small / "graphs.pt", "split": small / "omit-O.json",
+            "model": tiny_model}[kind]
+    data = good.read_bytes()
+    rng = random.Random(f"cache-{kind}")
+    outcomes = []
+    for case in range(16):
+        damaged = bytearray(data)
+        if case % 2:
+            damaged = damaged[: rng.randrange(1, len(data) - 1)]
+        else:
+            for _ in range(rng.randrange(1, 6)):
+                damaged[rng.randrange(len(damaged))] ^= rng.randrange(1, 256)
+        path = tmp_path / f"{case}-{good.name}"
+        path.write_bytes(bytes(damaged))
+        try:
+            check_file(kind, path)
+        except Exception as error:  # noqa: BLE001
+            one_line(error)
+            assert str(error).startswith(f"{path}: "), str(error)
+            outcomes.append("refused")
+            continue
+        if case % 2 and kind != "split":  # a truncated binary file never passes
+            pytest.fail(f"{path}: truncated to {len(damaged)} of {len(data)} bytes, yet passed")
+        outcomes.append("passed")
+    assert outcomes.count("refused") >= 8, outcomes
