@@ -19,11 +19,31 @@ import pandas as pd
 
 from matprobe import MatprobeError
 from matprobe.layout import RUN_KEYS, RUN_PATTERN, Layout, Run
+from matprobe.sets import SETS
 
 # The file a stage writes last for a run: a folder without it holds a run still in progress (or a failed one).
 DONE = {"models": "metrics.json", "landscape": "metrics.json", "attribution": "summary.json"}
 ATTRIBUTION_TABLES = ("atoms", "elements", "element_pca", "ig_atoms", "ig_elements", "trim", "trim_summary",
                       "topology_correlations", "persistence_examples")
+
+
+def _valid_values(runs: pd.DataFrame, keys: dict) -> str:
+    """After a miss: each key's value that no run has, with the values the runs have; else the runs there are."""
+    wrong = [f"{key} {value!r} is not one of {sorted(runs[key].unique().tolist())}" for key, value in keys.items()
+             if str(value) not in set(runs[key].astype(str))]
+    if wrong:
+        return "; " + "; ".join(wrong)
+    return f"; no run has them together; runs: {runs.to_dict('records')[:6]}" if len(runs) else "; the study has no finished run"
+
+
+def _metric_parts(column: str) -> tuple[str, str | None, str]:
+    """(stage, set, metric) of a summary column: train.ood_test.mae -> (train, ood_test, mae); landscape.sets.val.
+    epsilon_sharpness -> (landscape, val, epsilon_sharpness); train.dropped.val -> (train, val, dropped); a metric of
+    no set (landscape.divergence_id_test_ood_test, train.best_epoch) has set None."""
+    stage, *rest = column.split(".")
+    found = next((part for part in rest if part in SETS), None)
+    metric = [part for part in rest if part != found and part != "sets"]
+    return stage, found, ".".join(metric) if metric else found
 
 
 class Results:
@@ -55,12 +75,12 @@ class Results:
         unknown = set(keys) - set(RUN_KEYS)
         if unknown:
             raise MatprobeError(f"unknown run key(s) {sorted(unknown)}; keys are {list(RUN_KEYS)}")
-        table = self.runs()
+        every = table = self.runs()
         for key, value in keys.items():
-            table = table[table[key] == (int(value) if key == "seed" else value)]
+            table = table[table[key].astype(str) == str(value)]
         if len(table) != 1:
             raise MatprobeError(f"{len(table)} runs match {keys} in {self.layout.study_dir}"
-                                + (f": {table.to_dict('records')[:4]}" if len(table) else ""))
+                                + (f": {table.to_dict('records')[:4]}" if len(table) else _valid_values(every, keys)))
         return Run.from_mapping(table.iloc[0])
 
     def folder(self, stage: str, run: Run | None = None, **keys) -> Path:
@@ -80,6 +100,30 @@ class Results:
         if not path.exists():
             raise MatprobeError(f"{path}: not found (run `snakemake figures` or `snakemake {path}`)")
         return pd.read_parquet(path)
+
+    def metrics_long(self, **keys) -> pd.DataFrame:
+        """Every numeric metric of summary() in long form, one row per run x stage x set x metric: the run's keys,
+        split_kind, stage (train, landscape, attribution), set (train, val, id_test, ood_test; empty for a metric of
+        the whole run), metric, value, and the summary column it came from. `keys` (any of dataset, target, split,
+        model, seed) keep the rows of those runs: `study.metrics_long(split="omit-O").query("metric == 'mae'")`."""
+        wide = self.summary()
+        ids = [column for column in (*RUN_KEYS, "split_kind") if column in wide.columns]
+        unknown = set(keys) - set(RUN_KEYS)
+        if unknown:
+            raise MatprobeError(f"unknown run key(s) {sorted(unknown)}; keys are {list(RUN_KEYS)}")
+        for key, value in keys.items():
+            kept = wide[wide[key].astype(str) == str(value)]
+            if kept.empty:
+                raise MatprobeError(f"0 runs match {keys} in {self.layout.summary}/runs.parquet" + _valid_values(wide[list(RUN_KEYS)], keys))
+            wide = kept
+        numeric = [column for column in wide.columns if column not in ids and pd.api.types.is_numeric_dtype(wide[column])
+                   and not pd.api.types.is_bool_dtype(wide[column])]
+        long = wide.melt(id_vars=ids, value_vars=numeric, var_name="column", value_name="value").dropna(subset=["value"])
+        parts = {column: _metric_parts(column) for column in numeric}
+        long.insert(len(ids), "stage", long["column"].map(lambda column: parts[column][0]))
+        long.insert(len(ids) + 1, "set", long["column"].map(lambda column: parts[column][1]))
+        long.insert(len(ids) + 2, "metric", long["column"].map(lambda column: parts[column][2]))
+        return long.reset_index(drop=True)
 
     def metrics(self, run: Run | None = None, **keys) -> dict:
         return json.loads(self._file("models", "metrics.json", run, keys).read_text())

@@ -10,6 +10,7 @@ from conftest import REPO
 from matprobe import MatprobeError
 from matprobe.layout import Layout, Run
 from matprobe.results import Results
+from matprobe.summary import summarise_runs
 
 RUNS = [Run("demo", "formation_energy_per_atom", split, model, 0)
         for split in ("omit-O", "omit-O-control") for model in ("cgcnn", "schnet")]
@@ -41,7 +42,11 @@ def study(tmp_path):
     layout.path(layout.run_dir("models"), Run("demo", "band_gap", "omit-O", "cgcnn", 0)).mkdir(parents=True)
     summary = tmp_path / "results/studies/default/summary"
     summary.mkdir(parents=True)
-    pd.DataFrame([run.keys() for run in RUNS]).to_parquet(summary / "runs.parquet")
+    # the summary table as the workflow's summary job writes it from these files
+    files = {stage: [layout.path(layout.run_dir(stage), run) / name for run in RUNS]
+             for stage, name in (("models", "metrics.json"), ("landscape", "metrics.json"), ("attribution", "summary.json"))}
+    keys = [run.keys() for run in RUNS]
+    summarise_runs(keys, files["models"], keys, files["landscape"], files["attribution"], summary / "runs.parquet", summary / "runs.csv")
     return Results(tmp_path / "results")
 
 
@@ -67,6 +72,13 @@ def test_an_ambiguous_or_unknown_key_is_one_line(study, tmp_path):
         study.predictions(split="omit-O")
     with pytest.raises(MatprobeError, match="0 runs match"):
         study.predictions(split="omit-Fe", model="cgcnn")
+    # a miss lists the values there are, for the key that has none of them, in one line
+    with pytest.raises(MatprobeError) as error:
+        study.landscape_grid(target="formation_energy", split="omit-O", model="cgcnn", seed=0)
+    assert "target 'formation_energy' is not one of ['formation_energy_per_atom']" in str(error.value)
+    assert "\n" not in str(error.value) and "split" not in str(error.value).split("match")[1].split("in ")[-1]
+    with pytest.raises(MatprobeError, match=r"seed '7' is not one of \[0\]; model 'gnn' is not one of \['cgcnn', 'schnet'\]"):
+        study.predictions(seed="7", model="gnn")
     with pytest.raises(MatprobeError, match="unknown run key"):
         study.predictions(splitt="omit-O")
     with pytest.raises(MatprobeError, match="unknown attribution table"):
