@@ -5,11 +5,16 @@ from snakemake.utils import min_version
 
 from matprobe import MatprobeError
 from matprobe.config import validate_config
+from matprobe.report_hint import explain_missing_report_files
 
 min_version("9.0")
 
 
 report: "report/workflow.rst"
+
+
+# `snakemake --report` after a partial run: say which report to make instead
+explain_missing_report_files()
 
 
 # A named config (--configfile config/mp36k.yaml) replaces the default one rather than merging into it,

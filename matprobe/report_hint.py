@@ -1,0 +1,29 @@
+"""What to run when `snakemake --report` stops on a figure that a partial run has not made yet.
+
+Snakemake's own message ("File ... marked for report but does not exist.") names the file but not the way out: a report
+covers every figure of its target's jobs, so after a partial run the report to make is that of the target that ran."""
+
+from __future__ import annotations
+
+import logging
+
+MISSING = "marked for report but does not exist"
+HINT = ("matprobe: a report holds every figure of its target, and this one has not been made yet. Make the report of "
+        "the target you ran, with the same --configfile: `snakemake headline --report results/report-headline.html` "
+        "after `snakemake headline`, `snakemake figures --report results/report-figures.html` after `snakemake "
+        "figures`; or run the target first (docs/outputs.md, Report).")
+
+
+class _ReportHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if MISSING in message and HINT not in message:
+            record.msg, record.args = f"{message}\n{HINT}", ()
+        return True
+
+
+def explain_missing_report_files(logger: logging.Logger | None = None) -> None:
+    """Add the hint to Snakemake's error of a missing report file (once, however often the Snakefile is read)."""
+    logger = logger or logging.getLogger("snakemake.logging")
+    if not any(isinstance(f, _ReportHint) for f in logger.filters):
+        logger.addFilter(_ReportHint())
