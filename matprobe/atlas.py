@@ -7,12 +7,21 @@ After Li et al. ("Probing out-of-distribution generalization in machine learning
 control (the same number of training crystals, the element seen), so failure is read as OOD error over the control's
 OOD error, not over the model's own ID error; and the landscape quantities of its OOD set are set against that
 failure, beside the cheap predictor that needs no landscape (the OOD crystals' distance to the training crystals in
-the model's latent space) and the plain count of OOD materials."""
+the model's latent space) and the plain count of OOD materials.
+
+Paired scoring: an omission and its control are scored on the same crystals, the control's OOD set (the held-out
+element's crystals that the control drew into neither its training nor its validation set; the omission trained on
+no crystal with the element, so neither model saw them). The ratio of the two MAEs has a bootstrap interval that
+resamples composition families (config `atlas.family`), so that near-duplicates (polymorphs of one compound, one
+chemical system at several stoichiometries) count once; the call against the declared `atlas.failure_threshold`
+reads that interval. The offset question: how much of an omission's error is one energy per held-out atom (the
+residuals regressed on the held-out element's atomic fraction; few-shot recalibration from k labelled crystals)."""
 
 from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +29,8 @@ import pandas as pd
 
 from matprobe.io import write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe.splits import CONTROL_SUFFIX, split_base, split_kind
+from matprobe import MatprobeError
+from matprobe.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_kind
 
 # what may predict failure, and what each is
 PREDICTORS = {
@@ -35,6 +45,47 @@ MEASURES = ["n_ood", "id_mae", "ood_mae", "ood_over_id", "ood_over_control", "oo
 def held_out(split: str) -> str:
     """What an omission holds out, as the atlas names it: Fe for omit-Fe, group16, period4, Fe-O."""
     return split_base(split)[0].removeprefix("omit-")
+
+
+def _run_rng(seed: int, run: dict) -> np.random.Generator:
+    """A stream per run that depends on the run's keys, not on the order runs are listed in."""
+    return np.random.default_rng([int(seed), zlib.crc32("|".join(str(run[k]) for k in RUN_KEYS).encode())])
+
+
+def paired_runs(runs: list[dict], prediction_paths: list, materials_path, options: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per omission run (a seed): the paired ratio with its family-bootstrap interval and sizes, the offset fit (a) on
+    its whole OOD set, and the few-shot recalibration (b) on the paired crystals; and the paired crystals themselves
+    (the run's keys, id, family, fraction, y_true and both predictions). An omission without its control's
+    predictions has n_paired 0 and no call, never a crash."""
+    materials = pd.read_parquet(materials_path, columns=["id", "elements", "reduced_formula", "numbers"])
+    families = crystal_families(materials, options["family"])
+    offset = options["offset"]
+    predictions = {tuple(run[k] for k in RUN_KEYS): path for run, path in zip(runs, prediction_paths)}
+    rows, frames, fractions = [], [], {}
+    for key, path in predictions.items():
+        run = dict(zip(RUN_KEYS, key))
+        if split_kind(run["split"]) != "omission":
+            continue
+        symbols = tuple(held_out_elements(run["split"]))
+        if symbols not in fractions:
+            fractions[symbols] = atomic_fraction(materials, list(symbols))
+        fraction = fractions[symbols]
+        omission = pd.read_parquet(path)
+        omission["id"] = omission["id"].astype(str)
+        control_path = predictions.get(tuple({**run, "split": run["split"] + CONTROL_SUFFIX}[k] for k in RUN_KEYS))
+        control = pd.read_parquet(control_path) if control_path else omission.iloc[:0]
+        control["id"] = control["id"].astype(str)
+        paired = paired_frame(omission, control, families, fraction)
+        rng = _run_rng(options["seed"], run)
+        row = {**run, **paired_ratio(paired, rng, options["bootstrap_resamples"])}
+        ood = omission[omission["set"] == "ood_test"]
+        row.update(offset_fit((ood["y_pred"] - ood["y_true"]).to_numpy(float), fraction.reindex(ood["id"]).to_numpy(float)))
+        row.update(recalibration(paired, offset["k"], offset["draws"], options["min_paired"], rng))
+        rows.append(row)
+        frames.append(paired.assign(**run))
+    columns = [*RUN_KEYS, "id", "family", "fraction", "y_true", "omission_pred", "control_pred"]
+    paired_all = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows), paired_all
 
 
 def per_seed(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list) -> pd.DataFrame:
@@ -69,17 +120,237 @@ def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def atlas_table(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, target, model and omission: the median of every measure over seeds, its range, and the seeds."""
+# ---- paired scoring, the failure rule and the offset question ------------------------------------------------------
+
+CALLS = ("fails", "passes", "undecided", "too few paired")
+OFFSET_CALLS = ("no gap", "only an offset", "partly", "not an offset", "too few crystals")
+
+
+def check_options(options: dict) -> None:
+    """Planning-time checks of config `atlas` that the schema cannot state: one line naming the key and the numbers."""
+    offset = options["offset"]
+    if offset["small_k"] not in offset["k"]:
+        raise MatprobeError(f"config: atlas.offset.small_k is {offset['small_k']}, not one of atlas.offset.k {offset['k']}")
+
+
+def held_out_elements(split: str) -> list[str]:
+    """The element symbols an omission's name holds out: [Fe] for omit-Fe, [O, S, Se, Te, Po, Lv] for omit-group16."""
+    name = held_out(split)
+    for prefix, key in (("group", "omit_group"), ("period", "omit_period")):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return omitted_elements({key: int(name[len(prefix):])})
+    return omitted_elements({"omit": name.split("-")})
+
+
+def crystal_families(materials: pd.DataFrame, family: str) -> pd.Series:
+    """Each crystal's composition family, indexed by id: its chemical system (sorted elements, "Fe-O"), its reduced
+    formula, or the crystal itself."""
+    if family == "chemical_system":
+        values = ["-".join(sorted(map(str, e))) for e in materials["elements"]]
+    elif family == "reduced_formula":
+        values = materials["reduced_formula"].astype(str).tolist()
+    elif family == "crystal":
+        values = materials["id"].astype(str).tolist()
+    else:
+        raise MatprobeError(f"config: atlas.family: unknown family {family!r}")
+    return pd.Series(values, index=materials["id"].astype(str), name="family")
+
+
+def atomic_fraction(materials: pd.DataFrame, symbols: list[str]) -> pd.Series:
+    """The fraction of each crystal's sites that hold one of `symbols`, indexed by id."""
+    from pymatgen.core.periodic_table import Element
+
+    numbers = {Element(s).Z for s in symbols}
+    values = [float(np.isin(np.asarray(n), list(numbers)).mean()) if len(n) else 0.0 for n in materials["numbers"]]
+    return pd.Series(values, index=materials["id"].astype(str), name="fraction")
+
+
+def paired_frame(omission: pd.DataFrame, control: pd.DataFrame, families: pd.Series, fraction: pd.Series) -> pd.DataFrame:
+    """The crystals both models are scored on: the control's OOD set, every one of which the omission also predicted
+    (its OOD set is every crystal with the element). Columns id, family, fraction, y_true, omission_pred, control_pred."""
+    om = omission[omission["set"] == "ood_test"].set_index("id")
+    ct = control[control["set"] == "ood_test"].set_index("id")
+    ids = ct.index[ct.index.isin(om.index)]
+    frame = pd.DataFrame({"id": ids.astype(str), "y_true": ct.loc[ids, "y_true"].to_numpy(float),
+                          "omission_pred": om.loc[ids, "y_pred"].to_numpy(float), "control_pred": ct.loc[ids, "y_pred"].to_numpy(float)})
+    frame["family"] = families.reindex(frame["id"]).to_numpy()
+    frame["fraction"] = fraction.reindex(frame["id"]).to_numpy(float)
+    return frame
+
+
+def family_weights(codes: np.ndarray, n_families: int, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """(resamples × n_families) counts of how often each family is drawn when families are resampled with replacement."""
+    draws = rng.integers(0, n_families, size=(resamples, n_families))
+    weights = np.zeros((resamples, n_families))
+    np.add.at(weights, (np.repeat(np.arange(resamples), n_families), draws.ravel()), 1.0)
+    return weights
+
+
+def _family_sums(codes: np.ndarray, n_families: int, *columns: np.ndarray) -> list[np.ndarray]:
+    return [np.bincount(codes, weights=column, minlength=n_families) for column in columns]
+
+
+def paired_ratio(paired: pd.DataFrame, rng: np.random.Generator, resamples: int) -> dict:
+    """The omission's MAE over the control's on the same crystals, with the percentile 95 % interval of a bootstrap
+    that resamples families (every crystal of a drawn family comes along), the control's MAE with its interval, and
+    the numbers of crystals and families."""
+    om = np.abs(paired["omission_pred"] - paired["y_true"]).to_numpy(float)
+    ct = np.abs(paired["control_pred"] - paired["y_true"]).to_numpy(float)
+    return ratio_stats(om, ct, paired["family"].to_numpy(), rng, resamples)
+
+
+def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.random.Generator, resamples: int) -> dict:
+    """`paired_ratio` from the two models' absolute errors on the same crystals and the crystals' families."""
+    n, codes = len(om), pd.factorize(pd.Series(family, dtype=object))[0]
+    n_families = int(codes.max() + 1) if n else 0
+    out = {"n_paired": n, "n_families": n_families}
+    if n == 0:
+        return {**out, **dict.fromkeys(["paired_ood_mae", "paired_control_mae", "ood_over_control", "ood_over_control_low",
+                                        "ood_over_control_high", "control_mae_low", "control_mae_high"], np.nan)}
+    sums_om, sums_ct, counts = _family_sums(codes, n_families, om, ct, np.ones(n))
+    weights = family_weights(codes, n_families, rng, resamples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (weights @ sums_om) / (weights @ sums_ct)
+        control = (weights @ sums_ct) / (weights @ counts)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    control_low, control_high = np.nanpercentile(control, [2.5, 97.5])
+    return {**out, "paired_ood_mae": float(om.mean()), "paired_control_mae": float(ct.mean()),
+            "ood_over_control": float(om.sum() / ct.sum()) if ct.sum() > 0 else np.nan,
+            "ood_over_control_low": float(low), "ood_over_control_high": float(high),
+            "control_mae_low": float(control_low), "control_mae_high": float(control_high)}
+
+
+def failure_call(n_paired: int, low: float, high: float, threshold: float, min_paired: int) -> str:
+    """The declared rule: fails when the paired interval lies above the threshold, passes when it lies below it,
+    undecided when it straddles it; no call on fewer than min_paired paired crystals."""
+    if n_paired < min_paired or not (np.isfinite(low) and np.isfinite(high)):
+        return "too few paired"
+    return "fails" if low > threshold else "passes" if high < threshold else "undecided"
+
+
+def offset_fit(residual: np.ndarray, fraction: np.ndarray) -> dict:
+    """(a) The OOD residuals (prediction − DFT, eV/atom) regressed on the held-out element's atomic fraction:
+    residual ≈ intercept + slope × fraction, so the slope is eV per held-out atom, and R² says how much of the
+    residuals' variance one energy per held-out atom explains."""
+    ok = np.isfinite(residual) & np.isfinite(fraction)
+    residual, fraction = residual[ok], fraction[ok]
+    if len(residual) < 3 or np.ptp(fraction) == 0:
+        return {"offset_slope": np.nan, "offset_intercept": np.nan, "offset_r2": np.nan, "offset_n": int(len(residual))}
+    slope, intercept = np.polyfit(fraction, residual, 1)
+    spread = ((residual - residual.mean()) ** 2).sum()
+    r2 = 1 - ((residual - intercept - slope * fraction) ** 2).sum() / spread if spread > 0 else np.nan
+    return {"offset_slope": float(slope), "offset_intercept": float(intercept), "offset_r2": float(r2), "offset_n": int(len(residual))}
+
+
+def recalibration(paired: pd.DataFrame, ks: list[int], draws: int, min_paired: int, rng: np.random.Generator) -> dict:
+    """(b) Few-shot recalibration: for each k, `draws` random draws of k labelled paired crystals fit one energy per
+    held-out atom, c = argmin Σ (prediction + c·fraction − DFT)² over them; the omission's MAE on the rest, so
+    corrected, over the control's MAE on the same rest. The median ratio over draws and its 2.5–97.5 % range; a k
+    that would leave fewer than min_paired crystals to score is skipped and named."""
+    residual = (paired["omission_pred"] - paired["y_true"]).to_numpy(float)
+    control = np.abs(paired["control_pred"] - paired["y_true"]).to_numpy(float)
+    fraction = paired["fraction"].to_numpy(float)
+    n, out, skipped = len(paired), {}, []
+    for k in ks:
+        if n - k < min_paired:
+            skipped.append(f"k={k} (n={n})")
+            out[f"recal_k{k}"] = out[f"recal_k{k}_low"] = out[f"recal_k{k}_high"] = out[f"offset_k{k}"] = np.nan
+            continue
+        ratios, shifts = [], []
+        for _ in range(draws):
+            chosen = np.zeros(n, dtype=bool)
+            chosen[rng.choice(n, size=k, replace=False)] = True
+            f = fraction[chosen]
+            c = -float((residual[chosen] * f).sum() / (f * f).sum()) if (f * f).sum() > 0 else 0.0
+            rest = ~chosen
+            denominator = control[rest].sum()
+            ratios.append(np.abs(residual[rest] + c * fraction[rest]).sum() / denominator if denominator > 0 else np.nan)
+            shifts.append(c)
+        out[f"recal_k{k}"] = float(np.nanmedian(ratios))
+        out[f"recal_k{k}_low"], out[f"recal_k{k}_high"] = (float(v) for v in np.nanpercentile(ratios, [2.5, 97.5]))
+        out[f"offset_k{k}"] = float(np.median(shifts))  # the fitted eV per held-out atom (added to the prediction)
+    out["offset_k_skipped"] = ", ".join(skipped)
+    return out
+
+
+def offset_call(row: dict, small_k: int, partial: float) -> str:
+    """Only an offset: the recalibrated error at k = small_k is within the control's interval on the same crystals
+    (its ratio to the control at most the control's upper bootstrap end over its MAE); partly: it is not, but the
+    recalibration removes at least `partial` of the excess ratio; not an offset: it removes less. No gap: the
+    uncorrected paired ratio is already within the control's interval."""
+    raw, recal = row.get("ood_over_control", np.nan), row.get(f"recal_k{small_k}", np.nan)
+    control, control_high = row.get("paired_control_mae", np.nan), row.get("control_mae_high", np.nan)
+    if not all(np.isfinite(v) for v in (raw, control, control_high)) or control <= 0:
+        return "too few crystals"
+    upper = control_high / control
+    if raw <= upper:
+        return "no gap"
+    if not np.isfinite(recal):
+        return "too few crystals"
+    if recal <= upper:
+        return "only an offset"
+    return "partly" if raw - recal >= partial * (raw - 1.0) else "not an offset"
+
+
+def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options: dict | None = None) -> pd.DataFrame:
+    """Per dataset, target, model and omission: the median of every measure over seeds, its range, and the seeds.
+    Given the paired crystals (`paired_runs`) and config `atlas`: the paired ratio over the crystals' errors pooled
+    over seeds (`pooled_errors`) with its family-bootstrap interval, n_paired and n_families, the failure call against
+    the declared threshold, the offset measures' medians over seeds and the offset call."""
     keys = ["dataset", "target", "model", "split", "held_out"]
-    numeric = seeds[MEASURES + ["control_ood_mae"]].apply(pd.to_numeric, errors="coerce")
+    measures = MEASURES + ["control_ood_mae"] + [c for c in ("ood_over_control_unpaired",) if c in seeds]
+    numeric = seeds[measures].apply(pd.to_numeric, errors="coerce")
     frame = pd.concat([seeds[keys + ["seed"]], numeric], axis=1)
     grouped = frame.groupby(keys, sort=True)
-    table = grouped[MEASURES + ["control_ood_mae"]].median()
+    table = grouped[measures].median()
     for measure in ("ood_mae", "ood_over_control", "basin_divergence"):
         table[f"{measure}_min"], table[f"{measure}_max"] = grouped[measure].min(), grouped[measure].max()
     table["seeds"] = grouped["seed"].nunique()
-    return table.reset_index()
+    table = table.reset_index()
+    if paired is None or options is None:
+        return table
+    extra = [c for c in seeds.columns if c.startswith(("recal_k", "offset_")) and c != "offset_k_skipped"]
+    if extra:
+        table = table.drop(columns=[c for c in extra if c in table]).merge(
+            frame[keys].join(seeds[extra].apply(pd.to_numeric, errors="coerce")).groupby(keys, sort=True).median().reset_index(),
+            on=keys, how="left")
+    if "offset_k_skipped" in seeds:
+        skipped = seeds.groupby(keys, sort=True)["offset_k_skipped"].agg(lambda v: "; ".join(sorted({x for x in v if isinstance(x, str) and x})))
+        table = table.merge(skipped.reset_index(), on=keys, how="left")
+    pooled_rows = []
+    for _, crystals in pooled_errors(paired).groupby(["dataset", "target", "model", "split"], sort=True):
+        first = crystals.iloc[0]
+        run = {"dataset": first["dataset"], "target": first["target"], "model": first["model"], "split": first["split"], "seed": 0}
+        pooled_rows.append({k: first[k] for k in ("dataset", "target", "model", "split")} | ratio_stats(
+            crystals["omission_error"].to_numpy(float), crystals["control_error"].to_numpy(float), crystals["family"].to_numpy(),
+            _run_rng(options["seed"], run), options["bootstrap_resamples"]))
+    stats = pd.DataFrame(pooled_rows)
+    table = table.drop(columns=[c for c in stats.columns if c in table and c not in ("dataset", "target", "model", "split")])
+    table = table.merge(stats, on=["dataset", "target", "model", "split"], how="left") if len(stats) else table
+    for column in ("n_paired", "n_families"):
+        table[column] = table[column].fillna(0).astype(int) if column in table else 0
+    records = table.to_dict("records")
+    table["call"] = [failure_call(r["n_paired"], r.get("ood_over_control_low", np.nan), r.get("ood_over_control_high", np.nan),
+                                  options["failure_threshold"], options["min_paired"]) for r in records]
+    table["offset_call"] = [offset_call(r, options["offset"]["small_k"], options["offset"]["partial"]) for r in records]
+    table["failure_threshold"] = float(options["failure_threshold"])
+    return table
+
+
+def pooled_errors(paired: pd.DataFrame) -> pd.DataFrame:
+    """Per omission and paired crystal: each model's absolute error, the mean over seeds, on the crystals paired at
+    every seed of that omission (one split seed draws one control set, so with one split seed that is all of them)."""
+    keys = ["dataset", "target", "model", "split"]
+    if paired.empty:
+        return pd.DataFrame(columns=[*keys, "id", "family", "fraction", "omission_error", "control_error"])
+    frame = paired.assign(omission_error=(paired["omission_pred"] - paired["y_true"]).abs(),
+                          control_error=(paired["control_pred"] - paired["y_true"]).abs())
+    seeds = frame.groupby(keys)["seed"].transform("nunique")
+    frame = frame.assign(seeds_of_omission=seeds)
+    pooled = frame.groupby([*keys, "id"], sort=True).agg(
+        family=("family", "first"), fraction=("fraction", "first"), omission_error=("omission_error", "mean"),
+        control_error=("control_error", "mean"), seeds=("seed", "nunique"), needed=("seeds_of_omission", "first")).reset_index()
+    return pooled[pooled["seeds"] == pooled["needed"]].drop(columns=["seeds", "needed"]).reset_index(drop=True)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -93,22 +364,26 @@ def _interval(boot: list[float]) -> tuple[float, float]:
     return tuple(np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])) if np.isfinite(boot).any() else (np.nan, np.nan)
 
 
-def rank_correlation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, resamples: int = 2000) -> tuple[float, float, float, int]:
+def rank_correlation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, resamples: int = 2000,
+                     y_draws: np.ndarray | None = None) -> tuple[float, float, float, int]:
     """Spearman ρ of x and y over the omissions where both are known, and a bootstrap 95 % interval (resampling
-    omissions with replacement)."""
+    omissions with replacement). With `y_draws` (resamples × omissions: y redrawn from crystals resampled jointly
+    across omissions, `joint_failure_draws`), draw b takes its y from row b, so that omissions that share crystals
+    move together instead of counting as independent."""
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if len(x) < 4:
         return float("nan"), float("nan"), float("nan"), int(len(x))
+    ys = y_draws[:resamples, ok] if y_draws is not None else None
     draws = rng.integers(0, len(x), size=(resamples, len(x)))
     with warnings.catch_warnings():  # a resample of equal values has no rank correlation
         warnings.simplefilter("ignore")
-        low, high = _interval([_spearman(x[d], y[d]) for d in draws])
+        low, high = _interval([_spearman(x[d], (y if ys is None else ys[b])[d]) for b, d in enumerate(draws)])
     return float(_spearman(x, y)), float(low), float(high), int(len(x))
 
 
 def rank_correlation_gain(x: np.ndarray, z: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                          resamples: int = 2000) -> tuple[float, float, float, int]:
+                          resamples: int = 2000, y_draws: np.ndarray | None = None) -> tuple[float, float, float, int]:
     """|ρ(x, y)| − |ρ(z, y)| over the omissions where x, z and y are all known (how much better x ranks y than z does,
     in whichever direction each ranks it), with a paired bootstrap 95 % interval: each resample of omissions serves
     both correlations, so the interval is that of the difference, which two overlapping intervals of the correlations
@@ -117,33 +392,58 @@ def rank_correlation_gain(x: np.ndarray, z: np.ndarray, y: np.ndarray, rng: np.r
     x, z, y = x[ok], z[ok], y[ok]
     if len(x) < 4:
         return float("nan"), float("nan"), float("nan"), int(len(x))
+    ys = y_draws[:resamples, ok] if y_draws is not None else None
 
-    def gain(rows):
-        return abs(_spearman(x[rows], y[rows])) - abs(_spearman(z[rows], y[rows]))
+    def gain(rows, target=y):
+        return abs(_spearman(x[rows], target[rows])) - abs(_spearman(z[rows], target[rows]))
 
     draws = rng.integers(0, len(x), size=(resamples, len(x)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        low, high = _interval([gain(d) for d in draws])
+        low, high = _interval([gain(d, y if ys is None else ys[b]) for b, d in enumerate(draws)])
     return float(gain(slice(None))), float(low), float(high), int(len(x))
 
 
-def hypothesis_table(atlas: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def joint_failure_draws(pooled: pd.DataFrame, splits: list[str], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """(resamples × omissions) paired ratios, each row from one resample of the composition families of every paired
+    crystal of all the omissions together: an oxyfluoride family drawn twice counts twice in both omit-O and omit-F.
+    An omission without paired crystals is NaN throughout."""
+    codes, uniques = pd.factorize(pooled["family"].astype(str)) if len(pooled) else (np.zeros(0, int), [])
+    weights = family_weights(codes, len(uniques), rng, resamples) if len(uniques) else np.zeros((resamples, 0))
+    out = np.full((resamples, len(splits)), np.nan)
+    for j, split in enumerate(splits):
+        rows = (pooled["split"] == split).to_numpy() if len(pooled) else np.zeros(0, bool)
+        if not rows.any():
+            continue
+        sums_om, sums_ct = _family_sums(codes[rows], len(uniques), pooled["omission_error"].to_numpy(float)[rows],
+                                        pooled["control_error"].to_numpy(float)[rows])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, j] = (weights @ sums_om) / (weights @ sums_ct)
+    return out
+
+
+def hypothesis_table(atlas: pd.DataFrame, seed: int = 0, paired: pd.DataFrame | None = None, resamples: int = 2000) -> pd.DataFrame:
     """Per dataset, target and model: the rank correlation of each predictor with the OOD/control error ratio across
     omissions, with its bootstrap 95 % interval and whether that interval excludes zero; and, for every predictor but
     the cheap one, its gain in |ρ| over the cheap one with a paired bootstrap interval, the omissions that gain was
-    computed on, and whether it is sure (`beats_cheap`: the interval lies above zero)."""
+    computed on, and whether it is sure (`beats_cheap`: the interval lies above zero). Given the paired crystals,
+    the failure ratio of each draw is redrawn jointly over omissions (`joint_failure_draws`)."""
     rows = []
+    pooled = pooled_errors(paired) if paired is not None else None
     for (dataset, target, model), frame in atlas.groupby(["dataset", "target", "model"], sort=True):
         rng = np.random.default_rng(seed)
         gain_rng = np.random.default_rng([seed, 1])  # apart, so that the correlations' intervals do not depend on it
         failure = frame["ood_over_control"].to_numpy(dtype=float)
+        y_draws = None
+        if pooled is not None:
+            mine = pooled[(pooled["dataset"] == dataset) & (pooled["target"] == target) & (pooled["model"] == model)]
+            y_draws = joint_failure_draws(mine, frame["split"].tolist(), np.random.default_rng([seed, 2]), resamples)
         cheap = frame[CHEAP].to_numpy(dtype=float)
         for predictor, kind in PREDICTORS.items():
             values = frame[predictor].to_numpy(dtype=float)
-            rho, low, high, n = rank_correlation(values, failure, rng)
+            rho, low, high, n = rank_correlation(values, failure, rng, resamples, y_draws)
             gain, gain_low, gain_high, gain_n = ((np.nan, np.nan, np.nan, 0) if predictor == CHEAP
-                                                 else rank_correlation_gain(values, cheap, failure, gain_rng))
+                                                 else rank_correlation_gain(values, cheap, failure, gain_rng, resamples, y_draws))
             rows.append({"dataset": dataset, "target": target, "model": model, "predictor": predictor, "kind": kind,
                          "spearman": rho, "ci_low": low, "ci_high": high, "omissions": n,
                          "interval_excludes_zero": bool(np.isfinite(low) and (low > 0 or high < 0)),
@@ -153,10 +453,25 @@ def hypothesis_table(atlas: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def write_atlas(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list, out_atlas, out_seeds,
-                out_hypothesis) -> pd.DataFrame:
+                out_hypothesis, prediction_paths: list | None = None, materials_path=None, options: dict | None = None,
+                out_paired=None) -> pd.DataFrame:
+    """The atlas's tables. With predictions, the materials table and config `atlas`: paired scoring, the calls and the
+    offset question; the ratio that the hypothesis is tested on is then the paired one (the unpaired one is kept as
+    ood_over_control_unpaired), and its bootstrap redraws the crystals jointly across omissions."""
     seeds = per_seed(runs, metrics_paths, analysed, landscape_paths)
-    atlas = atlas_table(seeds)
+    paired = None
+    if prediction_paths is not None:
+        by_run, paired = paired_runs(runs, prediction_paths, materials_path, options)
+        seeds = seeds.rename(columns={"ood_over_control": "ood_over_control_unpaired"})
+        if len(by_run):
+            seeds = seeds.merge(by_run, on=list(RUN_KEYS), how="left")
+        else:
+            seeds["ood_over_control"] = np.nan
+    atlas = atlas_table(seeds, paired, options)
     write_parquet(seeds, out_seeds)
     write_parquet(atlas, out_atlas)
-    write_parquet(hypothesis_table(atlas), out_hypothesis)
+    if out_paired is not None:
+        write_parquet(paired if paired is not None else pd.DataFrame(), out_paired)
+    write_parquet(hypothesis_table(atlas, paired=paired, resamples=options["bootstrap_resamples"] if options else 2000,
+                                   seed=options["seed"] if options else 0), out_hypothesis)
     return atlas

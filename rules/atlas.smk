@@ -3,18 +3,31 @@
 
 ATLAS_DIR = L.atlas_dir
 
+# what the schema cannot check (atlas.offset.small_k among atlas.offset.k): one line at planning time
+try:
+    from matprobe.atlas import check_options as _check_atlas_options
+
+    _check_atlas_options(config["atlas"])
+except MatprobeError as error:
+    raise SystemExit(f"matprobe: {error}")
+
 
 rule atlas_tables:
     input:
         metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
         landscapes=lambda w: run_files("landscape", "metrics.json", analysed_runs({"omission"}), w.dataset),
+        # paired scoring: every model's per-crystal predictions, and the table for families and atomic fractions
+        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        materials=L.materials,
     output:
         atlas=f"{ATLAS_DIR}/atlas.parquet",
         seeds=f"{ATLAS_DIR}/atlas_seeds.parquet",
         hypothesis=f"{ATLAS_DIR}/hypothesis.parquet",
+        paired=f"{ATLAS_DIR}/atlas_paired.parquet",
     params:
         runs=lambda w: run_keys(dataset=w.dataset),
         analysed=lambda w: run_keys(analysed_runs({"omission"}), w.dataset),
+        options=config["atlas"],
     threads: 1
     resources:
         mem_mb=2000,
