@@ -309,16 +309,17 @@ def _heap_pop(heap, size):
 
 
 @njit(cache=True)
-def _reduce_columns(col_start, rows, values, n_rows):
-    """Column rank profile over F_p, p = 2^61 - 1, by left-to-right column reduction (the standard
-    persistence algorithm): a column is a pivot column iff it does not reduce to zero against the
-    reduced pivot columns before it, each kept with its largest row (its 'low') scaled to 1.
+def _reduce_lows(col_start, rows, values, n_rows):
+    """Left-to-right column reduction over F_p, p = 2^61 - 1 (the standard persistence algorithm): each
+    column's low (its largest row once reduced), -1 for a column that reduces to zero. A column is a pivot
+    column (independent of the columns before it) iff it has a low; the reduced pivot columns are kept, each
+    scaled so that its low is 1.
 
     col_start (ncols + 1), rows, values: the matrix by columns; values in [0, p)."""
     p = np.uint64(2**61 - 1)
     one, minus_one = np.uint64(1), np.uint64(2**61 - 2)  # typed: numba compares uint64 with int64 as float64
     ncols = col_start.size - 1
-    pivots = np.zeros(ncols, dtype=np.bool_)
+    lows = np.full(ncols, -1, dtype=np.int64)
     pivot_of = np.full(n_rows, -1, dtype=np.int64)
     acc = np.zeros(n_rows, dtype=np.uint64)
     queued = np.zeros(n_rows, dtype=np.bool_)
@@ -349,7 +350,7 @@ def _reduce_columns(col_start, rows, values, n_rows):
             other = pivot_of[r]
             if other < 0:
                 # a new pivot: keep the column, scaled so that its low is 1
-                pivots[j] = True
+                lows[j] = r
                 scale = _inverse(factor)
                 need = used + 1 + size
                 if need > capacity:
@@ -385,6 +386,39 @@ def _reduce_columns(col_start, rows, values, n_rows):
                 if not queued[s]:
                     queued[s] = True
                     size = _heap_push(heap, size, s)
+    return lows
+
+
+@njit(cache=True)
+def _reduce_columns(col_start, rows, values, n_rows):
+    """Column rank profile over F_p: True for each column independent of the columns before it.
+
+    The pivot pairs (low, column) of a matrix are those of its anti-transpose (rows and columns swapped and
+    both reversed; the pairs are fixed by the ranks of its lower-left submatrices), so a matrix with more
+    columns than rows is reduced as its anti-transpose: fewer columns to reduce, and fewer of them reduce
+    to zero, which is where the work is (measured: 1.9x faster on ∂ of A_3 at 5 Å, the same at 4 Å)."""
+    ncols = col_start.size - 1
+    if ncols <= n_rows:
+        return _reduce_lows(col_start, rows, values, n_rows) >= 0
+    column = np.empty(rows.size, dtype=np.int64)
+    for j in range(ncols):
+        column[col_start[j]:col_start[j + 1]] = j
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    for r in rows:
+        start[n_rows - r] += 1  # column n_rows - 1 - r of the anti-transpose
+    for b in range(n_rows):
+        start[b + 1] += start[b]
+    fill = start[:-1].copy()
+    anti_rows = np.empty(rows.size, dtype=np.int64)
+    anti_values = np.empty(rows.size, dtype=np.uint64)
+    for e in range(rows.size):
+        b = n_rows - 1 - rows[e]
+        anti_rows[fill[b]], anti_values[fill[b]] = ncols - 1 - column[e], values[e]
+        fill[b] += 1
+    pivots = np.zeros(ncols, dtype=np.bool_)
+    for low in _reduce_lows(start, anti_rows, anti_values, ncols):
+        if low >= 0:
+            pivots[ncols - 1 - low] = True
     return pivots
 
 
