@@ -2,11 +2,11 @@
 the results, that the report's landing page shows first), tables as HTML (the report downloads a CSV instead of
 showing it) and one self-contained page of interactive views per dataset.
 
-The interactive page uses Plotly: it draws rotatable 3D surfaces, contours and hover labels from one library, and
-its JavaScript (about 4.7 MB) can be embedded in the page itself, so the report works offline (clusters,
-air-gapped nodes). A Snakemake report shows an HTML result in an iframe from a data: URI, which cannot reach the
-report's own scripts, so each HTML result must carry its own JavaScript: the views of a dataset share one page
-(the library embedded once) and a menu picks the view, drawn when picked."""
+The interactive page carries its own small viewer (matprobe.report_viewer, SVG and a canvas, about 12 kB), not
+Plotly: a Snakemake report shows an HTML result in an iframe whose source is a data: URL, which cannot reach the
+report's own scripts and which Chromium refuses above 2 MB, and Plotly's JavaScript is 4.7 MB. Nothing is fetched
+from a network: the report works offline (clusters, air-gapped nodes). The views of a dataset share one page and a
+menu picks the view, drawn when picked."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ TABLE_STYLE = """
 .matprobe-findings table, table.matprobe { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
 .matprobe-findings th, .matprobe-findings td, table.matprobe th, table.matprobe td {
   border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-.matprobe-findings th, table.matprobe th { background: #f3f4f6; }
+.matprobe-findings th, table.matprobe th { background: #f3f4f6; text-align: left; }
 .matprobe-findings td.text, table.matprobe td.text { text-align: left; }
 .matprobe-findings p { margin: 0.4em 0; }
 .matprobe-findings h3 { font-size: 15px; margin: 1em 0 0.2em; }
@@ -212,9 +212,14 @@ def table_page(csv_path, out_html, title: str, note: str = "", columns: list[str
         raise MatprobeError(f"{csv_path}: cannot read the table ({error})") from error
     if columns:
         frame = frame[[c for c in columns if c in frame.columns]]
+    # a column with one value in every row (the dataset, the target of a one-target study) is said once, above
+    constant = [c for c in frame.columns if len(frame) > 1 and frame[c].nunique(dropna=False) == 1 and frame[c].dtype == object]
+    said = "; ".join(f"{c}: {frame[c].iloc[0]}" for c in constant)
+    frame = frame.drop(columns=constant)
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{TABLE_STYLE}"
             "<style>body{font-family:system-ui,sans-serif;font-size:13px;margin:8px}</style></head><body>"
-            f"<h3>{html.escape(title)}</h3><p>{html.escape(note)}</p>{frame_to_html(frame)}</body></html>")
+            f"<h3>{html.escape(title)}</h3><p>{html.escape(note)}{' Every row: ' + html.escape(said) + '.' if said else ''}</p>"
+            f"{frame_to_html(frame)}</body></html>")
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
 
@@ -222,195 +227,138 @@ def table_page(csv_path, out_html, title: str, note: str = "", columns: list[str
 # ---- interactive views ------------------------------------------------------------------------------------------
 
 def _landscape_view(grid: pd.DataFrame, keys: dict) -> dict:
-    """The 2D plane of one run as a rotatable surface and a contour over the same directions, one set shown at a
-    time (a menu switches), the trained weights marked on both; log10 MAE on one colour scale for every set."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+    """The 2D plane of one run as a rotatable surface beside a heatmap of the same grid, one set at a time (buttons
+    switch), the trained weights marked on both; log10 MAE on one colour scale for every set."""
     plane = grid[grid["grid"] == "2d"].assign(log_mae=lambda f: np.log10(f["mae"].clip(lower=1e-12)))
     sets = [s for s in SET_LABELS if s in set(plane["set"])]
     if not sets:
         raise MatprobeError(f"landscape of {run_title(keys)}: the grid has no 2D plane")
-    low, high = float(plane["log_mae"].min()), float(plane["log_mae"].quantile(0.98))
-    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "xy"}]], column_widths=[0.55, 0.45],
-                        subplot_titles=("surface (drag to rotate)", "contour (same directions and colours)"))
-    visible_of = []
-    for k, set_name in enumerate(sets):
-        sub = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="log_mae")
-        mae = 10 ** sub.values
-        shown = k == sets.index("ood_test") if "ood_test" in sets else k == 0
-        alpha, beta = sub.columns.to_numpy(), sub.index.to_numpy()
-        i0, j0 = int(np.argmin(np.abs(beta))), int(np.argmin(np.abs(alpha)))
-        hover = "α %{x:.2f}, β %{y:.2f}<br>MAE %{customdata:.4g} " + units(keys["target"]) + f"<extra>{SET_LABELS[set_name]}</extra>"
-        fig.add_trace(go.Surface(x=alpha, y=beta, z=sub.values, customdata=mae, cmin=low, cmax=high, colorscale="Viridis",
-                                 colorbar={"title": "log10 MAE", "x": 1.02}, name=SET_LABELS[set_name], visible=shown,
-                                 hovertemplate=hover), row=1, col=1)
-        fig.add_trace(go.Scatter3d(x=[0.0], y=[0.0], z=[float(sub.values[i0, j0])], mode="markers", visible=shown,
-                                   marker={"color": "red", "size": 5}, name="trained weights",
-                                   hovertemplate="trained weights<br>MAE %{customdata:.4g}<extra></extra>",
-                                   customdata=[float(mae[i0, j0])]), row=1, col=1)
-        fig.add_trace(go.Contour(x=alpha, y=beta, z=sub.values, customdata=mae, zmin=low, zmax=high, colorscale="Viridis",
-                                 showscale=False, visible=shown, name=SET_LABELS[set_name], hovertemplate=hover,
-                                 contours={"coloring": "heatmap"}), row=1, col=2)
-        fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers", marker={"symbol": "cross", "color": "red", "size": 11},
-                                 visible=shown, name="trained weights", hovertemplate="trained weights<extra></extra>"), row=1, col=2)
-        visible_of.append(set_name)
-    per_set = 4
-    buttons = []
-    for k, set_name in enumerate(sets):
-        visible = [trace // per_set == k for trace in range(per_set * len(sets))]
-        buttons.append({"label": SET_LABELS[set_name], "method": "update", "args": [{"visible": visible}]})
-    active = sets.index("ood_test") if "ood_test" in sets else 0
-    fig.update_layout(
-        title={"text": f"2D loss landscape · {run_title(keys)}", "y": 0.98, "yanchor": "top"}, showlegend=False, height=600,
-        margin={"l": 10, "r": 10, "t": 130, "b": 40},
-        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "active": active, "x": 0.06, "y": 1.2,
-                      "xanchor": "left", "yanchor": "top", "showactive": True}],
-        annotations=[*fig.layout.annotations, {"text": "set:", "x": 0.0, "y": 1.18, "xref": "paper", "yref": "paper",
-                                               "showarrow": False, "xanchor": "left", "yanchor": "top"}],
-        scene={"xaxis_title": "α (d1)", "yaxis_title": "β (d2)", "zaxis_title": "log10 MAE", "zaxis": {"range": [low, max(high, low + 1e-6)]}},
-        xaxis={"title": "α along d1 (filter-normalised)"}, yaxis={"title": "β along d2"})
-    return json.loads(fig.to_json())
+    spec = {"kind": "landscape", "title": f"2D loss landscape · {run_title(keys)}", "unit": units(keys["target"]),
+            "zlabel": f"log10 MAE ({units(keys['target'])})", "sets": {},
+            "note": "The same two filter-normalised directions and the same colour scale for every set: a basin of the "
+                    "training loss that the held-out (OOD) loss does not share shows as a minimum that moves away from +."}
+    for set_name in sets:
+        sub = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="log_mae").sort_index().sort_index(axis=1)
+        spec["alpha"], spec["beta"] = [float(a) for a in sub.columns], [float(b) for b in sub.index]
+        spec["sets"][SET_LABELS[set_name]] = {"z": np.round(sub.to_numpy(), 5).tolist(), "mae": np.round(10 ** sub.to_numpy(), 6).tolist()}
+    spec["origin"] = [int(np.argmin(np.abs(spec["beta"]))), int(np.argmin(np.abs(spec["alpha"])))]
+    spec["low"], spec["high"] = float(plane["log_mae"].min()), float(plane["log_mae"].quantile(0.98))
+    spec["active"] = SET_LABELS["ood_test"] if "ood_test" in sets else SET_LABELS[sets[0]]
+    return spec
 
 
 def _parity_view(predictions: pd.DataFrame, materials: pd.DataFrame, keys: dict, seed: int = 0) -> dict:
     """Predicted against DFT values per set, each crystal with its id, formula and error on hover (the training
-    set subsampled to PARITY_TRAIN_POINTS crystals)."""
-    import plotly.graph_objects as go
-
+    set subsampled to PARITY_TRAIN_POINTS crystals; training and validation hidden until picked)."""
     frame = predictions.join(materials, on="id")
     frame["error"] = frame["y_pred"] - frame["y_true"]
-    unit = units(keys["target"])
-    fig = go.Figure()
+    unit, name = units(keys["target"]), str(keys["target"]).replace("_", " ")
+    series = []
     for set_name in SET_LABELS:
         subset = frame[frame["set"] == set_name]
         if subset.empty:
             continue
-        label = SET_LABELS[set_name]
-        if set_name == "train" and len(subset) > PARITY_TRAIN_POINTS:
-            label += f" ({PARITY_TRAIN_POINTS} of {len(subset)} shown)"
-            subset = subset.sample(PARITY_TRAIN_POINTS, random_state=seed)
         mae = float(subset["error"].abs().mean())
-        fig.add_trace(go.Scattergl(
-            x=subset["y_true"], y=subset["y_pred"], mode="markers", name=f"{label}, MAE {mae:.3f}",
-            marker={"size": 5, "color": SET_COLOURS[set_name], "opacity": 0.7},
-            customdata=np.stack([subset["id"].astype(str), subset["formula"].astype(str), subset["error"].round(4)], axis=1),
-            hovertemplate="%{customdata[0]} %{customdata[1]}<br>DFT %{x:.3f}, predicted %{y:.3f}<br>error %{customdata[2]} "
-                          + unit + f"<extra>{SET_LABELS[set_name]}</extra>",
-            visible=True if set_name in ("id_test", "ood_test") else "legendonly"))
-    low = float(frame[["y_true", "y_pred"]].min().min())
-    high = float(frame[["y_true", "y_pred"]].max().max())
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", line={"dash": "dash", "color": "grey"}, name="y = x",
-                             hoverinfo="skip"))
-    name = str(keys["target"]).replace("_", " ")
-    fig.update_layout(title=f"Parity · {run_title(keys)} (click a legend entry to show or hide a set)", height=560,
-                      xaxis_title=f"DFT {name} ({unit})", yaxis_title=f"predicted {name} ({unit})")
-    return json.loads(fig.to_json())
+        label = f"{SET_LABELS[set_name]} (n={len(subset)}, MAE {mae:.3f})"
+        if set_name == "train" and len(subset) > PARITY_TRAIN_POINTS:
+            label = f"{SET_LABELS[set_name]} ({PARITY_TRAIN_POINTS} of {len(subset)} shown, MAE {mae:.3f})"
+            subset = subset.sample(PARITY_TRAIN_POINTS, random_state=seed)
+        text = [f"{i} {f}\nDFT {t:.3f}, predicted {p:.3f}\nerror {e:+.3f} {unit}"
+                for i, f, t, p, e in zip(subset["id"], subset["formula"].fillna("?"), subset["y_true"], subset["y_pred"], subset["error"])]
+        series.append({"name": label, "color": SET_COLOURS[set_name], "x": np.round(subset["y_true"], 4).tolist(),
+                       "y": np.round(subset["y_pred"], 4).tolist(), "text": text, "visible": set_name in ("id_test", "ood_test")})
+    return {"kind": "scatter", "title": f"Parity · {run_title(keys)}", "xlabel": f"DFT {name} ({unit})",
+            "ylabel": f"predicted {name} ({unit})", "series": series, "diagonal": True}
 
 
 def _knob_view(responses: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame], keys: dict) -> dict:
     """Knob (decoder sweep) and linear-intervention response curves of one omission beside its control: the mean
-    contribution of the swept atoms per attribute value, one panel per attribute."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
+    contribution of the swept atoms per attribute value, one panel per attribute, every knob drawn (its fidelity on
+    hover), failing or not."""
     attributes = list(dict.fromkeys(a for frame in responses.values() for a in frame["attribute"]))
-    columns = min(3, max(1, len(attributes)))
-    rows = int(np.ceil(len(attributes) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=attributes, horizontal_spacing=0.07, vertical_spacing=0.12)
-    dashes = {0: "solid", 1: "dot"}
-    for s, (split, frame) in enumerate(responses.items()):
-        summary = summaries.get(split, pd.DataFrame())
-        mean = (frame[frame["atoms"] == "all"].groupby(["set", "attribute", "step"], sort=True)
-                .agg(value=("value", "first"), knob=("contribution", "mean"), intervention=("concept_contribution", "mean")).reset_index())
-        for a, attribute in enumerate(attributes):
-            row, col = a // columns + 1, a % columns + 1
+    splits = list(responses)
+    dashes = {("knob", 0): "", ("intervention", 0): "2,3", ("knob", 1): "8,4", ("intervention", 1): "1,4"}
+    legend, panels = [], []
+    for s, split in enumerate(splits):
+        for set_name in ("id_test", "ood_test"):
+            for kind in ("knob", "intervention"):
+                legend.append({"name": f"{split} · {SET_LABELS[set_name]} · {kind}", "color": SET_COLOURS[set_name], "dash": dashes[(kind, s % 2)]})
+    means = {split: (frame[frame["atoms"] == "all"].groupby(["set", "attribute", "step"], sort=True)
+                     .agg(value=("value", "first"), knob=("contribution", "mean"), intervention=("concept_contribution", "mean"))
+                     .reset_index()) for split, frame in responses.items()}
+    for attribute in attributes:
+        series = []
+        for s, split in enumerate(splits):
+            summary = summaries.get(split)
             for set_name in ("id_test", "ood_test"):
-                curve = mean[(mean["set"] == set_name) & (mean["attribute"] == attribute)]
+                curve = means[split][(means[split]["set"] == set_name) & (means[split]["attribute"] == attribute)]
                 if curve.empty:
                     continue
-                works = summary[(summary.get("set") == set_name) & (summary.get("attribute") == attribute)] if not summary.empty else summary
-                fidelity = float(works["fidelity"].iloc[0]) if len(works) else float("nan")
-                for kind, dash in (("knob", dashes[s % 2]), ("intervention", "dash" if s % 2 == 0 else "dashdot")):
-                    fig.add_trace(go.Scatter(
-                        x=curve["value"], y=curve[kind], mode="lines", line={"color": SET_COLOURS[set_name], "dash": dash,
-                                                                            "width": 2 if kind == "knob" else 1},
-                        name=f"{split} · {SET_LABELS[set_name]} · {kind}", legendgroup=f"{split}{set_name}{kind}", showlegend=a == 0,
-                        hovertemplate=f"{split}, {SET_LABELS[set_name]}, {kind}<br>{attribute} = %{{x:.3g}}<br>mean contribution %{{y:.4g}}"
-                                      f"<br>knob fidelity R² {fidelity:.2f}<extra></extra>"), row=row, col=col)
-    fig.update_layout(title=f"Knob and intervention responses · {run_title(keys)} (omission solid/dashed, control dotted/dash-dot)",
-                      height=max(420, 300 * rows), legend={"font": {"size": 10}})
-    return json.loads(fig.to_json())
+                note = ""
+                if summary is not None and {"set", "attribute", "fidelity"} <= set(summary.columns):
+                    row = summary[(summary["set"] == set_name) & (summary["attribute"] == attribute)]
+                    if len(row):
+                        note = f"knob fidelity R² {float(row['fidelity'].iloc[0]):.2f}" + ("" if bool(row.get("knob_works", pd.Series([True])).iloc[0]) else " (below its goal)")
+                for kind in ("knob", "intervention"):
+                    series.append({"name": f"{split} · {SET_LABELS[set_name]} · {kind}", "color": SET_COLOURS[set_name],
+                                   "dash": dashes[(kind, s % 2)], "width": 2 if kind == "knob" else 1.5, "note": note,
+                                   "x": np.round(curve["value"].astype(float), 5).tolist(), "y": np.round(curve[kind].astype(float), 6).tolist()})
+        panels.append({"title": attribute.replace("_", " "), "xlabel": "attribute value", "ylabel": f"mean contribution ({units(keys['target'])})",
+                       "series": series})
+    return {"kind": "lines", "title": f"Knob and intervention responses · {run_title(keys)}", "legend": legend, "panels": panels,
+            "note": "Per attribute, the mean contribution of the swept ID and OOD atoms as the knob (the decoder) and the linear "
+                    "intervention turn it; the omission beside its control. Every knob is drawn, with its fidelity on hover."}
 
 
 def _atlas_view(atlas: pd.DataFrame) -> dict:
     """The sweep's omissions on the periodic table, coloured by held-out error over the control's (log2), with its
     interval and call where the atlas has them and n on hover; a menu switches between targets and models."""
-    import plotly.graph_objects as go
     from pymatgen.core.periodic_table import Element
 
-    fig = go.Figure()
-    pairs = list(atlas.groupby(["target", "model"], sort=True).groups)
-    for k, (target, model) in enumerate(pairs):
-        group = atlas[(atlas["target"] == target) & (atlas["model"] == model)].dropna(subset=["held_out"])
-        places = [Element(str(e)) for e in group["held_out"]]
-        x = [p.group if p.block != "f" else 3 + (p.Z - 57 if p.Z < 90 else p.Z - 89) for p in places]
-        y = [p.row + (2.5 if p.block == "f" else 0) for p in places]
-        ratio = group["ood_over_control"].astype(float)
-        hover = []
-        for record, r in zip(group.to_dict("records"), ratio):
-            text = f"{record['held_out']} held out: held-out / control {r:.2f}"
+    panels, values = [], []
+    for (target, model), group in atlas.groupby(["target", "model"], sort=True):
+        cells = []
+        for record in group.dropna(subset=["held_out"]).to_dict("records"):
+            try:
+                element = Element(str(record["held_out"]))
+            except ValueError:  # a group or period held out, not an element
+                continue
+            ratio = float(record["ood_over_control"])
+            x = element.group if element.block != "f" else 3 + (element.Z - 57 if element.Z < 90 else element.Z - 89)
+            y = element.row + (2 if element.block == "f" else 0)
+            text = f"{element.symbol} held out: held-out / control {ratio:.2f}"
             if "ood_over_control_low" in record:
                 text += f" ({record['ood_over_control_low']:.2f}–{record['ood_over_control_high']:.2f})"
-            text += f"<br>held-out MAE {_fmt(record.get('ood_mae'))}, control's {_fmt(record.get('control_ood_mae'))}"
-            text += f"<br>n held-out {record.get('n_ood')}, seeds {record.get('seeds')}"
+            text += f"\nheld-out MAE {_fmt(record.get('ood_mae'))}, control's {_fmt(record.get('control_ood_mae'))}"
+            text += f"\nn held-out {record.get('n_ood')}, seeds {record.get('seeds')}"
             if "call" in record:
-                text += f"<br>call: {record['call']}"
-            hover.append(text)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="markers+text", text=[str(e) for e in group["held_out"]], visible=k == 0,
-                                 marker={"symbol": "square", "size": 30, "color": np.log2(ratio.clip(lower=1e-3)), "colorscale": "RdBu_r",
-                                         "cmid": 0, "colorbar": {"title": "log2 held-out / control"}},
-                                 hovertext=hover, hoverinfo="text", name=f"{target} {model_name(model)}"))
-    buttons = [{"label": f"{t.replace('_', ' ')} · {model_name(m)}", "method": "update",
-                "args": [{"visible": [i == k for i in range(len(pairs))]}]} for k, (t, m) in enumerate(pairs)]
-    fig.update_layout(title="Atlas: held-out error over the size-matched control's, per element held out", height=560,
-                      updatemenus=[{"buttons": buttons, "x": 0, "y": 1.12, "xanchor": "left"}],
-                      xaxis={"title": "group", "dtick": 1, "range": [0.5, 18.5]},
-                      yaxis={"title": "period", "autorange": "reversed", "dtick": 1})
-    return json.loads(fig.to_json())
+                text += f"\ncall: {record['call']}"
+            value = float(np.log2(max(ratio, 1e-3))) if np.isfinite(ratio) else 0.0
+            values.append(value)
+            cells.append({"symbol": element.symbol, "x": int(x), "y": int(y), "value": value, "short": f"{ratio:.1f}×", "text": text})
+        panels.append({"label": f"{target.replace('_', ' ')} · {model_name(model)}", "cells": cells})
+    span = max([abs(v) for v in values] + [1.0])
+    return {"kind": "atlas", "title": "Atlas: held-out error over the size-matched control's, per element held out", "panels": panels,
+            "low": -span, "high": span, "colour_label": "log2(held-out / control)",
+            "note": "Red: the omission's held-out error above its control's; blue: below. Hover a cell for its numbers."}
 
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 8px; font-size: 14px; }}
-#picker {{ font-size: 14px; padding: 3px; max-width: 100%; }}
-#plot {{ width: 100%; min-height: 540px; }}
-</style>
-<script>{plotly}</script>
+<style>{css}</style>
 </head><body>
 <label for="picker"><b>{title}</b> · view: </label>
 <select id="picker">{options}</select>
-<span id="note"></span>
-<div id="plot"></div>
+<div id="plot" data-marks="0"></div>
 <script type="application/json" id="views">{views}</script>
-<script>
-const views = JSON.parse(document.getElementById("views").textContent);
-const picker = document.getElementById("picker");
-function show(name) {{
-  const view = views[name];
-  Plotly.react("plot", view.data, view.layout, {{responsive: true, displaylogo: false}});
-}}
-picker.addEventListener("change", () => show(picker.value));
-show(picker.value);
-</script>
+<script>{script}</script>
 </body></html>
 """
 
 
 def interactive_page(views: dict[str, dict], groups: dict[str, list[str]], title: str, out_html) -> None:
-    """One self-contained page: Plotly's JavaScript embedded once, every view's figure as JSON, a menu to pick one."""
-    from plotly.offline import get_plotlyjs
+    """One self-contained page: the viewer (matprobe.report_viewer), every view as JSON, a menu to pick one."""
+    from matprobe.report_viewer import VIEWER_CSS, VIEWER_JS
 
     if not views:
         raise MatprobeError(f"{out_html}: no interactive view to write")
@@ -418,8 +366,8 @@ def interactive_page(views: dict[str, dict], groups: dict[str, list[str]], title
                       + "".join(f'<option value="{html.escape(name)}">{html.escape(name)}</option>' for name in names)
                       + "</optgroup>" for group, names in groups.items() if names)
     # '</' inside the JSON would end the script element early
-    payload = json.dumps(views, separators=(",", ":")).replace("</", "<\\/")
-    page = PAGE.format(title=html.escape(title), plotly=get_plotlyjs(), options=options, views=payload)
+    payload = json.dumps(views, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    page = PAGE.format(title=html.escape(title), css=VIEWER_CSS, options=options, views=payload, script=VIEWER_JS)
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
 

@@ -88,7 +88,7 @@ def _grid():
     return pd.DataFrame(rows)
 
 
-def test_interactive_page_embeds_plotly_once_and_draws_every_view(tmp_path):
+def test_interactive_page_is_self_contained_small_and_carries_every_view(tmp_path):
     from matprobe.report_views import interactive_views
 
     keys = {"dataset": "demo", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 0}
@@ -101,19 +101,19 @@ def test_interactive_page_embeds_plotly_once_and_draws_every_view(tmp_path):
                               tmp_path / "materials.parquet", [], [], [], tmp_path / "interactive.html")
     assert names == ["landscape · formation energy per atom · omit-O · CGCNN · seed 0", "parity · formation energy per atom · omit-O · CGCNN · seed 0"]
     page = (tmp_path / "interactive.html").read_text()
-    assert page.count("* plotly.js v") == 1 and "<script src" not in page  # embedded once, nothing fetched from a CDN
+    # nothing fetched; small enough for the report's data: URL iframe (Chromium refuses data: URLs over 2 MB)
+    assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "") and len(page) < 200_000
     views = json.loads(page.split('id="views">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
     landscape = views[names[0]]
-    assert [t["type"] for t in landscape["data"][:4]] == ["surface", "scatter3d", "contour", "scatter"]
-    assert len(landscape["data"]) == 16  # four sets, each a surface, a contour and the trained weights on both
-    shown = [t["name"] for t in landscape["data"] if t.get("visible") is True]
-    assert shown == ["OOD test", "trained weights", "OOD test", "trained weights"]
-    buttons = landscape["layout"]["updatemenus"][0]["buttons"]
-    assert [b["label"] for b in buttons] == ["train", "val", "ID test", "OOD test"]
-    assert buttons[0]["args"][0]["visible"][:4] == [True] * 4 and not any(buttons[0]["args"][0]["visible"][4:])
+    assert list(landscape["sets"]) == ["train", "val", "ID test", "OOD test"] and landscape["active"] == "OOD test"
+    assert landscape["alpha"] == [-1.0, -0.5, 0.0, 0.5, 1.0] and landscape["origin"] == [2, 2]
+    ood = landscape["sets"]["OOD test"]
+    assert ood["mae"][2][2] == pytest.approx(0.4) and ood["z"][2][2] == pytest.approx(np.log10(0.4), abs=1e-4)
+    assert ood["mae"][0][4] == pytest.approx(4 * 2.1)  # beta -1 (row 0), alpha 1 (column 4)
     parity = views[names[1]]
-    ood = next(t for t in parity["data"] if t["name"].startswith("OOD test"))
-    assert ood["customdata"][0][:2] == ["mp-8", "Fe8O"] and float(ood["customdata"][0][2]) == 0.5
+    shown = [series for series in parity["series"] if series["visible"]]
+    assert [series["name"].split(" (")[0] for series in shown] == ["ID test", "OOD test"]
+    assert shown[1]["text"][0] == "mp-8 Fe8O\nDFT 8.000, predicted 8.500\nerror +0.500 eV/atom"
 
 
 def test_a_per_run_figure_names_its_run_above_everything_it_draws(tmp_path):
