@@ -334,6 +334,7 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
                                   options["failure_threshold"], options["min_paired"]) for r in records]
     table["offset_call"] = [offset_call(r, options["offset"]["small_k"], options["offset"]["partial"]) for r in records]
     table["failure_threshold"] = float(options["failure_threshold"])
+    table["offset_small_k"] = int(options["offset"]["small_k"])  # the k whose recal_k{k} the offset call read
     return table
 
 

@@ -1,6 +1,7 @@
-"""Atlas figures: periodic tables of how each element's omission fares (OOD error over the control's, OOD R², the
-basin divergence), with each element's count of OOD materials, per target and model; and scatter plots of each
-candidate predictor against the OOD/control ratio, with the rank correlation and its bootstrap interval."""
+"""Atlas figures: periodic tables of how each element's omission fares (OOD error over the control's on the same
+crystals with the failure call and n paired, the same after recalibration by one energy per held-out atom with the
+offset call, OOD R², the basin divergence), per target and model; and scatter plots of each candidate predictor
+against the paired ratio with its interval, the rank correlation and its bootstrap interval."""
 
 from __future__ import annotations
 
@@ -12,33 +13,68 @@ import pandas as pd
 from matprobe.atlas import PREDICTORS
 from matprobe.figures.style import periodic_table, save, target_name
 
-MAPS = [("ood_over_control", "OOD MAE / control's OOD MAE", "rocket_r", None),
-        ("ood_r2", "R² on the held-out materials", "vlag_r", 0.0),
-        ("basin_divergence", "ID/OOD basin divergence", "mako_r", None)]
+MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE ratio, same crystals", "rocket_r", None),
+        ("offset_share", "excess removed by an energy per held-out atom", "share of (ratio − 1) removed",
+         "crest", None),
+        ("ood_r2", "R² on the held-out materials", "R²", "vlag_r", 0.0),
+        ("basin_divergence", "ID/OOD basin divergence", "basin divergence", "mako_r", None)]
+CALL_MARK = {"fails": "F", "passes": "P", "undecided": "?", "too few paired": "–"}
+OFFSET_MARK = {"only an offset": "offset", "partly": "partly", "not an offset": "not", "no gap": "no gap", "too few crystals": "–"}
 LABELS = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offset": "OOD grid-minimum offset (direction units)",
           "top_eigenvalue_ratio": "top Hessian eigenvalue, OOD / ID", "flat_radius_ratio": "flat radius, OOD / ID",
           "latent_knn_distance": "latent kNN distance of OOD crystals", "n_ood": "OOD materials"}
 
 
 def atlas_maps(atlas_path, out_png) -> None:
+    """Per target and model, four periodic tables: the paired ratio (held-out MAE over the control's on the same
+    crystals; boxed: fails the declared threshold; under each symbol the call, F/P/?, and n paired crystals), the
+    ratio after few-shot recalibration by one energy per held-out atom (under each symbol the offset call), the
+    held-out R², and the basin divergence. An atlas without paired columns (made before paired scoring) shows the
+    unpaired ratio and n held-out."""
     atlas = pd.read_parquet(atlas_path)
     elements = atlas[~atlas["held_out"].str.startswith(("group", "period"))]
     panels = list(elements.groupby(["target", "model"], sort=True))
-    fig, axes = plt.subplots(max(1, len(panels)), len(MAPS), figsize=(6.2 * len(MAPS), 3.8 * max(1, len(panels))), squeeze=False)
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(2 * n, 2, figsize=(12.4, 7.6 * n), squeeze=False)
     for row, ((target, model), frame) in enumerate(panels):
-        counts = {held: f"n={int(n)}" for held, n in zip(frame["held_out"], frame["n_ood"]) if np.isfinite(n)}
-        for col, (measure, label, cmap, centre) in enumerate(MAPS):
+        seeds = int(frame["seeds"].max())
+        spread = "errors pooled over " + (f"{seeds} seeds" if seeds > 1 else "1 seed")
+        paired = "call" in frame
+        threshold = float(frame["failure_threshold"].iloc[0]) if "failure_threshold" in frame else np.nan
+        fails = frame.loc[frame["call"] == "fails", "held_out"].tolist() if paired else []
+        for k, (measure, label, bar, cmap, centre) in enumerate(MAPS):
+            ax = axes[2 * row + k // 2, k % 2]
+            if measure == "offset_share":
+                small_k = int(frame["offset_small_k"].iloc[0]) if "offset_small_k" in frame else None
+                if small_k is None or f"recal_k{small_k}" not in frame:
+                    ax.axis("off")
+                    continue
+                raw, recal = frame["ood_over_control"].astype(float), frame[f"recal_k{small_k}"].astype(float)
+                # the excess over the control that recalibration removes; none where there is no gap to remove
+                share = ((raw - recal) / (raw - 1.0)).where(frame["offset_call"] != "no gap")
+                frame = frame.assign(offset_share=share)
+                label = f"{label}, k={small_k}"
+                notes = {h: OFFSET_MARK.get(c, c) for h, c in zip(frame["held_out"], frame["offset_call"])}
+            elif paired:
+                notes = {h: f"{CALL_MARK.get(c, c)} n={int(m)}" for h, c, m in zip(frame["held_out"], frame["call"], frame["n_paired"])}
+            else:
+                notes = {h: f"n={int(m)}" for h, m in zip(frame["held_out"], frame["n_ood"]) if np.isfinite(m)}
             values = dict(zip(frame["held_out"], frame[measure].astype(float)))
-            seeds = int(frame["seeds"].max())
-            spread = "median over " + (f"{seeds} seeds" if seeds > 1 else "1 seed")
-            periodic_table(values, [], f"{target_name(target)}, {model}: {label} ({spread}; grey: not swept)", label, axes[row, col],
-                           cmap=cmap, center=centre, annotations=counts)
+            title = f"{target_name(target)}, {model}: {label}"
+            if measure == "ood_over_control" and paired:
+                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided; n paired crystals"
+            elif measure == "offset_share":
+                title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
+            else:
+                title += f"\n({spread}; grey: not swept)"
+            periodic_table(values, fails if measure == "ood_over_control" else [], title, bar, ax, cmap=cmap, center=centre,
+                           annotations=notes)
     groups = atlas[atlas["held_out"].str.startswith(("group", "period"))]
     if not panels:
         axes[0, 0].set_title("no element omissions in this atlas")
-    fig.suptitle("The periodic table of generalisation: each element held out of training in turn, judged against a control "
-                 "trained on as many crystals with it" + (f" ({len(groups)} group/period omissions in atlas.parquet)" if len(groups) else ""),
-                 fontsize=11)
+    fig.suptitle("The periodic table of generalisation: each element held out of training in turn,\nscored beside a control "
+                 "trained on as many crystals with it, on the same held-out crystals"
+                 + (f" ({len(groups)} group/period omissions in atlas.parquet)" if len(groups) else ""), fontsize=10)
     fig.tight_layout()
     save(fig, out_png)
 
@@ -48,14 +84,19 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
     quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval and, but for the cheap
     predictor, its gain in |ρ| over the cheap one with the paired interval."""
     atlas = pd.read_parquet(seeds_path)
-    atlas = atlas.groupby(["target", "model", "held_out"], sort=True)[[*PREDICTORS, "ood_over_control"]].median().reset_index()
+    interval = [c for c in ("ood_over_control_low", "ood_over_control_high") if c in atlas]
+    atlas = atlas.groupby(["target", "model", "held_out"], sort=True)[[*PREDICTORS, "ood_over_control", *interval]].median().reset_index()
     hypothesis = pd.read_parquet(hypothesis_path)
     pairs = list(atlas.groupby(["target", "model"], sort=True))
     fig, axes = plt.subplots(max(1, len(pairs)), len(PREDICTORS), figsize=(3.6 * len(PREDICTORS), 3.4 * max(1, len(pairs))), squeeze=False)
     for row, ((target, model), frame) in enumerate(pairs):
         for col, (predictor, kind) in enumerate(PREDICTORS.items()):
             ax = axes[row, col]
-            ax.scatter(frame[predictor], frame["ood_over_control"], s=14, color={"landscape": "C0", "cheap": "C2", "count": "0.4"}[kind])
+            colour = {"landscape": "C0", "cheap": "C2", "count": "0.4"}[kind]
+            ax.scatter(frame[predictor], frame["ood_over_control"], s=14, color=colour)
+            if len(interval) == 2:  # the paired ratio's family-bootstrap interval
+                ax.errorbar(frame[predictor], frame["ood_over_control"], fmt="none", ecolor=colour, elinewidth=0.6, alpha=0.6,
+                            yerr=[frame["ood_over_control"] - frame[interval[0]], frame[interval[1]] - frame["ood_over_control"]])
             for x, y, label in zip(frame[predictor], frame["ood_over_control"], frame["held_out"]):
                 if np.isfinite(x) and np.isfinite(y):
                     ax.annotate(label, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
@@ -73,10 +114,10 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
                     title += f"\n|ρ| − |ρ(cheap)| = {s['gain_over_cheap']:+.2f} [{s['gain_ci_low']:+.2f}, {s['gain_ci_high']:+.2f}]"
                 ax.set_title(title, fontsize=8)
             ax.set_xlabel(LABELS[predictor], fontsize=7)
-            ax.set_ylabel(f"OOD / control MAE ({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
+            ax.set_ylabel(f"OOD / control MAE, same crystals\n({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
             ax.tick_params(which="both", labelsize=6)
     fig.suptitle("Does landscape geometry predict which omissions fail? Each point an omission; Spearman ρ with its bootstrap "
-                 "95 % interval over omissions (blue: landscape quantities, green: the cheap latent-distance predictor, grey: "
-                 "the count)", fontsize=9)
+                 "95 % interval over omissions (crystals redrawn jointly across omissions);\nbars: each ratio's paired 95 % "
+                 "interval (blue: landscape quantities, green: the cheap latent-distance predictor, grey: the count)", fontsize=9)
     fig.tight_layout()
     save(fig, out_png)
