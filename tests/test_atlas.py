@@ -176,3 +176,186 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
     expected = {f"omit-{e}" for e, n in counts.items() if n >= 150 and 1500 - n >= 500}
     planned = {line.split("split=")[1].split(",")[0] for line in plan.stdout.splitlines() if "split=" in line and "rule" not in line}
     assert expected and {name.removesuffix("-control") for name in planned} == expected
+
+
+# ---- paired scoring, the failure rule and the offset question (issue 36) -------------------------------------------
+
+from matprobe.atlas import (atlas_table as _atlas_table, check_options, failure_call, joint_failure_draws, offset_call,  # noqa: E402
+                            paired_runs, pooled_errors, ratio_stats, write_atlas)
+from matprobe.config import validate_config  # noqa: E402
+
+OPTIONS = {"failure_threshold": 1.5, "min_paired": 20, "family": "chemical_system", "bootstrap_resamples": 500, "seed": 0,
+           "offset": {"k": [1, 3, 10, 30], "draws": 20, "small_k": 10, "partial": 0.5}}
+
+
+def _synthetic(tmp_path, omission_residual, n_ood=120, n_paired=60, seed=0, families_per=1):
+    """A materials table whose crystals 0..n_ood-1 hold X (here Na, one site in four or in two), the rest only Cl; an
+    omission's and its control's predictions: the control predicts its OOD set (the first n_paired X crystals, which
+    it did not train on) with errors of ±0.1, the omission every X crystal with `omission_residual(fraction, rng)`."""
+    rng = np.random.default_rng(seed)
+    n = n_ood + 200
+    fraction = np.where(np.arange(n) % 2 == 0, 0.25, 0.5)
+    ids = [f"m{k}" for k in range(n)]
+    elements = [["Cl", "Na"] if k < n_ood else ["Cl"] for k in range(n)]
+    numbers = [[11] * int(4 * f) + [17] * (4 - int(4 * f)) if k < n_ood else [17] * 4 for k, f in enumerate(fraction)]
+    # families: a new chemical system every `families_per` crystals (a third element names it)
+    elements = [e + [f"X{k // families_per}"] if k < n_ood else e for k, e in enumerate(elements)]
+    materials = pd.DataFrame({"id": ids, "elements": elements, "reduced_formula": ids, "numbers": numbers})
+    materials_path = tmp_path / "materials.parquet"
+    materials.to_parquet(materials_path)
+    y = rng.normal(-1, 0.5, n)
+    omission = pd.DataFrame({"id": ids, "set": ["ood_test" if k < n_ood else "train" for k in range(n)], "y_true": y})
+    omission["y_pred"] = y + np.where(np.arange(n) < n_ood, omission_residual(fraction, rng), rng.normal(0, 0.05, n))
+    control = pd.DataFrame({"id": ids, "set": ["ood_test" if k < n_paired else "train" for k in range(n)], "y_true": y})
+    control["y_pred"] = y + rng.choice([-0.1, 0.1], n)
+    paths = {}
+    for name, frame in (("omit-Na", omission), ("omit-Na-control", control)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        frame.to_parquet(paths[name])
+    runs = [{"dataset": "d", "target": "t", "model": "cgcnn", "seed": seed, "split": name} for name in paths]
+    return runs, list(paths.values()), materials, materials_path
+
+
+def test_an_omission_and_its_control_are_scored_on_the_same_crystals_with_a_family_bootstrap(tmp_path):
+    runs, paths, materials, materials_path = _synthetic(tmp_path, lambda f, rng: rng.normal(0, 0.4, len(f)))
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = by_run.iloc[0]
+    # the pairs are the control's OOD set, and the omission is scored on exactly those crystals, not on its own 120
+    assert sorted(paired["id"]) == sorted(f"m{k}" for k in range(60)) and row["n_paired"] == 60
+    omission = pd.read_parquet(paths[0]).set_index("id").loc[[f"m{k}" for k in range(60)]]
+    expected = (omission["y_pred"] - omission["y_true"]).abs().mean()
+    assert row["paired_control_mae"] == pytest.approx(0.1) and row["paired_ood_mae"] == pytest.approx(expected)
+    assert row["ood_over_control"] == pytest.approx(expected / 0.1)
+    assert row["ood_over_control_low"] < expected / 0.1 < row["ood_over_control_high"]
+    assert row["n_families"] == 60  # every crystal its own chemical system here
+
+
+def test_near_duplicates_do_not_count_twice_in_the_interval():
+    rng = np.random.default_rng(3)
+    om, ct = rng.exponential(0.3, 40), rng.exponential(0.1, 40)
+    single = ratio_stats(om, ct, np.arange(40), np.random.default_rng(0), 2000)
+    # each crystal five times over (five polymorphs of one system with the same errors): the family bootstrap gives the
+    # interval of the 40 systems, a crystal bootstrap would shrink it as if there were 200 independent crystals
+    repeated = ratio_stats(np.repeat(om, 5), np.repeat(ct, 5), np.repeat(np.arange(40), 5), np.random.default_rng(0), 2000)
+    naive = ratio_stats(np.repeat(om, 5), np.repeat(ct, 5), np.arange(200), np.random.default_rng(0), 2000)
+    width = lambda s: s["ood_over_control_high"] - s["ood_over_control_low"]  # noqa: E731
+    assert repeated["n_paired"] == 200 and repeated["n_families"] == 40
+    assert repeated["ood_over_control"] == pytest.approx(single["ood_over_control"])
+    assert width(repeated) == pytest.approx(width(single), rel=1e-9)  # same draws of the same 40 families
+    assert width(naive) < 0.7 * width(repeated)
+
+
+def test_the_failure_rule_reads_the_interval_against_the_declared_threshold():
+    assert failure_call(50, 1.6, 2.4, 1.5, 20) == "fails"
+    assert failure_call(50, 0.8, 1.4, 1.5, 20) == "passes"
+    assert failure_call(50, 1.2, 1.9, 1.5, 20) == "undecided"
+    assert failure_call(19, 3.0, 4.0, 1.5, 20) == "too few paired"  # sure-looking, but on too few crystals for a call
+    assert failure_call(50, np.nan, np.nan, 1.5, 20) == "too few paired"
+
+
+def test_a_threshold_at_or_below_one_and_a_small_k_outside_k_are_refused_in_one_line():
+    for bad in (0, -1, 1.0):
+        with pytest.raises(MatprobeError, match="atlas.failure_threshold"):
+            validate_config({"atlas": {"failure_threshold": bad}})
+    config = validate_config({"atlas": {"offset": {"k": [1, 3]}}})  # small_k (10) is not among them
+    with pytest.raises(MatprobeError, match=r"atlas.offset.small_k is 10, not one of atlas.offset.k \[1, 3\]") as error:
+        check_options(config["atlas"])
+    assert "\n" not in str(error.value)
+    check_options(validate_config({})["atlas"])  # the defaults agree
+
+
+def test_an_error_that_is_one_energy_per_held_out_atom_is_called_only_an_offset(tmp_path):
+    # the omission is off by 2 eV per Na atom (plus the control's noise): a few labelled crystals remove it
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.1, 0.1], len(f)))
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = by_run.iloc[0]
+    assert row["offset_slope"] == pytest.approx(2.0, abs=0.05) and row["offset_r2"] > 0.8  # 0.0625 of 0.0725
+    assert row["offset_k10"] == pytest.approx(-2.0, abs=0.1)  # the energy added per held-out atom
+    assert row["recal_k10"] < 1.2 < row["ood_over_control"]
+    assert row["offset_k_skipped"] == ""  # k=30 leaves 30 crystals to score, at least min_paired (20)
+    atlas = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert atlas["call"] == "fails" and atlas["offset_call"] == "only an offset"
+    assert atlas["failure_threshold"] == 1.5 and atlas["n_paired"] == 60
+
+
+def _seeds_for(runs, by_run):
+    """The per-seed rows `write_atlas` would make, without metrics or landscapes (those columns NaN)."""
+    seeds = pd.DataFrame([{**run, "held_out": "Na"} for run in runs if not run["split"].endswith("-control")])
+    seeds = seeds.merge(by_run, on=["dataset", "target", "split", "model", "seed"])
+    for column in ("n_ood", "id_mae", "ood_mae", "ood_over_id", "ood_r2", "ood_bias", "latent_knn_distance", "basin_divergence",
+                   "ood_grid_minimum_offset", "top_eigenvalue_ratio", "flat_radius_ratio", "control_ood_mae"):
+        seeds[column] = np.nan
+    return seeds
+
+
+def test_the_offset_call_tells_an_offset_from_a_wrong_bonding_model_and_from_no_gap(tmp_path):
+    # errors that no energy per atom explains: the sign is random, independent of the fraction
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: rng.choice([-0.6, 0.6], len(f)))
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["call"] == "fails" and row["offset_call"] == "not an offset" and row["recal_k10"] > 5
+    # half offset, half noise beyond the control's: partly
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.3, 0.3], len(f)))
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["offset_call"] == "partly" and 1.5 < row["recal_k10"] < 0.5 * (1 + row["ood_over_control"])
+    # as good as the control on the same crystals: nothing to explain
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: rng.choice([-0.1, 0.1], len(f)))
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["offset_call"] == "no gap" and row["call"] == "passes"
+
+
+def test_too_few_paired_crystals_and_too_large_a_k_are_counted_and_named_not_a_crash(tmp_path):
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f, n_paired=25)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["n_paired"] == 25 and row["call"] == "fails"
+    assert row["offset_k_skipped"] == "k=10 (n=25), k=30 (n=25)"  # each k that would leave < min_paired (20) to score
+    assert np.isnan(row["recal_k10"]) and row["offset_call"] == "too few crystals"  # small_k could not be scored: said so
+    assert np.isfinite(row["recal_k3"])
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f, n_paired=12)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["n_paired"] == 12 and row["call"] == "too few paired"
+    # an omission whose control has no predictions: nothing paired, a call that says so
+    by_run, paired = paired_runs(runs[:1], paths[:1], materials_path, OPTIONS)
+    assert by_run.iloc[0]["n_paired"] == 0 and paired.empty
+    row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
+    assert row["n_paired"] == 0 and row["call"] == "too few paired"
+
+
+def test_errors_are_pooled_over_seeds_on_the_crystals_paired_at_every_seed(tmp_path):
+    frames = []
+    for seed, scale in ((0, 1.0), (1, 3.0)):
+        runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng, s=scale: 0.1 * s * np.ones(len(f)), seed=seed)
+        frames.append(paired_runs(runs, paths, materials_path, OPTIONS)[1])
+    paired = pd.concat(frames, ignore_index=True)
+    pooled = pooled_errors(paired)
+    assert len(pooled) == 60 and pooled["omission_error"].to_numpy() == pytest.approx(0.2)  # mean of 0.1 and 0.3
+    assert len(pooled_errors(paired[~((paired["seed"] == 1) & (paired["id"] == "m0"))])) == 59
+
+
+def test_omissions_that_share_crystals_are_redrawn_together_in_the_hypothesis_bootstrap():
+    rng = np.random.default_rng(0)
+    families = [f"f{k}" for k in range(30)]
+    shared = pd.DataFrame({"id": [f"m{k}" for k in range(30)], "family": families, "omission_error": rng.exponential(0.5, 30),
+                           "control_error": rng.exponential(0.1, 30)})
+    pooled = pd.concat([shared.assign(split="omit-O"), shared.assign(split="omit-F")], ignore_index=True)
+    draws = joint_failure_draws(pooled, ["omit-O", "omit-F", "omit-Na"], np.random.default_rng(0), 200)
+    # the same crystals in two omissions: the same ratio in every draw (independent draws would differ)
+    np.testing.assert_allclose(draws[:, 0], draws[:, 1])
+    assert np.std(draws[:, 0]) > 0 and np.isnan(draws[:, 2]).all()
+
+
+def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
+    runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.1, 0.1], len(f)))
+    metrics = [_metrics(tmp_path, run["split"], 0, 0.5 if run["split"] == "omit-Na" else 0.1) for run in runs]
+    out = {name: tmp_path / f"{name}.parquet" for name in ("atlas", "seeds", "hypothesis", "paired")}
+    atlas = write_atlas(runs, metrics, [], [], out["atlas"], out["seeds"], out["hypothesis"], paths, materials_path, OPTIONS,
+                        out["paired"])
+    written = pd.read_parquet(out["atlas"]).iloc[0]
+    assert written["call"] == atlas.iloc[0]["call"] == "fails" and written["offset_call"] == "only an offset"
+    assert written["ood_over_control_unpaired"] == pytest.approx(5.0)  # the two models' own OOD sets, kept for comparison
+    assert written["ood_over_control"] == pytest.approx(written["paired_ood_mae"] / written["paired_control_mae"])
+    assert len(pd.read_parquet(out["paired"])) == 60 and "ood_over_control_low" in pd.read_parquet(out["seeds"])
