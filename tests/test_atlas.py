@@ -359,3 +359,9 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
     assert written["ood_over_control_unpaired"] == pytest.approx(5.0)  # the two models' own OOD sets, kept for comparison
     assert written["ood_over_control"] == pytest.approx(written["paired_ood_mae"] / written["paired_control_mae"])
     assert len(pd.read_parquet(out["paired"])) == 60 and "ood_over_control_low" in pd.read_parquet(out["seeds"])
+    # the figures read these tables: the paired maps and the scatter with each ratio's interval
+    from matprobe.figures.atlas import atlas_maps, hypothesis_scatter
+
+    atlas_maps(out["atlas"], tmp_path / "maps.png")
+    hypothesis_scatter(out["seeds"], out["hypothesis"], tmp_path / "hypothesis.png")
+    assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "hypothesis.png").stat().st_size > 10_000

@@ -103,7 +103,7 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.6, 2, 4 rather than 6×10⁻¹, 2×10⁰
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-            if predictor in ("n_ood", "top_eigenvalue_ratio"):
+            if predictor in ("n_ood", "top_eigenvalue_ratio") and (frame[predictor] > 0).any():  # none: no log axis to set
                 ax.set_xscale("log")
             ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
             stats = hypothesis[(hypothesis["target"] == target) & (hypothesis["model"] == model) & (hypothesis["predictor"] == predictor)]
