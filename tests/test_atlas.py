@@ -257,8 +257,8 @@ def test_a_threshold_at_or_below_one_and_a_small_k_outside_k_are_refused_in_one_
     for bad in (0, -1, 1.0):
         with pytest.raises(MatprobeError, match="atlas.failure_threshold"):
             validate_config({"atlas": {"failure_threshold": bad}})
-    config = validate_config({"atlas": {"offset": {"k": [1, 3]}}})  # small_k (10) is not among them
-    with pytest.raises(MatprobeError, match=r"atlas.offset.small_k is 10, not one of atlas.offset.k \[1, 3\]") as error:
+    config = validate_config({"atlas": {"offset": {"k": [1, 10]}}})  # small_k (3 by default) is not among them
+    with pytest.raises(MatprobeError, match=r"atlas.offset.small_k is 3, not one of atlas.offset.k \[1, 10\]") as error:
         check_options(config["atlas"])
     assert "\n" not in str(error.value)
     check_options(validate_config({})["atlas"])  # the defaults agree
