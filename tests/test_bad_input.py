@@ -238,9 +238,9 @@ def test_8_every_shipped_config_dry_runs(tmp_path, name):
         shared_dataset(REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz")
         (tmp_path / "shared").symlink_to(REPO.parent / "shared")
     for spec in config.get("datasets", {}).values():  # the examples' own files: a file of that name is enough to plan
-        for key in ("path", "labels"):
-            if key in spec and not spec[key].startswith("../"):
-                target = workdir / spec[key]
+        for file in [spec[key] for key in ("path", "labels") if key in spec] + list(spec.get("sets", {}).values()):
+            if not file.startswith("../"):
+                target = workdir / file
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text("") if target.suffix else target.mkdir(exist_ok=True)
     result = subprocess.run(["snakemake", "-n", "--configfile", f"config/{name}"], cwd=workdir, capture_output=True, text=True,
