@@ -53,10 +53,20 @@ def units(target: str) -> str:
     return UNITS.get(target, "target units")
 
 
-def run_subcategory(keys) -> str:
-    """The report's folder of one run's figures: model, then split (so each omission sits beside its control),
-    seed and target, in words: 'CGCNN · omit-O · seed 0 · formation energy per atom'."""
-    return f"{model_name(keys['model'])} · {keys['split']} · seed {keys['seed']} · {str(keys['target']).replace('_', ' ')}"
+# short names of targets for the report's folder names (the figures and their titles use the full name)
+SHORT_TARGETS = {"formation_energy_per_atom": "E_form", "band_gap": "band gap", "band_gap_mbj": "band gap (mBJ)", "e_above_hull": "E_hull"}
+
+
+def run_subcategory(keys, config: dict | None = None) -> str:
+    """The report's folder of one run's figures, short (the report's sidebar grows to the longest folder name in its
+    breadcrumb, taking the figures' width): model, then split, so each omission sits beside its control, then the
+    target and seed where the study has several: 'CGCNN · omit-O-control', 'SchNet · omit-Fe · E_form · seed 2'."""
+    parts = [model_name(keys["model"]), str(keys["split"])]
+    if config is None or len(config.get("targets", [])) > 1:
+        parts.append(SHORT_TARGETS.get(keys["target"], str(keys["target"])))
+    if config is None or len(config.get("seeds", [])) > 1:
+        parts.append(f"seed {keys['seed']}")
+    return " · ".join(parts)
 
 
 def run_title(keys) -> str:

@@ -28,7 +28,7 @@ GPU_RESOURCES = {"gpu": GPU, **({"gpu_model": config["gpu_type"]} if GPU and con
 def RUN_CATEGORY(wildcards):
     from matprobe.report_views import run_subcategory
 
-    return run_subcategory(dict(wildcards.items()))
+    return run_subcategory(dict(wildcards.items()), config)
 
 
 def concrete_splits(dataset):

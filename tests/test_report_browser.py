@@ -143,15 +143,14 @@ def _check_html(page, path: str) -> int:
     assert options, f"{path}: an interactive page without views"
     for option in options:
         frame.select_option("#picker", option)
-        frame.wait_for_function("name => { const plot = document.getElementById('plot');"
-                                " return plot.layout && plot.layout.title && plot.layout.title.text.includes(name.split(' · ').slice(1).join(' · '))"
-                                " && plot.querySelector('.main-svg') !== null; }", arg=option, timeout=20_000)
-        drawn = frame.evaluate("() => document.getElementById('plot').data.filter(t => t.visible !== false && "
-                               "((t.x && t.x.length) || (t.z && t.z.length))).length")
-        assert drawn > 0, f"{path}: view {option!r} draws nothing"
-        size = frame.evaluate("() => { const r = document.querySelector('#plot .main-svg').getBoundingClientRect();"
-                              " return [r.width, r.height]; }")
-        assert size[0] > 400 and size[1] > 300, f"{path}: view {option!r} is drawn at {size}"
+        # the viewer counts the marks it drew (cells, points, curves, surface quads): an empty view has none
+        frame.wait_for_function("name => document.getElementById('plot').dataset.view === name", arg=option, timeout=10_000)
+        marks = int(frame.evaluate("() => document.getElementById('plot').dataset.marks"))
+        assert marks > 0, f"{path}: view {option!r} draws nothing"
+        drawn = frame.locator("#plot svg .mark").count()
+        assert drawn > 0, f"{path}: view {option!r} has no visible mark"
+        box = frame.locator("#plot").bounding_box()
+        assert box["width"] > 400 and box["height"] > 300, f"{path}: view {option!r} is drawn at {box}"
     return len(options)
 
 
