@@ -6,8 +6,12 @@ covers every figure of its target's jobs, so after a partial run the report to m
 from __future__ import annotations
 
 import logging
+import os
+import re
 
 MISSING = "marked for report but does not exist"
+# Snakemake warns of missing metadata for every output of the report's jobs, also for those not made yet: noise
+NO_METADATA = re.compile(r"^Missing metadata for file (.+?)\. Maybe metadata was deleted")
 HINT = ("matprobe: a report holds every figure of its target, and this one has not been made yet. Make the report of "
         "the target you ran, with the same --configfile: `snakemake headline --report results/report-headline.html` "
         "after `snakemake headline`, `snakemake figures --report results/report-figures.html` after `snakemake "
@@ -17,13 +21,17 @@ HINT = ("matprobe: a report holds every figure of its target, and this one has n
 class _ReportHint(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        absent = NO_METADATA.match(message)
+        if absent and not os.path.exists(absent.group(1)):
+            return False  # a file that does not exist has no metadata to miss; the error that follows names it
         if MISSING in message and HINT not in message:
             record.msg, record.args = f"{message}\n{HINT}", ()
         return True
 
 
 def explain_missing_report_files(logger: logging.Logger | None = None) -> None:
-    """Add the hint to Snakemake's error of a missing report file (once, however often the Snakefile is read)."""
+    """Add the hint to Snakemake's error of a missing report file, and drop its "Missing metadata" warnings about files
+    that do not exist (once, however often the Snakefile is read)."""
     logger = logger or logging.getLogger("snakemake.logging")
     if not any(isinstance(f, _ReportHint) for f in logger.filters):
         logger.addFilter(_ReportHint())

@@ -60,6 +60,7 @@ def test_the_readme_install_line_alone_makes_the_report_of_a_partial_run(tmp_pat
     full = snakemake("--report", "results/report.html")
     lines = (full.stdout + full.stderr).splitlines()
     assert full.returncode != 0 and any("marked for report but does not exist" in line for line in lines), lines[-5:]
+    assert not any(line.startswith("Missing metadata") for line in lines), lines[-8:]  # of the files not made yet
     assert any(line.startswith("matprobe: a report holds every figure of its target") and "snakemake headline --report" in line
                for line in lines), lines[-5:]
 
@@ -81,3 +82,8 @@ def test_a_missing_report_file_says_which_report_to_make():
     assert records[0].getMessage().splitlines()[1] == "File results/x.png marked for report but does not exist."
     assert records[0].getMessage().count("snakemake headline --report") == 1
     assert records[1].getMessage() == "another error"
+    # "Missing metadata" of a file not made yet is dropped; of a file that exists (made elsewhere), kept
+    warning = "Missing metadata for file %s. Maybe metadata was deleted or it was created using an older version of Snakemake."
+    logger.warning(warning, str(REPO / "not-made-yet.png"))
+    logger.warning(warning, str(REPO / "README.md"))
+    assert len(records) == 3 and "README.md" in records[2].getMessage()
