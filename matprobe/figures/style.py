@@ -141,7 +141,9 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
             ax.text(c - 0.02, r + 0.24, annotations[row["symbol"]], ha="center", va="center", fontsize=4.5, color=ink)
         if row["symbol"] in omitted:
             ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, fill=False, edgecolor="black", lw=2.2))
-            ax.text(c + 0.35, r - 0.32, "×", fontsize=7, color=ink)
+            # a large cross over the whole cell: the corner mark of 7 pt was a few pixels in the report
+            ax.plot([c - 0.42, c + 0.37], [r - 0.42, r + 0.37], color=ink, lw=1.2, alpha=0.75)
+            ax.plot([c - 0.42, c + 0.37], [r + 0.37, r - 0.42], color=ink, lw=1.2, alpha=0.75)
     ax.set_xlim(0.4, 18.6)
     ax.set_ylim(9.6, 0.4)
     ax.set_aspect("equal")
