@@ -38,15 +38,13 @@ def check_file(kind: str, path: str | Path, spec: dict | None = None) -> dict:
     if kind == "materials":
         import pyarrow.parquet as pq
 
-        from matprobe.data import STRUCTURE_COLUMNS
-
         try:
             columns = set(pq.ParquetFile(path).schema_arrow.names)  # the footer: a truncated file has none
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
             raise MatprobeError(f"{path}: not a readable materials table ({type(exc).__name__}); delete it and run "
                                 "`snakemake data` to rebuild it (the graphs, splits and models made from it are kept "
                                 "until then)") from None
-        missing = sorted({"id", *STRUCTURE_COLUMNS} - columns)
+        missing = sorted({"id", "lattice", "frac_coords", "numbers"} - columns)  # matprobe.data.STRUCTURE_COLUMNS
         if missing:
             raise MatprobeError(f"{path}: not a matprobe materials table (missing {missing}); delete it and run `snakemake data`")
     elif kind == "graphs":
@@ -57,9 +55,9 @@ def check_file(kind: str, path: str | Path, spec: dict | None = None) -> dict:
 
         load_split(path)
     elif kind == "model":
-        from matprobe.train import load_trained_model
-
-        load_trained_model(path)  # checks the weights against the checksum its record carries
+        # the archive's CRCs, not a load: torch and the model code are not imported for each of many models (every
+        # load checks the weights against the checksum the model's record carries, too)
+        _check_torch_archive(path, "matprobe model", "delete it and run its training job again (snakemake plans it)")
     elif kind == "downloads":
         from matprobe.download import verify
         from matprobe.sources import remote_files
