@@ -114,8 +114,7 @@ def test_metrics_in_long_form_one_row_per_run_set_and_metric(study):
         study.metrics_long(split="omit-Fe")
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs package-dir = {\"\" = \".\"} in pyproject's [tool.setuptools] (the packaging "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs package-dir = {\"\" = \".\"} in pyproject's [tool.setuptools] (the packaging "
                                        "section, not this test's to change): then an editable install puts the checkout on "
                                        "sys.path instead of a finder that Python consults after the current folder")
 def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_package(tmp_path):
@@ -131,11 +130,13 @@ def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_pa
         shutil.copy(REPO / name, checkout / name)
     shutil.copytree(REPO / "matprobe", checkout / "matprobe", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (checkout / "results" / "studies" / "default").mkdir(parents=True)  # the output folder that shadowed matprobe.results
+    # an environment of its own for this editable install, borrowing the rest (pip and setuptools too: seconds, offline)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e", str(checkout)],
-                             capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, install.stderr[-2000:]
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=300)
+    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                              "-e", str(checkout)], capture_output=True, text=True, timeout=600)
+    if install.returncode != 0:  # not the failure this test expects (pytest.fail is no AssertionError)
+        pytest.fail(install.stderr[-2000:])
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "from matprobe.results import Results; import matprobe; "
                             "print(matprobe.__file__)"], cwd=checkout.parent, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-1000:]
