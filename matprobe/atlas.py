@@ -36,10 +36,24 @@ from matprobe.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_
 PREDICTORS = {
     "basin_divergence": "landscape", "ood_grid_minimum_offset": "landscape", "top_eigenvalue_ratio": "landscape",
     "flat_radius_ratio": "landscape", "latent_knn_distance": "cheap", "n_ood": "count",
+    "latent_distance_ratio": "baseline", "ood_over_id": "baseline", "bias_over_mae": "baseline", "same_sign_share": "baseline",
 }
 CHEAP = next(p for p, kind in PREDICTORS.items() if kind == "cheap")  # what a landscape quantity must beat to be worth its cost
+# Whether a predictor reads the held-out labels. Every landscape quantity here is a loss of the OOD set, so it does:
+# a Hessian of an MAE weighs curvature by the residuals' signs, which a uniform bias aligns, and part of such a
+# "prediction" may restate the failure. It is judged against the baselines that read the labels too.
+LABELS = {"basin_divergence": "label-aware", "ood_grid_minimum_offset": "label-aware", "top_eigenvalue_ratio": "label-aware",
+          "flat_radius_ratio": "label-aware", "latent_knn_distance": "label-free", "n_ood": "label-free",
+          "latent_distance_ratio": "label-free", "ood_over_id": "label-aware", "bias_over_mae": "label-aware",
+          "same_sign_share": "label-aware"}
+# the baselines of each kind: label-free (latent distance, raw and over the model's own ID distance; the element's
+# frequency, n_ood) and label-aware (OOD over ID error at the trained weights, |bias| / MAE, the share of same-signed
+# OOD residuals)
+BASELINES = {labels: [p for p, kind in PREDICTORS.items() if kind in ("cheap", "count", "baseline") and LABELS[p] == labels]
+             for labels in ("label-free", "label-aware")}
 MEASURES = ["n_ood", "id_mae", "ood_mae", "ood_over_id", "ood_over_control", "ood_r2", "ood_bias", "latent_knn_distance",
-            "basin_divergence", "ood_grid_minimum_offset", "top_eigenvalue_ratio", "flat_radius_ratio"]
+            "basin_divergence", "ood_grid_minimum_offset", "top_eigenvalue_ratio", "flat_radius_ratio", "latent_distance_ratio",
+            "bias_over_mae"]
 
 
 def held_out(split: str) -> str:
@@ -79,7 +93,10 @@ def paired_runs(runs: list[dict], prediction_paths: list, materials_path, option
         rng = _run_rng(options["seed"], run)
         row = {**run, **paired_ratio(paired, rng, options["bootstrap_resamples"])}
         ood = omission[omission["set"] == "ood_test"]
-        row.update(offset_fit((ood["y_pred"] - ood["y_true"]).to_numpy(float), fraction.reindex(ood["id"]).to_numpy(float)))
+        residual = (ood["y_pred"] - ood["y_true"]).to_numpy(float)
+        # a label-aware baseline: how one-sided the OOD residuals are (1: all of one sign, 0.5: balanced)
+        row["same_sign_share"] = float(max((residual > 0).mean(), (residual < 0).mean())) if len(residual) else np.nan
+        row.update(offset_fit(residual, fraction.reindex(ood["id"]).to_numpy(float)))
         row.update(recalibration(paired, offset["k"], offset["draws"], options["min_paired"], rng))
         rows.append(row)
         frames.append(paired.assign(**run))
@@ -103,6 +120,8 @@ def per_seed(runs: list[dict], metrics_paths: list, analysed: list[dict], landsc
                "ood_r2": ood.get("r2"), "ood_bias": ood.get("bias"), "ood_over_id": metric.get("ood_id_mae_ratio"),
                "control_ood_mae": control.get("ood_test", {}).get("mae"),
                "latent_knn_distance": metric.get("latent_knn_distance", {}).get("ood_test")}
+        row["latent_distance_ratio"] = _ratio(row["latent_knn_distance"], metric.get("latent_knn_distance", {}).get("id_test"))
+        row["bias_over_mae"] = _ratio(abs(row["ood_bias"]) if row["ood_bias"] is not None else None, row["ood_mae"])
         row["ood_over_control"] = row["ood_mae"] / row["control_ood_mae"] if row["ood_mae"] is not None and row["control_ood_mae"] else None
         landscape = landscapes.get(key)
         if landscape:
@@ -298,8 +317,8 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
     over seeds (`pooled_errors`) with its family-bootstrap interval, n_paired and n_families, the failure call against
     the declared threshold, the offset measures' medians over seeds and the offset call."""
     keys = ["dataset", "target", "model", "split", "held_out"]
-    measures = MEASURES + ["control_ood_mae"] + [c for c in ("ood_over_control_unpaired",) if c in seeds]
-    numeric = seeds[measures].apply(pd.to_numeric, errors="coerce")
+    measures = MEASURES + ["control_ood_mae"] + [c for c in ("ood_over_control_unpaired", "same_sign_share") if c in seeds]
+    numeric = seeds.reindex(columns=measures).apply(pd.to_numeric, errors="coerce")  # a measure no run has: NaN
     frame = pd.concat([seeds[keys + ["seed"]], numeric], axis=1)
     grouped = frame.groupby(keys, sort=True)
     table = grouped[measures].median()
@@ -405,6 +424,37 @@ def rank_correlation_gain(x: np.ndarray, z: np.ndarray, y: np.ndarray, rng: np.r
     return float(gain(slice(None))), float(low), float(high), int(len(x))
 
 
+def best_baseline_gain(x: np.ndarray, baselines: dict[str, np.ndarray], y: np.ndarray, rng: np.random.Generator,
+                       resamples: int = 2000, y_draws: np.ndarray | None = None) -> tuple[float, float, float, int, str]:
+    """|ρ(x, y)| − the largest |ρ(b, y)| over the baselines b, over the omissions where x, y and every baseline are
+    known; with a paired bootstrap 95 % interval in which each resample picks its own best baseline (so that the
+    choice of baseline is part of what the interval covers, and a predictor is not flattered by a baseline picked
+    once on the full data). Also the omissions used and the baseline best on the full data."""
+    names = list(baselines)
+    ok = np.isfinite(x) & np.isfinite(y)
+    for name in names:
+        ok &= np.isfinite(baselines[name])
+    if not names or ok.sum() < 4:
+        return float("nan"), float("nan"), float("nan"), int(ok.sum()), ""
+    x, y, base = x[ok], y[ok], [baselines[name][ok] for name in names]
+    ys = y_draws[:resamples, ok] if y_draws is not None else None
+
+    def strengths(rows, target):
+        return np.array([abs(_spearman(b[rows], target[rows])) for b in base])
+
+    def gain(rows, target=y):
+        best = strengths(rows, target)
+        return abs(_spearman(x[rows], target[rows])) - (np.nanmax(best) if np.isfinite(best).any() else np.nan)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = strengths(slice(None), y)
+        best_name = names[int(np.nanargmax(full))] if np.isfinite(full).any() else ""
+        draws = rng.integers(0, len(x), size=(resamples, len(x)))
+        low, high = _interval([gain(d, y if ys is None else ys[b]) for b, d in enumerate(draws)])
+        return float(gain(slice(None))), float(low), float(high), int(len(x)), best_name
+
+
 def joint_failure_draws(pooled: pd.DataFrame, splits: list[str], rng: np.random.Generator, resamples: int) -> np.ndarray:
     """(resamples × omissions) paired ratios, each row from one resample of the composition families of every paired
     crystal of all the omissions together: an oxyfluoride family drawn twice counts twice in both omit-O and omit-F.
@@ -435,13 +485,17 @@ def hypothesis_table(atlas: pd.DataFrame, seed: int = 0, paired: pd.DataFrame | 
         rng = np.random.default_rng(seed)
         gain_rng = np.random.default_rng([seed, 1])  # apart, so that the correlations' intervals do not depend on it
         failure = frame["ood_over_control"].to_numpy(dtype=float)
+        column = {p: frame[p].to_numpy(dtype=float) if p in frame else np.full(len(frame), np.nan) for p in PREDICTORS}
+        # the baselines this atlas has (at least 4 omissions known), per kind
+        usable = {labels: {b: column[b] for b in names if np.isfinite(column[b]).sum() >= 4} for labels, names in BASELINES.items()}
+        base_rng = np.random.default_rng([seed, 3])
         y_draws = None
         if pooled is not None:
             mine = pooled[(pooled["dataset"] == dataset) & (pooled["target"] == target) & (pooled["model"] == model)]
             y_draws = joint_failure_draws(mine, frame["split"].tolist(), np.random.default_rng([seed, 2]), resamples)
-        cheap = frame[CHEAP].to_numpy(dtype=float)
+        cheap = column[CHEAP]
         for predictor, kind in PREDICTORS.items():
-            values = frame[predictor].to_numpy(dtype=float)
+            values = column[predictor]
             rho, low, high, n = rank_correlation(values, failure, rng, resamples, y_draws)
             gain, gain_low, gain_high, gain_n = ((np.nan, np.nan, np.nan, 0) if predictor == CHEAP
                                                  else rank_correlation_gain(values, cheap, failure, gain_rng, resamples, y_draws))
@@ -449,8 +503,21 @@ def hypothesis_table(atlas: pd.DataFrame, seed: int = 0, paired: pd.DataFrame | 
                          "spearman": rho, "ci_low": low, "ci_high": high, "omissions": n,
                          "interval_excludes_zero": bool(np.isfinite(low) and (low > 0 or high < 0)),
                          "gain_over_cheap": gain, "gain_ci_low": gain_low, "gain_ci_high": gain_high,
-                         "gain_omissions": gain_n, "beats_cheap": bool(np.isfinite(gain_low) and gain_low > 0)})
+                         "gain_omissions": gain_n, "beats_cheap": bool(np.isfinite(gain_low) and gain_low > 0),
+                         "labels": LABELS[predictor], **_baseline_columns(predictor, kind, values, usable[LABELS[predictor]],
+                                                                          failure, base_rng, resamples, y_draws)})
     return pd.DataFrame(rows)
+
+
+def _baseline_columns(predictor, kind, values, baselines, failure, rng, resamples, y_draws) -> dict:
+    """A geometric predictor's gain over the best baseline of its own kind (label-aware or label-free); none for a
+    baseline itself."""
+    if kind != "landscape":
+        return {"best_baseline": "", "gain_over_baselines": np.nan, "baselines_ci_low": np.nan, "baselines_ci_high": np.nan,
+                "baselines_omissions": 0, "beats_baselines": False}
+    gain, low, high, n, best = best_baseline_gain(values, baselines, failure, rng, resamples, y_draws)
+    return {"best_baseline": best, "gain_over_baselines": gain, "baselines_ci_low": low, "baselines_ci_high": high,
+            "baselines_omissions": n, "beats_baselines": bool(np.isfinite(low) and low > 0)}
 
 
 def write_atlas(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list, out_atlas, out_seeds,

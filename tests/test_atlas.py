@@ -135,7 +135,8 @@ def test_the_atlas_holds_the_per_run_numbers_and_tests_the_hypothesis(tmp_path):
     # were added: the gains draw from their own stream
     replay, frame = np.random.default_rng(0), atlas.reset_index()
     for predictor in PREDICTORS:
-        expected = rank_correlation(frame[predictor].to_numpy(float), frame["ood_over_control"].to_numpy(float), replay)
+        values = frame[predictor] if predictor in frame else pd.Series(np.nan, index=frame.index)  # read from predictions
+        expected = rank_correlation(values.to_numpy(float), frame["ood_over_control"].to_numpy(float), replay)
         got = hypothesis.loc[predictor, ["spearman", "ci_low", "ci_high", "omissions"]].to_numpy(float)
         np.testing.assert_allclose(got, expected, equal_nan=True)
 
@@ -365,3 +366,43 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
     atlas_maps(out["atlas"], tmp_path / "maps.png")
     hypothesis_scatter(out["seeds"], out["hypothesis"], tmp_path / "hypothesis.png")
     assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "hypothesis.png").stat().st_size > 10_000
+
+
+def test_a_landscape_quantity_is_judged_against_the_best_baseline_of_its_own_kind():
+    from matprobe.atlas import BASELINES, LABELS, best_baseline_gain
+
+    rng = np.random.default_rng(2)
+    failure, noise, other = rng.random(40), rng.random(40), rng.random(40)
+    # against itself among the baselines: no gain in any resample (the comparison is paired)
+    assert best_baseline_gain(noise, {"a": noise}, failure, np.random.default_rng(0))[:3] == pytest.approx((0, 0, 0))
+    # and with a second baseline the best of the two, picked in each resample, is never worse than itself
+    assert best_baseline_gain(noise, {"a": noise, "b": other}, failure, np.random.default_rng(0))[2] <= 0
+    # a perfect ranker beats two noise baselines surely, and the best of them is named
+    gain, low, high, n, best = best_baseline_gain(failure, {"a": noise, "b": other}, failure, np.random.default_rng(0))
+    strength = {k: abs(pd.Series(v).corr(pd.Series(failure), method="spearman")) for k, v in (("a", noise), ("b", other))}
+    assert gain == pytest.approx(1 - max(strength.values())) and low > 0 and n == 40 and best == max(strength, key=strength.get)
+    # a baseline that restates the failure cannot be beaten: the gain is at most 0 in every resample
+    gain, low, high, _, best = best_baseline_gain(failure + 0.3 * noise, {"restates": failure, "a": noise}, failure,
+                                                  np.random.default_rng(0))
+    assert best == "restates" and gain < 0 and high <= 0
+    # kinds: every landscape quantity reads the held-out labels and meets the label-aware baselines
+    assert all(LABELS[p] == "label-aware" for p, kind in PREDICTORS.items() if kind == "landscape")
+    assert set(BASELINES["label-aware"]) == {"ood_over_id", "bias_over_mae", "same_sign_share"}
+    assert set(BASELINES["label-free"]) == {"latent_knn_distance", "n_ood", "latent_distance_ratio"}
+
+
+def test_the_hypothesis_table_sets_each_landscape_quantity_against_the_label_aware_baselines():
+    rng = np.random.default_rng(5)
+    n = 12
+    failure = np.exp(rng.normal(0.5, 0.5, n))
+    atlas = pd.DataFrame({"dataset": "d", "target": "t", "model": "m", "split": [f"omit-E{k}" for k in range(n)],
+                          "ood_over_control": failure, "basin_divergence": failure + rng.normal(0, 0.05, n),
+                          "ood_over_id": failure * 2,  # restates the failure: a label-aware baseline no quantity beats
+                          "bias_over_mae": rng.random(n), "same_sign_share": rng.random(n),
+                          "latent_knn_distance": rng.random(n), "latent_distance_ratio": rng.random(n), "n_ood": rng.integers(100, 900, n)})
+    table = hypothesis_table(atlas, resamples=300).set_index("predictor")
+    row = table.loc["basin_divergence"]
+    assert row["labels"] == "label-aware" and row["best_baseline"] == "ood_over_id" and row["baselines_omissions"] == n
+    assert row["gain_over_baselines"] <= 0 and not row["beats_baselines"]
+    assert row["beats_cheap"]  # against the label-free latent distance alone it would have looked like a finding
+    assert np.isnan(table.loc["ood_over_id", "gain_over_baselines"]) and table.loc["ood_over_id", "kind"] == "baseline"
