@@ -125,7 +125,7 @@ function drawLandscape(root, view) {
     for (let i = 0; i < B.length; i++) for (let j = 0; j < A.length; j++) {
       const cell = el("rect", {x: sx(A[j] - da / 2), y: sy(B[i] + db / 2), width: sx(A[j] + da / 2) - sx(A[j] - da / 2) + 0.5,
                                height: sy(B[i] - db / 2) - sy(B[i] + db / 2) + 0.5, fill: ramp(VIRIDIS, (set.z[i][j] - lo) / (hi - lo || 1)), class: "mark"}, svg);
-      tip(cell, `${active}: α ${fmt(A[j])}, β ${fmt(B[i])}\nMAE ${fmt(set.mae[i][j])} ${view.unit}`);
+      tip(cell, `${active}: α ${fmt(A[j])}, β ${fmt(B[i])}\nMAE ${fmt(Math.pow(10, set.z[i][j]))} ${view.unit}`);
       n++;
     }
     el("text", {x: sx(0), y: sy(0) + 7, "text-anchor": "middle", "font-size": 22, fill: "red", "font-weight": "bold"}, svg, "+");
@@ -160,7 +160,9 @@ function drawScatter(root, view) {
     if (view.diagonal) el("line", {x1: sx(lo), y1: sy(lo), x2: sx(hi), y2: sy(hi), stroke: "#777", "stroke-dasharray": "5,4"}, svg);
     let n = 0;
     for (const s of shown) for (let k = 0; k < s.x.length; k++) {
-      tip(el("circle", {cx: sx(s.x[k]), cy: sy(s.y[k]), r: 3.5, fill: s.color, "fill-opacity": 0.7, class: "mark"}, svg), s.text[k]);
+      const error = s.y[k] - s.x[k];
+      tip(el("circle", {cx: sx(s.x[k]), cy: sy(s.y[k]), r: 3.5, fill: s.color, "fill-opacity": 0.7, class: "mark"}, svg),
+          `${s.id[k]} ${s.formula[k]}\nDFT ${s.x[k].toFixed(3)}, predicted ${s.y[k].toFixed(3)}\nerror ${error >= 0 ? "+" : ""}${error.toFixed(3)} ${view.unit}`);
       n++;
     }
     view.series.forEach((s, k) => {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,11 @@ MODEL_NAMES = {"cgcnn": "CGCNN", "schnet": "SchNet"}
 SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}
 # the figures' colour-blind-safe set colours (matprobe.figures.style.set_colors), as hex
 SET_COLOURS = {"train": "#0173b2", "val": "#cc78bc", "id_test": "#029e73", "ood_test": "#d55e00"}
-# training crystals drawn in the parity view: enough to show the fit, few enough to keep the page small
-PARITY_TRAIN_POINTS = 600
+# crystals drawn in all parity views of a page together: the report shows the page from a data: URL, which Chromium
+# refuses over 2 MB (about 1.5 MB of page once the report encodes it); ~60 bytes a crystal
+PARITY_POINTS = 12_000
+MAX_PAGE_BYTES = 1_500_000
+log = logging.getLogger(__name__)
 
 TABLE_STYLE = """
 <style>
@@ -250,35 +254,37 @@ def _landscape_view(grid: pd.DataFrame, keys: dict) -> dict:
     for set_name in sets:
         sub = plane[plane["set"] == set_name].pivot(index="beta", columns="alpha", values="log_mae").sort_index().sort_index(axis=1)
         spec["alpha"], spec["beta"] = [float(a) for a in sub.columns], [float(b) for b in sub.index]
-        spec["sets"][SET_LABELS[set_name]] = {"z": np.round(sub.to_numpy(), 5).tolist(), "mae": np.round(10 ** sub.to_numpy(), 6).tolist()}
+        spec["sets"][SET_LABELS[set_name]] = {"z": np.round(sub.to_numpy(), 4).tolist()}  # the viewer shows 10^z on hover
     spec["origin"] = [int(np.argmin(np.abs(spec["beta"]))), int(np.argmin(np.abs(spec["alpha"])))]
     spec["low"], spec["high"] = float(plane["log_mae"].min()), float(plane["log_mae"].quantile(0.98))
     spec["active"] = SET_LABELS["ood_test"] if "ood_test" in sets else SET_LABELS[sets[0]]
     return spec
 
 
-def _parity_view(predictions: pd.DataFrame, materials: pd.DataFrame, keys: dict, seed: int = 0) -> dict:
-    """Predicted against DFT values per set, each crystal with its id, formula and error on hover (the training
-    set subsampled to PARITY_TRAIN_POINTS crystals; training and validation hidden until picked)."""
+def _parity_view(predictions: pd.DataFrame, materials: pd.DataFrame, keys: dict, points: int, seed: int = 0) -> dict:
+    """Predicted against DFT values per set, each crystal with its id, formula and error on hover; at most `points`
+    crystals in all (a set over its share is sampled, and its legend says how many are shown), training and
+    validation hidden until picked."""
     frame = predictions.join(materials, on="id")
-    frame["error"] = frame["y_pred"] - frame["y_true"]
     unit, name = units(keys["target"]), str(keys["target"]).replace("_", " ")
+    # the test sets, which the view is about, get the larger shares
+    shares = {"train": 0.15, "val": 0.1, "id_test": 0.35, "ood_test": 0.4}
     series = []
     for set_name in SET_LABELS:
         subset = frame[frame["set"] == set_name]
         if subset.empty:
             continue
-        mae = float(subset["error"].abs().mean())
+        mae = float((subset["y_pred"] - subset["y_true"]).abs().mean())
+        cap = max(50, int(points * shares[set_name]))
         label = f"{SET_LABELS[set_name]} (n={len(subset)}, MAE {mae:.3f})"
-        if set_name == "train" and len(subset) > PARITY_TRAIN_POINTS:
-            label = f"{SET_LABELS[set_name]} ({PARITY_TRAIN_POINTS} of {len(subset)} shown, MAE {mae:.3f})"
-            subset = subset.sample(PARITY_TRAIN_POINTS, random_state=seed)
-        text = [f"{i} {f}\nDFT {t:.3f}, predicted {p:.3f}\nerror {e:+.3f} {unit}"
-                for i, f, t, p, e in zip(subset["id"], subset["formula"].fillna("?"), subset["y_true"], subset["y_pred"], subset["error"])]
-        series.append({"name": label, "color": SET_COLOURS[set_name], "x": np.round(subset["y_true"], 4).tolist(),
-                       "y": np.round(subset["y_pred"], 4).tolist(), "text": text, "visible": set_name in ("id_test", "ood_test")})
+        if len(subset) > cap:
+            label = f"{SET_LABELS[set_name]} ({cap} of {len(subset)} shown, MAE {mae:.3f})"
+            subset = subset.sample(cap, random_state=seed)
+        series.append({"name": label, "color": SET_COLOURS[set_name], "x": np.round(subset["y_true"], 3).tolist(),
+                       "y": np.round(subset["y_pred"], 3).tolist(), "id": subset["id"].astype(str).tolist(),
+                       "formula": subset["formula"].fillna("?").astype(str).tolist(), "visible": set_name in ("id_test", "ood_test")})
     return {"kind": "scatter", "title": f"Parity · {run_title(keys)}", "xlabel": f"DFT {name} ({unit})",
-            "ylabel": f"predicted {name} ({unit})", "series": series, "diagonal": True}
+            "ylabel": f"predicted {name} ({unit})", "unit": unit, "series": series, "diagonal": True}
 
 
 def _knob_view(responses: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame], keys: dict) -> dict:
@@ -378,6 +384,9 @@ def interactive_page(views: dict[str, dict], groups: dict[str, list[str]], title
     # '</' inside the JSON would end the script element early
     payload = json.dumps(views, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     page = PAGE.format(title=html.escape(title), css=VIEWER_CSS, options=options, views=payload, script=VIEWER_JS)
+    if len(page.encode()) > MAX_PAGE_BYTES:
+        log.warning("%s: %d bytes, over the %d that a report's data: URL holds in Chromium: the report may show it blank "
+                    "(open the file itself, or analyse fewer seeds: analysis_seeds)", out_html, len(page.encode()), MAX_PAGE_BYTES)
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
 
@@ -396,7 +405,8 @@ def interactive_views(dataset: str, landscape_runs: list[dict], grid_paths: list
     materials = pd.read_parquet(materials_path, columns=["id", "reduced_formula"]).rename(columns={"reduced_formula": "formula"}).set_index("id")
     for keys, path in zip(parity_runs, prediction_paths):
         name = f"parity · {run_title(keys)}"
-        views[name] = _parity_view(pd.read_parquet(path, columns=["id", "set", "y_true", "y_pred"]), materials, keys)
+        views[name] = _parity_view(pd.read_parquet(path, columns=["id", "set", "y_true", "y_pred"]), materials, keys,
+                                   points=PARITY_POINTS // max(1, len(parity_runs)))
         groups["Parity"].append(name)
     knob_files = {tuple(keys[k] for k in ("target", "split", "model", "seed")): (r, s)
                   for keys, r, s in zip(knob_runs, knob_response_paths, knob_summary_paths)}

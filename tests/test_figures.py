@@ -108,12 +108,12 @@ def test_interactive_page_is_self_contained_small_and_carries_every_view(tmp_pat
     assert list(landscape["sets"]) == ["train", "val", "ID test", "OOD test"] and landscape["active"] == "OOD test"
     assert landscape["alpha"] == [-1.0, -0.5, 0.0, 0.5, 1.0] and landscape["origin"] == [2, 2]
     ood = landscape["sets"]["OOD test"]
-    assert ood["mae"][2][2] == pytest.approx(0.4) and ood["z"][2][2] == pytest.approx(np.log10(0.4), abs=1e-4)
-    assert ood["mae"][0][4] == pytest.approx(4 * 2.1)  # beta -1 (row 0), alpha 1 (column 4)
+    assert ood["z"][2][2] == pytest.approx(np.log10(0.4), abs=1e-4)
+    assert ood["z"][0][4] == pytest.approx(np.log10(4 * 2.1), abs=1e-4)  # beta -1 (row 0), alpha 1 (column 4)
     parity = views[names[1]]
     shown = [series for series in parity["series"] if series["visible"]]
     assert [series["name"].split(" (")[0] for series in shown] == ["ID test", "OOD test"]
-    assert shown[1]["text"][0] == "mp-8 Fe8O\nDFT 8.000, predicted 8.500\nerror +0.500 eV/atom"
+    assert (shown[1]["id"][0], shown[1]["formula"][0], shown[1]["x"][0], shown[1]["y"][0]) == ("mp-8", "Fe8O", 8.0, 8.5)
 
 
 def test_a_per_run_figure_names_its_run_above_everything_it_draws(tmp_path):

@@ -1,5 +1,5 @@
-"""The HTML report as a reader sees it: built from a tiny finished run (the figures target of the tiny dataset of
-test_end_to_end) and opened in headless Chromium through Playwright at 1400×900. Fails on a console error, a
+"""The HTML report as a reader sees it: built from a tiny finished run (the figures and knobs_all targets of the tiny
+dataset of test_end_to_end) and opened in headless Chromium through Playwright at 1400×900. Fails on a console error, a
 landing page without the findings table, a figure shown at less than half its native width, or an interactive view
 that renders empty. Under CI=true it always runs (Chromium installed from the distribution's packages when
 missing, as the SLURM tests install theirs); elsewhere it skips with one line naming what is missing."""
@@ -16,6 +16,9 @@ import pytest
 
 from conftest import copy_workflow
 from test_end_to_end import CONFIG, _tiny_table
+
+# the first test builds the tiny run's report (a few minutes on two cores) inside its own time limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 VIEWPORT = {"width": 1400, "height": 900}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -64,7 +67,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, browser) -> Path:
-    """The report of the figures target on the tiny dataset (a few minutes on two cores), or the report that
+    """The report of the figures and knobs_all targets on the tiny dataset (a few minutes on two cores), or the report that
     MATPROBE_REPORT_HTML names (e.g. the demo's results/report.html), built already."""
     given = os.environ.get("MATPROBE_REPORT_HTML")
     if given:
@@ -76,7 +79,8 @@ def report(tmp_path_factory, browser) -> Path:
     (workdir / "tiny.yaml").write_text(CONFIG)
 
     def snakemake(*args):
-        return subprocess.run(["snakemake", "figures", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True,
+        # the figures and the knob figures (the probe maps are left out: the costliest figures, and like the others)
+        return subprocess.run(["snakemake", "figures", "knobs_all", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True,
                               text=True, timeout=1500)
 
     run = snakemake("--cores", "2")

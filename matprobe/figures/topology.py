@@ -25,7 +25,7 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
     examples = list(diagrams.groupby(["set", "id", "formula", "site"], sort=False))
     dims = sorted(curves["dim"].unique())
     columns = max(len(examples) + 1, len(dims))
-    fig, axes = plt.subplots(2, columns, figsize=(3.7 * columns, 7.6), squeeze=False)
+    fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 7.4), squeeze=False)
     for ax in axes[0, len(examples) + 1:]:
         ax.axis("off")
     colours = set_colors()
@@ -35,8 +35,9 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
             ax.plot(frame["t"], frame["beta"], "--" if atoms == "held_out" else "-", color=colours[set_name], label=label)
         ax.set_xlabel("filtration distance t (Å)")
         ax.set_ylabel(f"mean directed β{dim}")
-        ax.set_title(f"Directed Betti curve β{dim} (path homology; edges point along the configured order)", fontsize=8)
-        ax.legend(fontsize=7)
+        ax.set_title(f"directed Betti curve β{dim} (path homology)", fontsize=9)
+        if dim == dims[0]:  # one legend: the curves of every panel are the same sets
+            ax.legend(fontsize=7, loc="best", framealpha=0.6)
     for ax in axes[1, len(dims):]:
         ax.axis("off")
     dim_colors = sns.color_palette(PALETTE, 3)
@@ -47,7 +48,7 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
         ax.plot([0, longest], [0, longest], color="0.5", lw=1, ls="--")
         ax.set_xlabel("birth radius (Å)")
         ax.set_ylabel("death radius (Å)")
-        ax.set_title(f"Persistence diagram, site {site} of {formula} ({SET_LABELS[set_name]})", fontsize=8)
+        ax.set_title(f"persistence, site {site} of {formula}\n({SET_LABELS[set_name]})", fontsize=9)
         ax.legend(fontsize=8)
     ax = axes[0, len(examples)]
     raw = correlations[correlations["against"] == "abs_error"].pivot(index="descriptor", columns="set", values="spearman")
@@ -63,13 +64,13 @@ def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> N
         if not given.empty:
             ax.scatter(raw.loc[order, set_name], y, marker="|", s=120, color="black", zorder=3,
                        label="raw (target not held fixed)" if j == 0 else None)
-    ax.set_yticks(np.arange(len(order)), order)
+    ax.set_yticks(np.arange(len(order)), order, fontsize=8)
     ax.invert_yaxis()  # strongest at the top
     ax.axvline(0, color="0.3", lw=1)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # six-digit ticks overlapped at the default density
-    ax.set_xlabel("Spearman ρ with |prediction error| (unitless)" + ("" if given.empty else "\nbars: DFT target held fixed; ticks: raw"))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))  # six-digit ticks overlapped at the default density
+    ax.set_xlabel("Spearman ρ with |error|" + ("" if given.empty else "\nbars: target held fixed; ticks: raw"))
     ax.set_ylabel("topological descriptor")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
-    ax.set_title("Which topology goes with large errors (12 strongest; ph_dir_*: directed)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
+    ax.set_title("descriptors against |error|\n(12 strongest; ph_dir_*: directed)", fontsize=9)
     fig.tight_layout()
     save(fig, out_png)
