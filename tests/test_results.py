@@ -114,9 +114,6 @@ def test_metrics_in_long_form_one_row_per_run_set_and_metric(study):
         study.metrics_long(split="omit-Fe")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="needs package-dir = {\"\" = \".\"} in pyproject's [tool.setuptools] (the packaging "
-                                       "section, not this test's to change): then an editable install puts the checkout on "
-                                       "sys.path instead of a finder that Python consults after the current folder")
 def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_package(tmp_path):
     """Python started one folder above a checkout named `matprobe` sees the checkout as a namespace package `matprobe`
     (its results/ folder as `matprobe.results`); the editable install must put the real package first."""
