@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from matprobe import MatprobeError
 from matprobe.io import write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe import MatprobeError
 from matprobe.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_kind
 
 # what may predict failure, and what each is
@@ -141,10 +141,6 @@ def _ratio(a, b):
 
 # ---- paired scoring, the failure rule and the offset question ------------------------------------------------------
 
-CALLS = ("fails", "passes", "undecided", "too few paired")
-OFFSET_CALLS = ("no gap", "only an offset", "partly", "not an offset", "too few crystals")
-
-
 def check_options(options: dict) -> None:
     """Planning-time checks of config `atlas` that the schema cannot state: one line naming the key and the numbers."""
     offset = options["offset"]
@@ -197,7 +193,7 @@ def paired_frame(omission: pd.DataFrame, control: pd.DataFrame, families: pd.Ser
     return frame
 
 
-def family_weights(codes: np.ndarray, n_families: int, rng: np.random.Generator, resamples: int) -> np.ndarray:
+def family_weights(n_families: int, rng: np.random.Generator, resamples: int) -> np.ndarray:
     """(resamples × n_families) counts of how often each family is drawn when families are resampled with replacement."""
     draws = rng.integers(0, n_families, size=(resamples, n_families))
     weights = np.zeros((resamples, n_families))
@@ -227,7 +223,7 @@ def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.rand
         return {**out, **dict.fromkeys(["paired_ood_mae", "paired_control_mae", "ood_over_control", "ood_over_control_low",
                                         "ood_over_control_high", "control_mae_low", "control_mae_high"], np.nan)}
     sums_om, sums_ct, counts = _family_sums(codes, n_families, om, ct, np.ones(n))
-    weights = family_weights(codes, n_families, rng, resamples)
+    weights = family_weights(n_families, rng, resamples)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (weights @ sums_om) / (weights @ sums_ct)
         control = (weights @ sums_ct) / (weights @ counts)
@@ -460,7 +456,7 @@ def joint_failure_draws(pooled: pd.DataFrame, splits: list[str], rng: np.random.
     crystal of all the omissions together: an oxyfluoride family drawn twice counts twice in both omit-O and omit-F.
     An omission without paired crystals is NaN throughout."""
     codes, uniques = pd.factorize(pooled["family"].astype(str)) if len(pooled) else (np.zeros(0, int), [])
-    weights = family_weights(codes, len(uniques), rng, resamples) if len(uniques) else np.zeros((resamples, 0))
+    weights = family_weights(len(uniques), rng, resamples) if len(uniques) else np.zeros((resamples, 0))
     out = np.full((resamples, len(splits)), np.nan)
     for j, split in enumerate(splits):
         rows = (pooled["split"] == split).to_numpy() if len(pooled) else np.zeros(0, bool)
