@@ -29,7 +29,7 @@ def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: 
         page.goto(report.resolve().as_uri())
         if category == "landing":
             page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1000)
+            page.wait_for_timeout(3000)  # the sidebar slides in after load
             _save(page, out)
             chromium.close()
             return

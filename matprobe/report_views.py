@@ -35,12 +35,14 @@ log = logging.getLogger(__name__)
 
 TABLE_STYLE = """
 <style>
-/* the report's landing page keeps its text to a narrow column (max-w-lg): the findings table needs more */
-.prose.max-w-lg { max-width: 62rem; }
+/* the report's landing page keeps its text to a narrow column (max-w-lg, 32rem): the findings table needs more, but
+   not so much that the workflow graph beside it pushes the page under the sidebar */
+.prose.max-w-lg { max-width: 46rem; min-width: 30rem; }
 .matprobe-findings { font-family: system-ui, sans-serif; font-size: 14px; line-height: 1.45; max-width: 60rem; }
 .matprobe-findings table, table.matprobe { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
 .matprobe-findings th, .matprobe-findings td, table.matprobe th, table.matprobe td {
-  border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+  border-bottom: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
+.matprobe-findings th { white-space: normal; }
 .matprobe-findings th, table.matprobe th { background: #f3f4f6; text-align: left; }
 .matprobe-findings td.text, table.matprobe td.text { text-align: left; }
 .matprobe-findings p { margin: 0.4em 0; }

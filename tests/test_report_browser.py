@@ -117,6 +117,10 @@ def test_landing_page_states_the_findings_first(browser, report):
     assert "Configuration: {" not in page.content()  # no raw config dict
     box = findings.bounding_box()
     assert box is not None and box["y"] < VIEWPORT["height"] / 2  # the answer is above the fold
+    page.wait_for_timeout(1500)  # the sidebar slides in after load
+    box, sidebar = findings.bounding_box(), page.locator("nav").first.bounding_box()
+    assert box["x"] >= sidebar["x"] + sidebar["width"], (box, sidebar)  # not under the sidebar
+    assert box["x"] + box["width"] <= VIEWPORT["width"], box
     page.screenshot(path=str(report.with_name("landing.png")))
     assert not errors, errors
     page.close()
