@@ -33,9 +33,10 @@ def screenshot_report_entry(report: Path, category: str, file_suffix: str, out: 
             _save(page, out)
             chromium.close()
             return
-        page.get_by_text(category, exact=True).click()
+        # the menu's entries (the landing page names the categories too)
+        page.locator("nav").get_by_text(category, exact=True).first.click()
         if subcategory:
-            page.get_by_text(subcategory, exact=True).click()
+            page.locator("nav").get_by_text(subcategory, exact=True).first.click()
         # a row shows the result's label where the workflow gives one, else its file name
         shown_as = page.evaluate("""([category, subcategory, suffix]) => {
             const groups = subcategory ? [categories[category][subcategory]] : Object.values(categories[category]);
