@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from matprobe.atlas import LABELS as LABEL_USE, PREDICTORS
-from matprobe.figures.style import periodic_table, save, target_name
+from matprobe.features import element_properties
+from matprobe.figures.style import _periodic_position, periodic_table, save, target_name
 
 MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE ratio, same crystals", "rocket_r", None),
         ("offset_share", "excess removed by an energy per held-out atom", "share of (ratio − 1) removed",
@@ -25,6 +26,15 @@ LABELS = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offse
           "latent_knn_distance": "latent kNN distance of OOD crystals", "n_ood": "OOD materials",
           "latent_distance_ratio": "latent kNN distance, OOD / ID", "ood_over_id": "OOD MAE / ID MAE (trained weights)",
           "bias_over_mae": "|OOD bias| / OOD MAE", "same_sign_share": "share of same-signed OOD residuals"}
+
+
+def _box(ax, symbols) -> None:
+    """A thick frame around each element's cell: the omissions that fail (the table's own mark for an omitted element
+    crosses the cell out, which would hide the call and n written in it)."""
+    props = element_properties()
+    for z, row in props[props["symbol"].isin(list(symbols))].iterrows():
+        r, c = _periodic_position(z, row["group"], row["period"])
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 0.95, 0.95, fill=False, edgecolor="black", lw=2.2))
 
 
 def atlas_maps(atlas_path, out_png) -> None:
@@ -69,8 +79,9 @@ def atlas_maps(atlas_path, out_png) -> None:
                 title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
             else:
                 title += f"\n({spread}; grey: not swept)"
-            periodic_table(values, fails if measure == "ood_over_control" else [], title, bar, ax, cmap=cmap, center=centre,
-                           annotations=notes)
+            periodic_table(values, [], title, bar, ax, cmap=cmap, center=centre, annotations=notes)
+            if measure == "ood_over_control":
+                _box(ax, fails)
     groups = atlas[atlas["held_out"].str.startswith(("group", "period"))]
     if not panels:
         axes[0, 0].set_title("no element omissions in this atlas")
