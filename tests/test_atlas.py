@@ -406,3 +406,14 @@ def test_the_hypothesis_table_sets_each_landscape_quantity_against_the_label_awa
     assert row["gain_over_baselines"] <= 0 and not row["beats_baselines"]
     assert row["beats_cheap"]  # against the label-free latent distance alone it would have looked like a finding
     assert np.isnan(table.loc["ood_over_id", "gain_over_baselines"]) and table.loc["ood_over_id", "kind"] == "baseline"
+
+
+@pytest.mark.parametrize("atlas, expected", [("{failure_threshold: 0}", "atlas.failure_threshold: 0 is less than or equal to the minimum of 1"),
+                                             ("{offset: {k: [1, 10]}}", "atlas.offset.small_k is 3, not one of atlas.offset.k [1, 10]")])
+def test_a_bad_failure_rule_stops_the_plan_in_one_line(tmp_path, atlas, expected):
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "bad.yaml").write_text(f"atlas: {atlas}\n")
+    plan = subprocess.run(["snakemake", "-n", "--configfile", "config/config.yaml", "bad.yaml"], cwd=workdir, capture_output=True,
+                          text=True, timeout=600)
+    lines = [line for line in plan.stderr.splitlines() if line.startswith("matprobe:")]
+    assert plan.returncode != 0 and lines == [f"matprobe: config: {expected}"]
