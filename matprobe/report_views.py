@@ -144,7 +144,7 @@ def _atlas_sentences(atlas: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
         ranked = group.sort_values("ood_over_control", ascending=False)
         row = {"target": target, "model": model_name(model), "omissions": len(group),
                "median held-out / control": float(group["ood_over_control"].median())}
-        words = f"{target.replace('_', ' ')}, {model_name(model)}: {len(group)} elements held out"
+        words = f"{target.replace('_', ' ')}, {model_name(model)}: {len(group)} omissions"
         if "call" in group.columns:
             calls = group["call"].value_counts()
             row.update(calls.to_dict())
@@ -187,11 +187,11 @@ def findings_html(headline_paths: list, out_html, atlas_paths: list | None = Non
                      + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
     for path in atlas_paths or []:
         atlas = pd.read_parquet(path)
-        if atlas.empty or "call" not in atlas.columns:
+        if atlas.empty or not {"target", "model", "held_out", "ood_over_control"} <= set(atlas.columns):
             continue
         sentences, counts = _atlas_sentences(atlas)
         parts.append(f"<h3>Atlas of the sweep ({html.escape(str(atlas['dataset'].iloc[0]) if 'dataset' in atlas else '')})</h3>")
-        parts += [f"<p>{html.escape(sentence)}</p>" for sentence in sentences]
+        parts += [f"<p>{html.escape(sentence, quote=False)}</p>" for sentence in sentences]
         parts.append(frame_to_html(counts, classes="findings-atlas"))
     if table.empty:
         parts.append("<p>No headline table: no model was trained.</p>")

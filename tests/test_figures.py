@@ -159,3 +159,23 @@ def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, m
     cells = {(r, c): cell.get_text().get_text() for (r, c), cell in table.get_celld().items()}
     assert [cells[(r, 0)].split(" (")[0] for r in (1, 2)] == ["radius", "h1 total persistence"]
     assert cells[(1, 4)].startswith("the model's h does not encode it") and cells[(2, 1)] == "omit-O-control" and cells[(2, 3)] == "0.50"
+
+
+def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(tmp_path):
+    from matprobe.report_views import _atlas_view, findings_html
+
+    atlas = pd.DataFrame({"dataset": "demo", "target": "formation_energy_per_atom", "model": "cgcnn",
+                          "split": ["omit-O", "omit-Fe", "omit-La", "omit-group1"], "held_out": ["O", "Fe", "La", "group1"],
+                          "ood_over_control": [4.0, 1.1, 2.0, 1.5], "ood_mae": [1.2, 0.2, 0.5, 0.3],
+                          "control_ood_mae": [0.3, 0.18, 0.25, 0.2], "n_ood": [900, 120, 40, 300], "seeds": 1})
+    atlas.to_parquet(tmp_path / "atlas.parquet")
+    _headline_rows().to_csv(tmp_path / "headline.csv", index=False)
+    findings_html([tmp_path / "headline.csv"], tmp_path / "findings.html", [tmp_path / "atlas.parquet"])
+    page = (tmp_path / "findings.html").read_text()
+    assert "CGCNN: 4 omissions; held-out error furthest above the control's: O (4.0×), La (2.0×), group1 (1.5×), Fe (1.1×)." in page
+    view = _atlas_view(atlas)
+    cells = {cell["symbol"]: cell for cell in view["panels"][0]["cells"]}
+    assert set(cells) == {"O", "Fe", "La"}  # a group held out has no cell
+    assert (cells["O"]["x"], cells["O"]["y"]) == (16, 2) and (cells["Fe"]["x"], cells["Fe"]["y"]) == (8, 4)
+    assert (cells["La"]["x"], cells["La"]["y"]) == (3, 8)  # the lanthanides' row below the table
+    assert cells["O"]["value"] == pytest.approx(2.0) and "n held-out 900" in cells["O"]["text"]
