@@ -175,7 +175,7 @@ def findings_html(headline_paths: list, out_html, atlas_paths: list | None = Non
         unit = units(target)
         parts.append(f"<h3>{html.escape(str(dataset))}: {html.escape(target.replace('_', ' '))} ({unit})</h3>")
         parts += [f"<p>{sentence}</p>" for sentence in _sentences(group, target)]
-        header = ["split", "model", "seeds", f"ID test MAE", f"held-out MAE", f"control's held-out MAE", "held-out / control"]
+        header = ["split", "model", "seeds", "ID test MAE", "held-out MAE", "control's held-out MAE", "held-out / control"]
         rows = []
         for r in group.to_dict("records"):
             cells = [f'<td class="text">{html.escape(r["split"])}</td>', f'<td class="text">{model_name(r["model"])}</td>',

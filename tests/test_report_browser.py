@@ -121,7 +121,6 @@ def test_landing_page_states_the_findings_first(browser, report):
     box, sidebar = findings.bounding_box(), page.locator("nav").first.bounding_box()
     assert box["x"] >= sidebar["x"] + sidebar["width"], (box, sidebar)  # not under the sidebar
     assert box["x"] + box["width"] <= VIEWPORT["width"], box
-    page.screenshot(path=str(report.with_name("landing.png")))
     assert not errors, errors
     page.close()
 
