@@ -6,7 +6,6 @@ the stored graphs, dropping (and counting) crystals that have no graph or no val
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -411,7 +411,6 @@ def write_split(materials_path: str | Path, name: str, definitions: list[dict], 
 
 def split_stats(materials_path: str | Path, split_paths: list[str | Path], out_path: str | Path) -> pd.DataFrame:
     """Per split and set: count, how many contain each omitted element, mean and std of each target."""
-    import json
 
     materials = load_materials(materials_path)
     targets = target_columns(materials)

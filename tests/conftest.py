@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,86 @@ def copy_workflow(dest: Path) -> Path:
         elif source.exists():
             shutil.copy(source, dest / name)
     return dest
+
+
+TINY_CONFIG = """
+datasets:
+  tiny:
+    source: table
+    path: tiny.parquet
+    id_column: id
+    structure_column: structure
+    targets: {formation_energy_per_atom: formation_energy_per_atom}
+splits: [{omit: Fe}]
+split_options: {min_ood: 3, val_fraction: 0.15, id_test_fraction: 0.2}
+targets: [formation_energy_per_atom]
+models: [cgcnn, schnet]
+seeds: [0]
+model_options: {cgcnn: {hidden: 16, layers: 2}, schnet: {hidden: 16, filters: 16, interactions: 2}}
+training: {epochs: 3, batch_size: 8, patience: 3, threads: 1}
+landscape:
+  grid_1d: {points: 5}
+  grid_2d: {points: 5}
+  max_crystals: 12
+  chunks: 2
+  compile: never
+  hessian: {lanczos_steps: 4, trace_samples: 2, slq_runs: 1, seeds: 2}
+attribution: {max_crystals: 8, ig_steps: 4}
+topology: {radius: 4.0}
+"""
+
+
+def tiny_table(path):
+    """48 real crystals of the embedded demo, 12 with Fe, written as a table of pymatgen dicts."""
+    import json
+
+    import pandas as pd
+    from pymatgen.core.periodic_table import Element
+
+    from matprobe.sources import EMBEDDED_FILE
+    from matprobe.structures import Crystal
+
+    demo = pd.read_parquet(EMBEDDED_FILE)
+
+    iron = demo["numbers"].map(lambda numbers: Element("Fe").Z in set(numbers))
+    small = demo["numbers"].map(len) <= 12
+    chosen = pd.concat([demo[iron & small].head(12), demo[~iron & small].head(36)])
+    rows = [{"id": r.id, "formation_energy_per_atom": r.formation_energy_per_atom,
+             "structure": json.dumps(Crystal.from_row(r._asdict()).to_pymatgen().as_dict())} for r in chosen.itertuples()]
+    pd.DataFrame(rows).to_parquet(path)
+
+
+@dataclass
+class TinyRun:
+    """The whole workflow, run once on the tiny dataset, and its HTML report (results/report.html)."""
+    workdir: Path
+    package: Path  # the copy of the package the run imports, which a test may edit to see what re-runs
+    env: dict
+
+    def snakemake(self, *args, timeout=1200):
+        return subprocess.run(["snakemake", *args, "--configfile", "tiny.yaml"], cwd=self.workdir, capture_output=True,
+                              text=True, timeout=timeout, env=self.env)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """Run once per test session and shared (a few minutes on two cores): the end-to-end test checks its outputs, the
+    browser test opens its report."""
+    import matprobe
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    workdir = copy_workflow(root / "wf")
+    tiny_table(workdir / "tiny.parquet")
+    (workdir / "tiny.yaml").write_text(TINY_CONFIG)
+    package = root / "package"
+    shutil.copytree(Path(matprobe.__file__).parent, package / "matprobe", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")]))}
+    run = TinyRun(workdir, package, env)
+    done = run.snakemake("--cores", "2")
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = run.snakemake("--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    return run
 
 
 def random_lattice_points(rng: np.random.Generator, n: int) -> np.ndarray:

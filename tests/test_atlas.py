@@ -10,6 +10,10 @@ import pytest
 from conftest import copy_workflow
 from matprobe import MatprobeError
 from matprobe.atlas import PREDICTORS, atlas_table, hypothesis_table, per_seed, rank_correlation, rank_correlation_gain
+from matprobe.atlas import atlas_table as _atlas_table
+from matprobe.atlas import (check_options, failure_call, joint_failure_draws, paired_runs, pooled_errors, ratio_stats,
+                            write_atlas)
+from matprobe.config import validate_config
 from matprobe.splits import cgcnn_split, expand_sweeps, make_split, read_ids_file, split_names
 
 ELEMENTS = pd.Series([["Fe", "O"]] * 30 + [["O", "Si"]] * 50 + [["Na", "Cl"]] * 600 + [["Cu"]] * 12 + [["S", "Zn"]] * 40)
@@ -181,9 +185,6 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
 
 # ---- paired scoring, the failure rule and the offset question (issue 36) -------------------------------------------
 
-from matprobe.atlas import (atlas_table as _atlas_table, check_options, failure_call, joint_failure_draws, offset_call,  # noqa: E402
-                            paired_runs, pooled_errors, ratio_stats, write_atlas)
-from matprobe.config import validate_config  # noqa: E402
 
 OPTIONS = {"failure_threshold": 1.5, "min_paired": 20, "family": "chemical_system", "bootstrap_resamples": 500, "seed": 0,
            "offset": {"k": [1, 3, 10, 30], "draws": 20, "small_k": 10, "partial": 0.5}}

@@ -13,7 +13,6 @@ import functools
 import re
 import subprocess
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 

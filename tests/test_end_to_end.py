@@ -1,77 +1,17 @@
 """The whole workflow through snakemake on a tiny dataset the test writes, then the HTML report."""
 
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-import matprobe
-from conftest import copy_workflow
-from matprobe.sources import EMBEDDED_FILE
-
-CONFIG = """
-datasets:
-  tiny:
-    source: table
-    path: tiny.parquet
-    id_column: id
-    structure_column: structure
-    targets: {formation_energy_per_atom: formation_energy_per_atom}
-splits: [{omit: Fe}]
-split_options: {min_ood: 3, val_fraction: 0.15, id_test_fraction: 0.2}
-targets: [formation_energy_per_atom]
-models: [cgcnn, schnet]
-seeds: [0]
-model_options: {cgcnn: {hidden: 16, layers: 2}, schnet: {hidden: 16, filters: 16, interactions: 2}}
-training: {epochs: 3, batch_size: 8, patience: 3, threads: 1}
-landscape:
-  grid_1d: {points: 5}
-  grid_2d: {points: 5}
-  max_crystals: 12
-  chunks: 2
-  compile: never
-  hessian: {lanczos_steps: 4, trace_samples: 2, slq_runs: 1, seeds: 2}
-attribution: {max_crystals: 8, ig_steps: 4}
-topology: {radius: 4.0}
-"""
-
-
-def _tiny_table(path):
-    """48 real crystals of the embedded demo, 12 with Fe, written as a table of pymatgen dicts."""
-    import json
-
-    from matprobe.structures import Crystal
-
-    demo = pd.read_parquet(EMBEDDED_FILE)
-    from pymatgen.core.periodic_table import Element
-
-    iron = demo["numbers"].map(lambda numbers: Element("Fe").Z in set(numbers))
-    small = demo["numbers"].map(len) <= 12
-    chosen = pd.concat([demo[iron & small].head(12), demo[~iron & small].head(36)])
-    rows = [{"id": r.id, "formation_energy_per_atom": r.formation_energy_per_atom,
-             "structure": json.dumps(Crystal.from_row(r._asdict()).to_pymatgen().as_dict())} for r in chosen.itertuples()]
-    pd.DataFrame(rows).to_parquet(path)
-
 
 @pytest.mark.slow
-def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
-    workdir = copy_workflow(tmp_path / "wf")
-    _tiny_table(workdir / "tiny.parquet")
-    (workdir / "tiny.yaml").write_text(CONFIG)
-    # The run imports a copy of the package, so that the test can edit a plotting function below.
-    package = tmp_path / "package"
-    shutil.copytree(Path(matprobe.__file__).parent, package / "matprobe", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")]))}
-
-    def snakemake(*args):
-        return subprocess.run(["snakemake", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True, text=True,
-                              timeout=1200, env=env)
-
-    run = snakemake("--cores", "2")
-    assert run.returncode == 0, run.stderr[-4000:]
+@pytest.mark.timeout(1800)  # the shared tiny run is made inside this test's time when it comes first
+def test_whole_workflow_on_a_tiny_dataset_and_its_report(tiny_run):
+    # tiny_run (conftest) has run the whole workflow and made its report; the run imports a copy of the package, so
+    # that the test can edit a plotting function below.
+    workdir, package, env, snakemake = tiny_run.workdir, tiny_run.package, tiny_run.env, tiny_run.snakemake
     plan = snakemake("-n")
     assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr  # every declared output exists
     study = workdir / "results/studies/default"
@@ -94,8 +34,6 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tmp_path):
     assert "| formation_energy_per_atom | omit-Fe | cgcnn |" in (study / "summary/tiny/headline.md").read_text()
     worst = pd.read_csv(study / "summary/tiny/worst_predictions.csv")
     assert set(worst["set"]) == {"train", "id_test", "ood_test"} and worst["reduced_formula"].notna().all()
-    report = snakemake("--report", "results/report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
     assert (workdir / "results/report.html").stat().st_size > 100_000
     # editing a plotting function of one family (matprobe/figures/landscapes.py, an input of that family's figure
     # jobs) re-runs that family's figures only

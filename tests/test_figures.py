@@ -47,8 +47,6 @@ def test_the_four_sets_have_colours_told_apart_at_a_glance():
 
 
 def _headline_rows():
-    from matprobe.report_views import findings_table  # noqa: F401  (the module under test below)
-
     rows = []
     for split, ood in (("omit-Fe", 0.2), ("omit-Fe-control", 0.1), ("omit-O", 1.2), ("omit-O-control", 0.3)):
         for model, scale in (("cgcnn", 1.0), ("schnet", 2.0)):

@@ -221,8 +221,6 @@ def test_grids():
         except Exception as error:  # noqa: BLE001
             one_line(error)
             continue
-        import numpy as np
-
         accepted = config["landscape"]["grid_2d"]
         assert np.isclose(np.linspace(*accepted["range"], accepted["points"]), 0.0).any()
 

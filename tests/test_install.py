@@ -4,14 +4,12 @@ that target, the report a partial run can have (docs/outputs.md, "Report")."""
 
 import os
 import re
-import shlex
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, copy_workflow
-from test_end_to_end import CONFIG, _tiny_table
+from conftest import REPO, TINY_CONFIG, copy_workflow, tiny_table
 
 
 def readme_install_line() -> list[str]:
@@ -42,8 +40,8 @@ def test_the_readme_install_line_alone_makes_the_report_of_a_partial_run(tmp_pat
     assert probe.stdout.strip() == "['pygments']", probe.stdout + probe.stderr
 
     workdir = copy_workflow(tmp_path / "wf")
-    _tiny_table(workdir / "tiny.parquet")
-    (workdir / "tiny.yaml").write_text(CONFIG.replace("models: [cgcnn, schnet]", "models: [cgcnn]"))
+    tiny_table(workdir / "tiny.parquet")
+    (workdir / "tiny.yaml").write_text(TINY_CONFIG.replace("models: [cgcnn, schnet]", "models: [cgcnn]"))
 
     def snakemake(*args):
         return subprocess.run([str(bin_dir / "snakemake"), *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True,

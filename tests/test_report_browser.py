@@ -1,5 +1,5 @@
-"""The HTML report as a reader sees it: built from a tiny finished run (the figures and knobs_all targets of the tiny
-dataset of test_end_to_end) and opened in headless Chromium through Playwright at 1400×900. Fails on a console error, a
+"""The HTML report as a reader sees it: the report of the tiny run that the end-to-end test checks (conftest's tiny_run,
+made once per session) opened in headless Chromium through Playwright at 1400×900. Fails on a console error, a
 landing page without the findings table, a figure shown at less than half its native width, or an interactive view
 that renders empty. Under CI=true it always runs (Chromium installed from the distribution's packages when
 missing, as the SLURM tests install theirs); elsewhere it skips with one line naming what is missing."""
@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_workflow
-from test_end_to_end import CONFIG, _tiny_table
 
 # the first test builds the tiny run's report (a few minutes on two cores) inside its own time limit
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -66,28 +64,14 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, browser) -> Path:
-    """The report of the figures and knobs_all targets on the tiny dataset (a few minutes on two cores), or the report that
-    MATPROBE_REPORT_HTML names (e.g. the demo's results/report.html), built already."""
+def report(browser, request) -> Path:
+    """The tiny run's report, or the report that MATPROBE_REPORT_HTML names (e.g. the demo's results/report.html)."""
     given = os.environ.get("MATPROBE_REPORT_HTML")
     if given:
         if not Path(given).is_file():
             pytest.fail(f"MATPROBE_REPORT_HTML={given}: no such report")
         return Path(given)
-    workdir = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
-    _tiny_table(workdir / "tiny.parquet")
-    (workdir / "tiny.yaml").write_text(CONFIG)
-
-    def snakemake(*args):
-        # the figures and the knob figures (the probe maps are left out: the costliest figures, and like the others)
-        return subprocess.run(["snakemake", "figures", "knobs_all", *args, "--configfile", "tiny.yaml"], cwd=workdir, capture_output=True,
-                              text=True, timeout=1500)
-
-    run = snakemake("--cores", "2")
-    assert run.returncode == 0, run.stderr[-4000:]
-    made = snakemake("--report", "report.html")
-    assert made.returncode == 0, made.stderr[-3000:]
-    return workdir / "report.html"
+    return request.getfixturevalue("tiny_run").workdir / "results" / "report.html"
 
 
 def _open(browser, report: Path):

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from matprobe.figures.style import PALETTE, SET_LABELS, periodic_table, save, set_colors, units
-from matprobe.sets import SETS
+from matprobe.figures.style import SET_LABELS, periodic_table, save, set_colors, units
 from matprobe.features import element_properties
 
 

@@ -8,10 +8,8 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from matprobe.figures.style import (PALETTE, SET_LABELS, read_json, save, seed_counts, set_colors, split_model_order,
-                                    split_order, target_name, units)
+from matprobe.figures.style import (SET_LABELS, read_json, save, set_colors, target_name, units)
 from matprobe.sets import SETS
 
 

@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from matprobe.figures.style import (PALETTE, SET_LABELS, read_json, save, seed_counts, set_colors, split_model_order,
-                                    split_order, target_name, units)
-from matprobe.sets import SETS
+from matprobe.figures.style import (PALETTE, SET_LABELS, save, set_colors)
 
 
 def topology_figure(correlations_path, diagrams_path, curves_path, out_png) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
-import numpy as np
 import pandas as pd
 import seaborn as sns
 
