@@ -347,8 +347,13 @@ def _atlas_view(atlas: pd.DataFrame) -> dict:
             text = f"{element.symbol} held out: held-out / control {ratio:.2f}"
             if "ood_over_control_low" in record:
                 text += f" ({record['ood_over_control_low']:.2f}–{record['ood_over_control_high']:.2f})"
-            text += f"\nheld-out MAE {_fmt(record.get('ood_mae'))}, control's {_fmt(record.get('control_ood_mae'))}"
-            text += f"\nn held-out {record.get('n_ood')}, seeds {record.get('seeds')}"
+            if "paired_ood_mae" in record:  # both models scored on the same held-out crystals (matprobe.atlas)
+                text += (f"\nMAE on the {record.get('n_paired')} paired crystals ({record.get('n_families')} chemical systems): "
+                         f"{_fmt(record['paired_ood_mae'])}, control's {_fmt(record.get('paired_control_mae'))}")
+            else:
+                text += f"\nheld-out MAE {_fmt(record.get('ood_mae'))}, control's {_fmt(record.get('control_ood_mae'))}"
+                text += f"\nn held-out {record.get('n_ood')}"
+            text += f"\nseeds {record.get('seeds')}"
             if "call" in record:
                 text += f"\ncall: {record['call']}"
             value = float(np.log2(max(ratio, 1e-3))) if np.isfinite(ratio) else 0.0

@@ -177,3 +177,8 @@ def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(
     assert (cells["O"]["x"], cells["O"]["y"]) == (16, 2) and (cells["Fe"]["x"], cells["Fe"]["y"]) == (8, 4)
     assert (cells["La"]["x"], cells["La"]["y"]) == (3, 8)  # the lanthanides' row below the table
     assert cells["O"]["value"] == pytest.approx(2.0) and "n held-out 900" in cells["O"]["text"]
+    # the atlas of matprobe.atlas scores both models on the same crystals: the hover gives those errors and sizes
+    paired = atlas.assign(paired_ood_mae=[1.1, 0.21, 0.5, 0.3], paired_control_mae=[0.28, 0.19, 0.25, 0.2],
+                          n_paired=[490, 36, 12, 80], n_families=[443, 34, 11, 70], call="fails")
+    text = {cell["symbol"]: cell["text"] for cell in _atlas_view(paired)["panels"][0]["cells"]}["O"]
+    assert "MAE on the 490 paired crystals (443 chemical systems): 1.100, control's 0.280" in text and "call: fails" in text
