@@ -46,7 +46,7 @@ the tests compare the kernel with it, and it alone runs over the rationals (modu
 Cost (bench/path_homology.py; bench/RESULTS.md has the numbers and the commands): on 235 orbits of 20 crystals
 of mp_cgcnn_36k, the kernel computed β_0..β_2 9.7x faster than the SymPy code at 4 Å (34x at 5 Å), and β_0..β_1
 5-22x faster than grpphati's β_1 at 3.5-5 Å; crystal_descriptors at 4 Å ran 8.2x faster. All of mp_cgcnn_36k at
-4 Å took 10.3 min of CPU on two processes (59 min before). A neighbourhood's cost grows steeply with the
+4 Å took 5 min 58 s on two processes of a nearly idle machine, 9.3 min of CPU (30 min and 59 min of CPU before). A neighbourhood's cost grows steeply with the
 radius (the largest |A_3| of the 576 orbits of 60 crystals: 6,229 paths at 4 Å, 87,398 at 5 Å), so max_paths
 (config path_homology.max_paths) stops a neighbourhood whose path spaces would be too large, before the
 memory is taken, with one line naming the crystal and the atom. The step only sets where the curves are
