@@ -225,18 +225,22 @@ def test_grids():
         assert np.isclose(np.linspace(*accepted["range"], accepted["points"]), 0.0).any()
 
 
+def damaged(data: bytes, rng: random.Random, truncate: bool) -> bytes:
+    """A file cut short at a random byte (never empty, never whole), or with a few bytes flipped."""
+    if truncate:
+        return data[: rng.randrange(1, len(data) - 1)]
+    out = bytearray(data)
+    for _ in range(rng.randrange(1, 8)):
+        out[rng.randrange(len(out))] ^= rng.randrange(1, 256)
+    return bytes(out)
+
+
 def test_model_files(tiny_model, tmp_path):
     rng = random.Random(5)
     good = tiny_model.read_bytes()
     for case in range(30):
-        data = bytearray(good)
-        if case % 2:
-            data = data[: rng.randrange(len(data))]
-        else:
-            for _ in range(rng.randrange(1, 8)):
-                data[rng.randrange(len(data))] ^= rng.randrange(1, 256)
         path = tmp_path / f"model{case}.pt"
-        path.write_bytes(bytes(data))
+        path.write_bytes(damaged(good, rng, truncate=bool(case % 2)))
         try:
             load_trained_model(path)
         except Exception as error:  # noqa: BLE001
@@ -366,14 +370,8 @@ def test_truncated_and_altered_caches(small, tiny_model, tmp_path, kind):
     rng = random.Random(f"cache-{kind}")
     outcomes = []
     for case in range(16):
-        damaged = bytearray(data)
-        if case % 2:
-            damaged = damaged[: rng.randrange(1, len(data) - 1)]
-        else:
-            for _ in range(rng.randrange(1, 6)):
-                damaged[rng.randrange(len(damaged))] ^= rng.randrange(1, 256)
         path = tmp_path / f"{case}-{good.name}"
-        path.write_bytes(bytes(damaged))
+        path.write_bytes(damaged(data, rng, truncate=bool(case % 2)))
         try:
             check_file(kind, path)
         except Exception as error:  # noqa: BLE001
@@ -382,6 +380,6 @@ def test_truncated_and_altered_caches(small, tiny_model, tmp_path, kind):
             outcomes.append("refused")
             continue
         if case % 2 and kind != "split":  # a truncated binary file never passes
-            pytest.fail(f"{path}: truncated to {len(damaged)} of {len(data)} bytes, yet passed")
+            pytest.fail(f"{path}: truncated to {path.stat().st_size} of {len(data)} bytes, yet passed")
         outcomes.append("passed")
     assert outcomes.count("refused") >= 8, outcomes
