@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, tiny_table
 from matprobe import MatprobeError
 from matprobe.config import validate_config
 from matprobe.data import normalise_dataset
@@ -503,10 +503,8 @@ def test_16_a_hand_placed_download_that_fails_its_checksum_keeps_the_earlier_tab
 def test_16_a_truncated_model_or_graph_cache_fails_before_anything_made_from_it_is_deleted(tmp_path):
     import os
 
-    from test_end_to_end import _tiny_table
-
     workdir = copy_workflow(tmp_path / "wf")
-    _tiny_table(workdir / "tiny.parquet")
+    tiny_table(workdir / "tiny.parquet")
     (workdir / "c.yaml").write_text(
         "datasets:\n  tiny: {source: table, path: tiny.parquet, targets: {formation_energy_per_atom: formation_energy_per_atom}}\n"
         "splits: [{omit: Fe}]\nsplit_options: {min_ood: 3, val_fraction: 0.15, id_test_fraction: 0.2, controls: false}\n"
