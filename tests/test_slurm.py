@@ -66,7 +66,8 @@ EPOCHS = 20
 MAX_THREADS = 2  # the test's "smallest node": a rule's `threads: 8` becomes 2
 CANCELLED_SPLIT, PLAIN_SPLIT = "omit-O", "omit-O-control"  # trained on SLURM: cancelled and resumed; in one go
 GPU_RULES = {"train_model", "landscape_directions", "landscape_chunk", "landscape_hessian"}
-UPSTREAM_RULES = ("normalise_dataset", "build_graphs", "make_split")
+# with the stamps of their verification jobs (rules/verify.smk), which the jobs downstream take as inputs
+UPSTREAM_RULES = ("normalise_dataset", "build_graphs", "make_split", "verify_materials", "verify_graphs", "verify_split")
 SLURM_TIMEOUT = 300  # the run takes about 100 s on 2 shared cores
 NOTICE_LIMIT = 100  # seconds from scancel until Snakemake must have seen the job fail (checks come at most ~45 s apart)
 

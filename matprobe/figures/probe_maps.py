@@ -22,7 +22,7 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
     crystals = list(dict.fromkeys(zip(maps["role"], maps["id"])))
     kinds = list(dict.fromkeys(maps["probe_kind"]))
     rows = [(kind, split) for kind in kinds for split in splits]
-    fig, axes = plt.subplots(len(rows), len(crystals), figsize=(3.3 * len(crystals) + 1.2, 3.0 * len(rows)), squeeze=False,
+    fig, axes = plt.subplots(len(rows), len(crystals), figsize=(2.4 * len(crystals) + 1.0, 2.3 * len(rows)), squeeze=False,
                              constrained_layout=True)
     props = element_properties()
     symbols, radii = props["symbol"].to_dict(), props["covalent_radius"].to_dict()
@@ -70,7 +70,8 @@ def probe_map_figure(splits: list[str], maps_paths: list, atoms_paths: list, tar
         columns = [axes[r, c] for r, (row_kind, _) in enumerate(rows) if row_kind == kind for c in range(len(crystals))]
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=columns, shrink=0.8,
                      label=f"{KIND_LABELS.get(kind, kind)} probe's contribution ({units(target)})")
-    fig.suptitle(f"Probe maps ({target_name(target)}): the contribution the model gives a probe atom at each point of a plane "
-                 "(dark: most negative)\nomission above its control on one colour scale per kind of probe; white discs: atoms "
+    # short lines: the figure is read at the report's width, and a long title would set it
+    fig.suptitle(f"Probe maps ({target_name(target)}): the contribution the model gives a probe atom\nat each point of a "
+                 "plane (dark: most negative); omission above its control, one colour scale per probe kind;\nwhite discs: atoms "
                  "within 0.6 Å of the plane; blank: closer than the mask distance to an atom", fontsize=9)
     save(fig, out_png)
