@@ -7,11 +7,9 @@ Beside it, rejected.parquet (id, reason, detail) and summary.json."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
-import multiprocessing
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 from matprobe import MatprobeError
 from matprobe.download import record_checksum, sha256_of, verify
 from matprobe.io import write_json, write_parquet
+from matprobe.parallel import parallel_map
 from matprobe.sources import RawRecord, iter_records, local_inputs, remote_files, resolve_targets
 from matprobe.structures import (
     DUPLICATE_ID,
@@ -166,17 +165,10 @@ def normalise_records(records: Iterable[RawRecord], min_distance: float, threads
     work = ((record, min_distance) for record in unique(records))
     accepted, rejected, refused = [], [], []
     bar = tqdm(desc="normalise", unit="crystal", disable=not progress, mininterval=2.0)
-    with contextlib.ExitStack() as stack:
-        if threads > 1:
-            # fork shares the already imported pymatgen; chunks amortise the pickling of CIF texts
-            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(threads))
-            results = pool.imap(_normalise_star, work, chunksize=64)
-        else:
-            results = map(_normalise_star, work)
-        for row, rejection, refused_values in results:
-            (accepted.append(row) if row is not None else rejected.append(rejection))
-            refused += refused_values
-            bar.update()
+    for row, rejection, refused_values in parallel_map(_normalise_star, work, threads, chunksize=64):
+        (accepted.append(row) if row is not None else rejected.append(rejection))
+        refused += refused_values
+        bar.update()
     bar.close()
     return accepted, rejected + duplicates, refused
 

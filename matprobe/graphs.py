@@ -12,7 +12,6 @@ one file of concatenated tensors (PyG's InMemoryDataset layout) that loads with 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from matprobe.data import load_materials
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.layout import GRAPH_FORMAT
 from matprobe.models import regular_neighbors
+from matprobe.parallel import parallel_map
 from matprobe.structures import Crystal, RejectedStructure
 
 log = logging.getLogger("matprobe.graphs")
@@ -119,16 +119,9 @@ def build_graphs(
     work = ((r.id, r.lattice, r.frac_coords, r.numbers, cutoff, max_neighbors) for r in table.itertuples(index=False))
     ids, graphs, rejected = [], [], []
     bar = tqdm(total=len(table), desc="graphs", unit="crystal", disable=not progress, mininterval=2.0)
-    if threads > 1:
-        with multiprocessing.get_context("fork").Pool(threads) as pool:
-            results = pool.imap(_build_row, work, chunksize=32)
-            for row_id, graph, problem in results:
-                _collect(row_id, graph, problem, ids, graphs, rejected)
-                bar.update()
-    else:
-        for row_id, graph, problem in map(_build_row, work):
-            _collect(row_id, graph, problem, ids, graphs, rejected)
-            bar.update()
+    for row_id, graph, problem in parallel_map(_build_row, work, threads, chunksize=32):
+        _collect(row_id, graph, problem, ids, graphs, rejected)
+        bar.update()
     bar.close()
     if not graphs:
         raise MatprobeError(f"{materials_path}: no crystal gave a graph (cutoff {cutoff} A)")

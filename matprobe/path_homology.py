@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
 import time
 import warnings
 
@@ -65,6 +64,7 @@ import pandas as pd
 from numba import njit
 
 from matprobe import MatprobeError
+from matprobe.parallel import parallel_map
 
 log = logging.getLogger("matprobe.path_homology")
 
@@ -1039,13 +1039,8 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     betti_curves(3, [(0, 1), (1, 2), (0, 2)], [1.0, 2.0, 3.0])  # compile (or load) the kernel once, before any fork
     results = []
     with tqdm(total=len(table), desc="path homology", unit="crystal", disable=not progress, mininterval=2.0) as bar:
-        if threads > 1:
-            with multiprocessing.get_context("fork").Pool(threads) as pool:
-                for result in pool.imap(_crystal_row, work, chunksize=8):
-                    results.append(result), bar.update()
-        else:
-            for result in map(_crystal_row, work):
-                results.append(result), bar.update()
+        for result in parallel_map(_crystal_row, work, threads, chunksize=8):
+            results.append(result), bar.update()
     names = descriptor_names(max_dim)
     frame = pd.DataFrame(np.array([r[3] for r in results]).reshape(len(results), len(names)), columns=names)
     frame.insert(0, "id", [r[0] for r in results])

@@ -14,7 +14,6 @@ edges ordered by electronegativity, is matprobe.path_homology."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 
 from matprobe.data import load_materials
 from matprobe.io import write_json, write_parquet
+from matprobe.parallel import parallel_map
 from matprobe.structures import Crystal
 
 log = logging.getLogger("matprobe.topology")
@@ -99,13 +99,8 @@ def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0,
     work = ((r.id, r.lattice, r.frac_coords, r.numbers, radius) for r in table.itertuples(index=False))
     ids, rows = [], []
     with tqdm(total=len(table), desc="topology", unit="crystal", disable=not progress, mininterval=2.0) as bar:
-        if threads > 1:
-            with multiprocessing.get_context("fork").Pool(threads) as pool:
-                for row_id, descriptor in pool.imap(_descriptor_row, work, chunksize=16):
-                    ids.append(row_id), rows.append(descriptor), bar.update()
-        else:
-            for row_id, descriptor in map(_descriptor_row, work):
-                ids.append(row_id), rows.append(descriptor), bar.update()
+        for row_id, descriptor in parallel_map(_descriptor_row, work, threads, chunksize=16):
+            ids.append(row_id), rows.append(descriptor), bar.update()
     frame = pd.DataFrame(np.array([atoms.mean(axis=0) for atoms in rows]), columns=DESCRIPTORS)
     frame.insert(0, "id", ids)
     write_parquet(frame, out_path)
