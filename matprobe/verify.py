@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 from matprobe import MatprobeError
+from matprobe.data import STRUCTURE_COLUMNS
 from matprobe.io import write_json
 
 KINDS = ("downloads", "materials", "graphs", "split", "model")
@@ -44,7 +45,7 @@ def check_file(kind: str, path: str | Path, spec: dict | None = None) -> dict:
             raise MatprobeError(f"{path}: not a readable materials table ({type(exc).__name__}); delete it and run "
                                 "`snakemake data` to rebuild it (the graphs, splits and models made from it are kept "
                                 "until then)") from None
-        missing = sorted({"id", "lattice", "frac_coords", "numbers"} - columns)  # matprobe.data.STRUCTURE_COLUMNS
+        missing = sorted({"id", *STRUCTURE_COLUMNS} - columns)
         if missing:
             raise MatprobeError(f"{path}: not a matprobe materials table (missing {missing}); delete it and run `snakemake data`")
     elif kind == "graphs":
