@@ -5,7 +5,7 @@ from snakemake.utils import min_version
 
 from matprobe import MatprobeError
 from matprobe.config import validate_config
-from matprobe.report_hint import explain_missing_report_files
+from matprobe.report.hint import explain_missing_report_files
 
 min_version("9.0")
 

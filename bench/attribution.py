@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matprobe.attribution import atom_contributions, element_embedding_analysis, integrated_gradients, trim_attributions
-from matprobe.models import build_model
-from matprobe.structures import check_crystal, parse_cif
-from matprobe.topology import crystal_descriptor
+from matprobe.probes.attribution import atom_contributions, element_embedding_analysis, integrated_gradients, trim_attributions
+from matprobe.models.architectures import build_model
+from matprobe.inputs.structures import check_crystal, parse_cif
+from matprobe.probes.topology import crystal_descriptor
 from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 

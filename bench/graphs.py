@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from matprobe.graphs import build_graph
-from matprobe.structures import check_crystal, parse_cif
+from matprobe.prepare.graphs import build_graph
+from matprobe.inputs.structures import check_crystal, parse_cif
 
 REPO = Path(__file__).resolve().parent.parent
 

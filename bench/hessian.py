@@ -18,10 +18,10 @@ import time
 import torch
 from torch_geometric.data import Batch
 
-from matprobe.graphs import symmetry_reduced
-from matprobe.hessian import hessian_summary, set_hvp
-from matprobe.landscape import EvalSet, PreparedBatch, direction_parameters
-from matprobe.models import build_model, regular_neighbors
+from matprobe.prepare.graphs import symmetry_reduced
+from matprobe.probes.hessian import hessian_summary, set_hvp
+from matprobe.probes.landscape import EvalSet, PreparedBatch, direction_parameters
+from matprobe.models.architectures import build_model, regular_neighbors
 from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from matprobe.landscape import (
+from matprobe.probes.landscape import (
     EvalSet,
     LandscapeEvaluator,
     PreparedBatch,
@@ -34,8 +34,8 @@ from matprobe.landscape import (
     perturbed_state_dict,
     random_directions,
 )
-from matprobe.graphs import symmetry_reduced
-from matprobe.models import build_model, regular_neighbors
+from matprobe.prepare.graphs import symmetry_reduced
+from matprobe.models.architectures import build_model, regular_neighbors
 from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR, load_real_graph_data
 
@@ -134,7 +134,7 @@ def main() -> None:
 
 def time_hvp(model, full, reduced, prepare, weights, repeats: int = 3) -> None:
     """One Hessian-vector product over a whole set (torch.func vjp of grad), on the full and the reduced graphs."""
-    from matprobe.hessian import set_hvp
+    from matprobe.probes.hessian import set_hvp
 
     vector = torch.randn(sum(w.numel() for w in weights.values()), generator=torch.Generator().manual_seed(0)).to(next(iter(weights.values())).device)
     seconds = {}

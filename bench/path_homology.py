@@ -17,7 +17,7 @@ matprobe without its pins (`pip install --no-deps grpphati==0.4.1 lophat==0.9.2`
 networkx 3 as far as it is used here); without it its columns are left out. grpphati computes over Z/2,
 matprobe over GF(2^61 - 1): a digraph whose homology had 2-torsion would differ, and the agreement column counts it.
 
-The second form times matprobe.path_homology.crystal_descriptors now for each setting (radius:step:max_dim)
+The second form times matprobe.probes.path_homology.crystal_descriptors now for each setting (radius:step:max_dim)
 and extrapolates CPU seconds per crystal to all 36,738 crystals on 2 processes (CIF parsing excluded: the
 workflow reads parsed crystals)."""
 
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-import matprobe.path_homology as ph
-from matprobe.structures import check_crystal, parse_cif
+import matprobe.probes.path_homology as ph
+from matprobe.inputs.structures import check_crystal, parse_cif
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_CRYSTALS = 36_738
@@ -85,11 +85,11 @@ def speed(crystals, settings: list[str], rounds: int) -> None:
 # ---------------------------------------------------------------- side by side: before, now, grpphati
 
 def load_before(commit: str):
-    """matprobe/path_homology.py as it was at `commit`, loaded as a module of its own."""
-    source = subprocess.run(["git", "show", f"{commit}:matprobe/path_homology.py"], cwd=REPO, check=True,
+    """matprobe/probes/path_homology.py as it was at `commit`, loaded as a module of its own."""
+    source = subprocess.run(["git", "show", f"{commit}:matprobe/probes/path_homology.py"], cwd=REPO, check=True,
                             capture_output=True, text=True).stdout
     module = types.ModuleType("path_homology_before")
-    module.__file__ = f"{commit}:matprobe/path_homology.py"
+    module.__file__ = f"{commit}:matprobe/probes/path_homology.py"
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     return module
 
@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--radii", type=float, nargs="+", default=[3.5, 4.0, 4.5, 5.0])
     parser.add_argument("--random", type=int, default=200, help="small random digraphs")
-    parser.add_argument("--before", default="d3d96b9", help="the commit whose matprobe/path_homology.py is 'before'")
+    parser.add_argument("--before", default="d3d96b9", help="the commit whose matprobe/probes/path_homology.py is 'before'")
     parser.add_argument("--settings", nargs="+", help="radius:step:max_dim: time crystal_descriptors now instead")
     parser.add_argument("--tar", default=str(REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz"))
     args = parser.parse_args()

@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 
-from matprobe.models import build_model
-from matprobe.probe_maps import plane_positions, probe_map
-from matprobe.structures import check_crystal, parse_cif
+from matprobe.models.architectures import build_model
+from matprobe.probes.probe_maps import plane_positions, probe_map
+from matprobe.inputs.structures import check_crystal, parse_cif
 from matprobe.runtime import Runtime
 from real_data import DEFAULT_TAR
 

@@ -13,9 +13,9 @@ DEFAULT_TAR = REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz"
 
 def load_real_graph_data(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_column: int = 1):
     """PyG Data objects with standardised formation energies (id_prop column 1) as `y`."""
-    from matprobe.graphs import build_graph, collate_graphs
-    from matprobe.structures import check_crystal, parse_cif
-    from matprobe.sets import graph_data
+    from matprobe.prepare.graphs import build_graph, collate_graphs
+    from matprobe.inputs.structures import check_crystal, parse_cif
+    from matprobe.prepare.sets import graph_data
 
     ids, graphs = [], []
     with tarfile.open(tar_path) as tar:

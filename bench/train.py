@@ -24,8 +24,8 @@ from real_data import DEFAULT_TAR, load_real_graph_data
 
 
 def _measure(model_name, data, epochs, threads, keep_denormals, queue):
-    import matprobe.models as models
-    from matprobe.models import build_model, regular_neighbors
+    import matprobe.models.architectures as models
+    from matprobe.models.architectures import build_model, regular_neighbors
     from torch_geometric.loader import DataLoader
 
     torch.set_num_threads(threads)
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tar", default=str(DEFAULT_TAR))
     args = parser.parse_args()
-    from matprobe.graphs import symmetry_reduced
+    from matprobe.prepare.graphs import symmetry_reduced
 
     data = load_real_graph_data(Path(args.tar), args.n)
     started = time.perf_counter()

@@ -154,7 +154,7 @@ def _check_splits(config: dict[str, Any]) -> None:
             raise MatprobeError(f"config: splits.{k}: published: no dataset is given as one file per set (`sets`)")
         if kinds[0] == "ids_file":
             # its set names now, not after the data stage has run (its ids need the materials table: the split job)
-            from matprobe.splits import check_ids_file
+            from matprobe.prepare.splits import check_ids_file
 
             try:
                 check_ids_file(definition["ids_file"])
@@ -166,7 +166,7 @@ def _check_elements(config: dict[str, Any]) -> None:
     """Element symbols of the splits against the periodic table (H to Og), with a hint for the wrong case."""
     from ase.data import chemical_symbols
 
-    from matprobe.features import MAX_Z
+    from matprobe.inputs.features import MAX_Z
 
     known = set(chemical_symbols[1:])
 
@@ -219,7 +219,7 @@ TARGET_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 def _check_datasets_and_targets(config: dict[str, Any]) -> None:
     """Each dataset's keys against its source, and the targets to train against the columns each dataset has."""
-    from matprobe.sources import check_dataset, resolve_targets
+    from matprobe.inputs.sources import check_dataset, resolve_targets
 
     targets = config["targets"]
     if isinstance(targets, dict):
@@ -266,7 +266,7 @@ def runs(config: dict[str, Any], seeds: list[int] | None = None, splits_of=None)
     """Every run (dataset, target, split, model, seed) the config trains, in a fixed order; `splits_of(dataset)`
     gives a dataset's concrete split definitions (sweeps expanded), by default the config's own."""
     from matprobe.layout import Run
-    from matprobe.splits import dataset_splits, split_names
+    from matprobe.prepare.splits import dataset_splits, split_names
 
     splits_of = splits_of or (lambda dataset: dataset_splits(config, dataset))
     return [Run(dataset, target, split, model, seed)

@@ -5,7 +5,7 @@ ATLAS_DIR = L.atlas_dir
 
 # what the schema cannot check (atlas.offset.small_k among atlas.offset.k): one line at planning time
 try:
-    from matprobe.atlas import check_options as _check_atlas_options
+    from matprobe.studies.atlas import check_options as _check_atlas_options
 
     _check_atlas_options(config["atlas"])
 except MatprobeError as error:

@@ -6,8 +6,8 @@ import pandas as pd
 
 from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
                              model_options_for, runs)
-from matprobe.sources import local_inputs, remote_files
-from matprobe.splits import CONTROL_SUFFIX, dataset_splits, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
+from matprobe.inputs.sources import local_inputs, remote_files
+from matprobe.prepare.splits import CONTROL_SUFFIX, dataset_splits, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
 # models and probes under results/studies/{study}/.
@@ -24,9 +24,9 @@ GPU = gpus_per_job(config)
 # sbatch --gpus=a100:1). No type without a GPU: the plugin would ask for --gpus=<type>:0.
 GPU_RESOURCES = {"gpu": GPU, **({"gpu_model": config["gpu_type"]} if GPU and config.get("gpu_type") else {})}
 # The report's subcategory of a per-model figure, in words, model first so each omission sits beside its control
-# (matprobe.report_views.run_subcategory)
+# (matprobe.report.views.run_subcategory)
 def RUN_CATEGORY(wildcards):
-    from matprobe.report_views import run_subcategory
+    from matprobe.report.views import run_subcategory
 
     return run_subcategory(dict(wildcards.items()), config)
 

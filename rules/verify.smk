@@ -1,4 +1,4 @@
-# Verification jobs: a cheap check of a finished file between it and the jobs that read it (matprobe.verify). When a
+# Verification jobs: a cheap check of a finished file between it and the jobs that read it (matprobe.inputs.verify). When a
 # file changes, every job downstream of it is due again, and Snakemake deletes a job's outputs just before running
 # it; a damaged file (a download replaced by hand, a truncated graph cache or model) fails here, in one line, before
 # any consumer is started, so what it made before is kept. Local rules: each reads one file, far less than a job costs.

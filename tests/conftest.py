@@ -106,8 +106,8 @@ def tiny_table(path):
     import pandas as pd
     from pymatgen.core.periodic_table import Element
 
-    from matprobe.sources import EMBEDDED_FILE
-    from matprobe.structures import Crystal
+    from matprobe.inputs.sources import EMBEDDED_FILE
+    from matprobe.inputs.structures import Crystal
 
     demo = pd.read_parquet(EMBEDDED_FILE)
 
@@ -161,7 +161,7 @@ def real_crystals(mp36k_tar):
     """The first 150 crystals of mp_cgcnn_36k (real Materials Project structures), parsed from the archive."""
     import tarfile
 
-    from matprobe.structures import check_crystal, parse_cif
+    from matprobe.inputs.structures import check_crystal, parse_cif
 
     found = []
     with tarfile.open(mp36k_tar) as tar:
@@ -176,9 +176,9 @@ def real_crystals(mp36k_tar):
 @pytest.fixture(scope="session")
 def small(tmp_path_factory):
     """300 crystals of the embedded demo (real Materials Project data): materials table, graphs, omit-O split."""
-    from matprobe.data import normalise_dataset
-    from matprobe.graphs import build_graphs
-    from matprobe.splits import write_split
+    from matprobe.inputs.data import normalise_dataset
+    from matprobe.prepare.graphs import build_graphs
+    from matprobe.prepare.splits import write_split
 
     root = tmp_path_factory.mktemp("small")
     normalise_dataset("demo", {"source": "embedded", "limit": 300}, [], root / "materials.parquet",
@@ -192,7 +192,7 @@ def small(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(small):
     """A deliberately tiny CGCNN trained for 3 epochs on `small`: small enough for an exact Hessian."""
-    from matprobe.train import train_model
+    from matprobe.models.training import train_model
 
     training = {"epochs": 3, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-5, "patience": 10, "clip_norm": 5.0,
                 "device": "cpu", "deterministic": True, "knn": 3}

@@ -9,12 +9,12 @@ import pytest
 
 from conftest import copy_workflow
 from matprobe import MatprobeError
-from matprobe.atlas import PREDICTORS, atlas_table, hypothesis_table, per_seed, rank_correlation, rank_correlation_gain
-from matprobe.atlas import atlas_table as _atlas_table
-from matprobe.atlas import (check_options, failure_call, joint_failure_draws, paired_runs, pooled_errors, ratio_stats,
+from matprobe.studies.atlas import PREDICTORS, atlas_table, hypothesis_table, per_seed, rank_correlation, rank_correlation_gain
+from matprobe.studies.atlas import atlas_table as _atlas_table
+from matprobe.studies.atlas import (check_options, failure_call, joint_failure_draws, paired_runs, pooled_errors, ratio_stats,
                             write_atlas)
 from matprobe.config import validate_config
-from matprobe.splits import cgcnn_split, expand_sweeps, make_split, read_ids_file, split_names
+from matprobe.prepare.splits import cgcnn_split, expand_sweeps, make_split, read_ids_file, split_names
 
 ELEMENTS = pd.Series([["Fe", "O"]] * 30 + [["O", "Si"]] * 50 + [["Na", "Cl"]] * 600 + [["Cu"]] * 12 + [["S", "Zn"]] * 40)
 
@@ -66,7 +66,7 @@ def test_an_ids_file_is_read_and_every_problem_reported(tmp_path):
 def test_cgcnn_split_follows_cgcnn_and_trains_through_an_ids_file(small, tmp_path):
     import random
 
-    from matprobe.train import train_model
+    from matprobe.models.training import train_model
 
     materials = pd.read_parquet(small / "materials.parquet", columns=["id", "elements"])
     ids = materials["id"].tolist()
@@ -370,7 +370,7 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
 
 
 def test_a_landscape_quantity_is_judged_against_the_best_baseline_of_its_own_kind():
-    from matprobe.atlas import BASELINES, LABELS, best_baseline_gain
+    from matprobe.studies.atlas import BASELINES, LABELS, best_baseline_gain
 
     rng = np.random.default_rng(2)
     failure, noise, other = rng.random(40), rng.random(40), rng.random(40)

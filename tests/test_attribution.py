@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from matprobe.attribution import (
+from matprobe.probes.attribution import (
     atom_contributions,
     element_embedding_analysis,
     integrated_gradients,
@@ -14,13 +14,13 @@ from matprobe.attribution import (
     run_attribution,
     trim_attributions,
 )
-from matprobe.features import physical_feature_layout
-from matprobe.graphs import build_graph, collate_graphs
-from matprobe.models import CrystalModel, ElementEncoder, GaussianExpansion
-from matprobe.structures import Crystal
-from matprobe.topology import DESCRIPTORS, crystal_descriptor, neighbourhood_clouds, persistence_diagrams
-from matprobe.sets import CrystalSet, graph_data, load_split_data
-from matprobe.train import load_trained_model
+from matprobe.inputs.features import physical_feature_layout
+from matprobe.prepare.graphs import build_graph, collate_graphs
+from matprobe.models.architectures import CrystalModel, ElementEncoder, GaussianExpansion
+from matprobe.inputs.structures import Crystal
+from matprobe.probes.topology import DESCRIPTORS, crystal_descriptor, neighbourhood_clouds, persistence_diagrams
+from matprobe.prepare.sets import CrystalSet, graph_data, load_split_data
+from matprobe.models.training import load_trained_model
 
 TARGET = "formation_energy_per_atom"
 
@@ -188,7 +188,7 @@ def test_partial_spearman_removes_a_correlation_that_runs_through_the_target():
 
 
 def test_attribution_stage_writes_every_output(small, tiny_model, tmp_path):
-    from matprobe.topology import compute_topology
+    from matprobe.probes.topology import compute_topology
     from matprobe.config import validate_config
 
     compute_topology(small / "materials.parquet", tmp_path / "ph.parquet", tmp_path / "ph.json", threads=2, progress=False)

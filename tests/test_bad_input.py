@@ -22,9 +22,9 @@ import yaml
 from conftest import REPO, copy_workflow, tiny_table
 from matprobe import MatprobeError
 from matprobe.config import validate_config
-from matprobe.data import normalise_dataset
-from matprobe.splits import make_split
-from matprobe.train import load_trained_model
+from matprobe.inputs.data import normalise_dataset
+from matprobe.prepare.splits import make_split
+from matprobe.models.training import load_trained_model
 
 
 def normalise(tmp_path, spec, files=()):
@@ -86,7 +86,7 @@ def test_2_a_split_with_an_empty_set_stops_at_the_split_job(tmp_path):
 
 
 def test_2_a_set_emptied_by_missing_values_stops_before_training(small, tmp_path):
-    from matprobe.sets import load_split_data
+    from matprobe.prepare.sets import load_split_data
 
     split = json.loads((small / "omit-O.json").read_text())
     materials = pd.read_parquet(small / "materials.parquet")
@@ -163,8 +163,8 @@ class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_5_a_truncated_first_download_is_never_recorded_or_trusted(tmp_path, crystals, monkeypatch):
-    from matprobe import sources
-    from matprobe.download import fetch
+    from matprobe.inputs import sources
+    from matprobe.inputs.download import fetch
 
     entries = {"index": list(range(5)), "columns": ["structure", "e_form"],
                "data": [[s.as_dict(), -0.1 * i] for i, s in enumerate(crystals.values())]}
@@ -202,7 +202,7 @@ def test_7_a_file_placed_in_the_download_folder_by_hand_is_checked(tmp_path):
     # a recorded checksum is enforced the same way, and the message says which record to delete
     (tmp_path / "downloads" / "table.json.gz.sha256").write_text("0" * 64 + "\n")
     shutil.copy(placed, tmp_path / "downloads" / "table.json.gz")
-    from matprobe.download import verify
+    from matprobe.inputs.download import verify
 
     with pytest.raises(MatprobeError, match=r"differs from the one recorded in .*table.json.gz.sha256 .*delete .*table.json.gz.sha256"):
         verify(tmp_path / "downloads" / "table.json.gz", None)
@@ -215,7 +215,7 @@ def test_6_target_values_that_are_not_numbers_are_counted_with_an_example(tmp_pa
     structures = [json.dumps(s.as_dict()) for s in crystals.values()]
     frame = pd.DataFrame({"id": list(crystals), "structure": structures, "e": ["-1.5", "abc", "inf", "1,5", "na"]})
     frame.to_csv(tmp_path / "t.csv", index=False)
-    caplog.set_level(logging.WARNING, logger="matprobe.data")
+    caplog.set_level(logging.WARNING, logger="matprobe.inputs.data")
     summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
     assert summary["accepted"] == 5 and summary["targets"] == {"e": 1}
     refused = summary["target_values_refused"]["e"]
@@ -248,7 +248,7 @@ def test_8_every_shipped_config_dry_runs(tmp_path, name):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     # each planned training job trains a target its dataset has (matbench.yaml once planned formation-energy models
     # for the band-gap task, which died after graph building)
-    from matprobe.sources import resolve_targets
+    from matprobe.inputs.sources import resolve_targets
 
     if any("omit_each" in definition for definition in config.get("splits", [])):
         # a sweep's splits are known once the data stage (a checkpoint) has run: a dry run plans that stage first
@@ -299,7 +299,7 @@ def test_9_ids_that_look_like_numbers_are_kept_as_written_in_every_source(tmp_pa
 
 def test_9_empty_ids_are_counted_not_invented(tmp_path, crystals, caplog):
     _structures_table(crystals, ["a", "", "b", " ", ""]).to_csv(tmp_path / "t.csv", index=False)
-    caplog.set_level(logging.WARNING, logger="matprobe.data")
+    caplog.set_level(logging.WARNING, logger="matprobe.inputs.data")
     summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
     assert pd.read_parquet(tmp_path / "out" / "materials.parquet")["id"].tolist() == ["a", "b"]
     assert summary["rejected_by_reason"] == {"empty_id": 3}  # not "nan", not duplicates
@@ -327,10 +327,10 @@ def test_10_unsorted_bands_and_reversed_ranges_stop_at_start_up(config, expected
 
 
 def test_11_values_beyond_what_a_float32_model_holds_are_refused(tmp_path, crystals, caplog):
-    from matprobe.data import LARGEST_TARGET
+    from matprobe.inputs.data import LARGEST_TARGET
 
     _structures_table(crystals, list("abcde"), ["1e39", "1e300", "-2e19", "1e19", "-0.5"]).to_csv(tmp_path / "t.csv", index=False)
-    caplog.set_level(logging.WARNING, logger="matprobe.data")
+    caplog.set_level(logging.WARNING, logger="matprobe.inputs.data")
     summary = normalise(tmp_path, {"source": "table", "path": str(tmp_path / "t.csv"), "targets": {"e": "e"}})
     assert summary["accepted"] == 5 and summary["targets"] == {"e": 2}
     assert summary["target_values_refused"]["e"] == {"out_of_range": {"count": 3, "example": "a: '1e39'"}}
@@ -386,7 +386,7 @@ def test_14_a_learning_rate_written_1e_3_is_read_as_the_number():
 
 
 def test_14_a_cif_of_two_data_blocks_is_refused_not_read_in_part(crystals):
-    from matprobe.structures import RejectedStructure, parse_cif
+    from matprobe.inputs.structures import RejectedStructure, parse_cif
 
     two = crystals["NaCl"].to(fmt="cif") + "\n" + crystals["FeO"].to(fmt="cif").replace("data_FeO", "data_second")
     with pytest.raises(RejectedStructure, match="CIF holds 2 structures .*give one structure per file"):
@@ -396,7 +396,7 @@ def test_14_a_cif_of_two_data_blocks_is_refused_not_read_in_part(crystals):
 def test_14_a_download_is_readable_like_any_other_output(tmp_path):
     import os
 
-    from matprobe.download import fetch
+    from matprobe.inputs.download import fetch
 
     _NoLengthHandler.body, _NoLengthHandler.cut = b"x" * 1000, False
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoLengthHandler)
@@ -415,8 +415,8 @@ def test_14_a_download_is_readable_like_any_other_output(tmp_path):
 
 
 def test_15_truncated_split_and_materials_files_are_one_line(small, tmp_path):
-    from matprobe.data import load_materials
-    from matprobe.sets import load_split_data
+    from matprobe.inputs.data import load_materials
+    from matprobe.prepare.sets import load_split_data
 
     cut_split = tmp_path / "omit-O.json"
     cut_split.write_text((small / "omit-O.json").read_text()[:100])
@@ -450,7 +450,7 @@ def test_15_a_folder_made_unwritable_is_one_line_and_keeps_the_last_checkpoint(t
 
 @pytest.mark.parametrize("kind", ["materials", "graphs", "split", "model"])
 def test_15_each_verification_job_refuses_a_truncated_file_in_one_line(small, tiny_model, tmp_path, kind):
-    from matprobe.verify import verify_files
+    from matprobe.inputs.verify import verify_files
 
     good = {"materials": small / "materials.parquet", "graphs": small / "graphs.pt", "split": small / "omit-O.json",
             "model": tiny_model}[kind]

@@ -136,7 +136,7 @@ def test_a_table_without_a_path_stops_the_dry_run_in_one_line(tmp_path):
 def test_an_ids_file_calls_its_test_set_test_or_id_test_and_is_checked_before_the_data_stage(tmp_path):
     import json
 
-    from matprobe.splits import read_ids_file
+    from matprobe.prepare.splits import read_ids_file
 
     fold = tmp_path / "fold.json"
     fold.write_text(json.dumps({"train": ["a", "b"], "val": ["c"], "test": ["d"]}))  # CDVAE's and Matbench's name

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from matprobe import MatprobeError
-from matprobe.download import fetch, record_checksum, verify
+from matprobe.inputs.download import fetch, record_checksum, verify
 
 PAYLOAD = b"matprobe test payload\n" * 5000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -56,7 +56,7 @@ def _headline_rows():
 
 
 def test_findings_put_each_omission_beside_its_control_with_their_ratio(tmp_path):
-    from matprobe.report_views import findings_html, findings_table
+    from matprobe.report.views import findings_html, findings_table
 
     table = findings_table(_headline_rows())
     assert list(zip(table["split"], table["model"])) == [("omit-Fe", "cgcnn"), ("omit-Fe", "schnet"), ("omit-O", "cgcnn"), ("omit-O", "schnet")]
@@ -72,7 +72,7 @@ def test_findings_put_each_omission_beside_its_control_with_their_ratio(tmp_path
 
 def test_findings_refuse_a_headline_table_without_errors(tmp_path):
     from matprobe import MatprobeError
-    from matprobe.report_views import findings_table
+    from matprobe.report.views import findings_table
 
     with pytest.raises(MatprobeError, match="missing columns.*ood_mae"):
         findings_table(_headline_rows().drop(columns="ood_mae"))
@@ -87,7 +87,7 @@ def _grid():
 
 
 def test_interactive_page_is_self_contained_small_and_carries_every_view(tmp_path):
-    from matprobe.report_views import interactive_views
+    from matprobe.report.views import interactive_views
 
     keys = {"dataset": "demo", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 0}
     _grid().to_parquet(tmp_path / "grid.parquet")
@@ -160,7 +160,7 @@ def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, m
 
 
 def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(tmp_path):
-    from matprobe.report_views import _atlas_view, findings_html
+    from matprobe.report.views import _atlas_view, findings_html
 
     atlas = pd.DataFrame({"dataset": "demo", "target": "formation_energy_per_atom", "model": "cgcnn",
                           "split": ["omit-O", "omit-Fe", "omit-La", "omit-group1"], "held_out": ["O", "Fe", "La", "group1"],
@@ -177,7 +177,7 @@ def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(
     assert (cells["O"]["x"], cells["O"]["y"]) == (16, 2) and (cells["Fe"]["x"], cells["Fe"]["y"]) == (8, 4)
     assert (cells["La"]["x"], cells["La"]["y"]) == (3, 8)  # the lanthanides' row below the table
     assert cells["O"]["value"] == pytest.approx(2.0) and "n held-out 900" in cells["O"]["text"]
-    # the atlas of matprobe.atlas scores both models on the same crystals: the hover gives those errors and sizes
+    # the atlas of matprobe.studies.atlas scores both models on the same crystals: the hover gives those errors and sizes
     paired = atlas.assign(paired_ood_mae=[1.1, 0.21, 0.5, 0.3], paired_control_mae=[0.28, 0.19, 0.25, 0.2],
                           n_paired=[490, 36, 12, 80], n_families=[443, 34, 11, 70], call="fails")
     text = {cell["symbol"]: cell["text"] for cell in _atlas_view(paired)["panels"][0]["cells"]}["O"]

@@ -15,10 +15,10 @@ import pytest
 
 from matprobe import MatprobeError
 from matprobe.config import load_config, validate_config
-from matprobe.data import normalise_dataset, normalise_record
-from matprobe.sources import RawRecord
-from matprobe.splits import make_split
-from matprobe.train import load_trained_model
+from matprobe.inputs.data import normalise_dataset, normalise_record
+from matprobe.inputs.sources import RawRecord
+from matprobe.prepare.splits import make_split
+from matprobe.models.training import load_trained_model
 
 from conftest import REPO
 
@@ -298,7 +298,7 @@ def test_ids_are_kept_as_written_and_empty_ones_counted(tmp_path, crystals, fmt)
 
 def test_target_magnitudes():
     """Values of any size: kept where a float32 model can hold them and their squares, refused and counted beyond."""
-    from matprobe.data import LARGEST_TARGET, target_value
+    from matprobe.inputs.data import LARGEST_TARGET, target_value
 
     rng = random.Random(6)
     outcomes = {"kept": 0, "out_of_range": 0, "not_finite": 0}
@@ -320,7 +320,7 @@ def test_elements_beyond_the_feature_table():
     unsupported, never an IndexError later."""
     from conftest import rocksalt
 
-    from matprobe.features import MAX_Z, node_feature_table
+    from matprobe.inputs.features import MAX_Z, node_feature_table
     from pymatgen.core.periodic_table import Element
 
     rng = random.Random(7)
@@ -362,7 +362,7 @@ def test_band_orders():
 def test_truncated_and_altered_caches(small, tiny_model, tmp_path, kind):
     """A cache cut anywhere fails its verification job in one line naming it (a split cut only after its last brace
     may still read); flipped bytes fail there unless they land where the check does not look (a Parquet data page)."""
-    from matprobe.verify import check_file
+    from matprobe.inputs.verify import check_file
 
     good = {"materials": small / "materials.parquet", "graphs": small / "graphs.pt", "split": small / "omit-O.json",
             "model": tiny_model}[kind]

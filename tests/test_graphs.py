@@ -7,7 +7,7 @@ from torch_geometric.data import Batch, Data
 
 from conftest import rocksalt
 from matprobe.layout import graph_key
-from matprobe.graphs import (
+from matprobe.prepare.graphs import (
     ISOLATED_ATOM,
     build_graph,
     build_graphs,
@@ -16,8 +16,8 @@ from matprobe.graphs import (
     neighbour_list,
     symmetry_reduced,
 )
-from matprobe.models import build_model
-from matprobe.structures import Crystal, RejectedStructure, crystal_from_pymatgen
+from matprobe.models.architectures import build_model
+from matprobe.inputs.structures import Crystal, RejectedStructure, crystal_from_pymatgen
 
 
 def _pymatgen_edges(crystal: Crystal, cutoff: float):

@@ -66,7 +66,7 @@ def test_the_readme_install_line_alone_makes_the_report_of_a_partial_run(tmp_pat
 def test_a_missing_report_file_says_which_report_to_make():
     import logging
 
-    from matprobe.report_hint import explain_missing_report_files
+    from matprobe.report.hint import explain_missing_report_files
 
     logger = logging.getLogger("matprobe-test-report-hint")
     records = []

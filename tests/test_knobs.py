@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from matprobe.knobs import KnobTraining, environment_attributes, fit_knob_model, fit_regressor, knob_responses, slopes, sweep_values
+from matprobe.probes.knobs import KnobTraining, environment_attributes, fit_knob_model, fit_regressor, knob_responses, slopes, sweep_values
 
 
 def test_a_knob_recovers_the_one_attribute_the_head_reads():
@@ -34,7 +34,7 @@ def test_a_knob_recovers_the_one_attribute_the_head_reads():
 
 
 def test_environment_attributes_of_rocksalt(crystals):
-    from matprobe.structures import crystal_from_pymatgen
+    from matprobe.inputs.structures import crystal_from_pymatgen
 
     crystal = crystal_from_pymatgen(crystals["NaCl"])
     table = environment_attributes(crystal)
@@ -47,7 +47,7 @@ def test_environment_attributes_of_rocksalt(crystals):
 
 
 def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
-    from matprobe.knobs import run_knobs
+    from matprobe.probes.knobs import run_knobs
 
     options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "epochs": 15, "z_dim": 4, "fidelity_weight": 1.0,
                "seed": 0}
@@ -68,7 +68,7 @@ def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
 def test_the_regression_baseline_has_no_slope_where_the_attribute_does_not_vary():
     """The held-out O atoms all have electronegativity 3.44: the mean of 3,676 copies of it is not 3.44 in the last
     bit, and a slope fitted to that rounding came out as −0.74 eV per Pauling unit on mp36k."""
-    from matprobe.knobs import _regression_slope
+    from matprobe.probes.knobs import _regression_slope
 
     rng = np.random.default_rng(0)
     constant = np.full(3676, 3.44)

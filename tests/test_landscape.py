@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from matprobe.config import validate_config
-from matprobe.flatness import flat_radius, landscape_metrics, merge_chunks
-from matprobe.hessian import extreme_eigenpairs, flatten, hutchinson_trace, set_hvp, spectral_density, unflatten
-from matprobe.landscape import (
+from matprobe.probes.flatness import flat_radius, landscape_metrics, merge_chunks
+from matprobe.probes.hessian import extreme_eigenpairs, flatten, hutchinson_trace, set_hvp, spectral_density, unflatten
+from matprobe.probes.landscape import (
     LandscapeEvaluator,
     compute_directions,
     direction_parameters,
@@ -19,8 +19,8 @@ from matprobe.landscape import (
     prepare_sets,
     random_directions,
 )
-from matprobe.sets import load_split_data
-from matprobe.train import load_trained_model
+from matprobe.prepare.sets import load_split_data
+from matprobe.models.training import load_trained_model
 
 OPTIONS = validate_config({"landscape": {"grid_1d": {"points": 5}, "grid_2d": {"points": 5}, "max_crystals": 40, "batch_size": 16,
                                          "compile": "never", "hessian": {"lanczos_steps": 10, "trace_samples": 4, "slq_runs": 2, "seeds": 2}}})["landscape"]
@@ -178,7 +178,7 @@ def test_divergence_sees_a_shifted_basin_under_a_shared_far_field():
 
 def test_the_batched_hessian_summary_equals_the_one_product_at_a_time_way(loaded):
     """Block Lanczos and chunked trace probes: the same runs from the same starts as one product at a time."""
-    from matprobe.hessian import hessian_summary
+    from matprobe.probes.hessian import hessian_summary
 
     model, _, sets = loaded
     weights = direction_parameters(model)

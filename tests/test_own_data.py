@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_workflow
-from matprobe.sources import EMBEDDED_FILE
-from matprobe.structures import Crystal
+from matprobe.inputs.sources import EMBEDDED_FILE
+from matprobe.inputs.structures import Crystal
 
 EXAMPLES = sorted(p.name for p in (REPO / "config" / "examples").glob("*.yaml"))
 

@@ -1,4 +1,4 @@
-"""Path (GLMY) homology: every known result is checked twice, by matprobe.path_homology (its compiled
+"""Path (GLMY) homology: every known result is checked twice, by matprobe.probes.path_homology (its compiled
 kernel) and by an independent brute force written here (all allowed paths listed recursively, Ω_p as a
 nullspace over the rationals, ranks by exact Gaussian elimination), then random digraphs up to 9 vertices
 and filtrations, regular and non-regular, against the same brute force, the compiled kernel against the
@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from matprobe import MatprobeError
-from matprobe.path_homology import (PathSpaceTooLarge, betti_curves, betti_numbers, compute_path_homology,
+from matprobe.probes.path_homology import (PathSpaceTooLarge, betti_curves, betti_numbers, compute_path_homology,
                                     crystal_descriptors, descriptor_names, neighbourhood_digraph, neighbourhoods,
                                     omega_dimensions, path_counts, symmetry_classes)
-from matprobe.structures import Crystal, crystal_from_pymatgen
+from matprobe.inputs.structures import Crystal, crystal_from_pymatgen
 
 
 # ---------------------------------------------------------------- brute force over the rationals
@@ -253,7 +253,7 @@ def test_compiled_kernel_ranks_match_the_rationals_on_dense_matrices():
     """The column rank profile of the compiled column reduction over GF(2^61 - 1) against SymPy's elimination over
     Q, on random ±1 matrices dense enough for the field elements to grow past 32 bits (where a multiplication
     that lost bits would show) and with planted dependent columns."""
-    from matprobe.path_homology import MODULUS, _reduce_columns, _sparse_pivots
+    from matprobe.probes.path_homology import MODULUS, _reduce_columns, _sparse_pivots
 
     rng = np.random.default_rng(24)
     for _ in range(60):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from matprobe.graphs import build_graph
-from matprobe.models import build_model
-from matprobe.probe_maps import crystal_graphs, plane_positions, predict_atoms, probe_map, with_probe
-from matprobe.structures import crystal_from_pymatgen
+from matprobe.prepare.graphs import build_graph
+from matprobe.models.architectures import build_model
+from matprobe.probes.probe_maps import crystal_graphs, plane_positions, predict_atoms, probe_map, with_probe
+from matprobe.inputs.structures import crystal_from_pymatgen
 
 CUTOFF, K = 8.0, 12
 
@@ -61,7 +61,7 @@ def test_symmetry_equivalent_positions_give_equal_values(model, perovskite, max_
 
 
 def test_a_probe_where_a_removed_atom_was_gets_that_atoms_contribution(model, perovskite):
-    from matprobe.structures import Crystal
+    from matprobe.inputs.structures import Crystal
 
     net, record = model
     _, (atoms,) = predict_atoms(net, record, crystal_graphs([perovskite], CUTOFF, K))
@@ -79,7 +79,7 @@ def test_the_probe_graph_is_the_graph_builders(perovskite):
     assert torch.equal(graph.edge_index, torch.from_numpy(built["edge_index"]).long())
     assert torch.equal(graph.edge_dist, torch.from_numpy(built["edge_dist"]))
     # and the probe's place in the site order changes no atom's kept (distance, element) neighbours
-    from matprobe.structures import Crystal
+    from matprobe.inputs.structures import Crystal
 
     first = Crystal(probe.lattice, np.roll(probe.frac_coords, 1, axis=0), np.roll(probe.numbers, 1))
     (reordered,) = crystal_graphs([first], CUTOFF, K)
@@ -102,7 +102,7 @@ def test_the_figure_draws_plane_and_3d_grid_maps(model, perovskite, tmp_path):
     import pandas as pd
 
     from matprobe.figures.probe_maps import probe_map_figure
-    from matprobe.probe_maps import grid_positions, in_plane_coordinates
+    from matprobe.probes.probe_maps import grid_positions, in_plane_coordinates
 
     net, record = model
     frac, st = plane_positions(perovskite, [0, 0, 1], 0.0, 6)
@@ -127,7 +127,7 @@ PLANE = {"hkl": [0, 0, 1], "margin": 1.5}
 def test_a_plane_through_three_sites_passes_through_them_and_is_the_lattice_plane_they_span(perovskite):
     """Ti (½ ½ ½) and the O atoms at (½ ½ 0) and (½ 0 ½) span the lattice plane x = ½: every position of the map lies
     on it, the three atoms are drawn on it and Sr (at x = 0, 1.95 Å away) is not."""
-    from matprobe.probe_maps import map_plane
+    from matprobe.probes.probe_maps import map_plane
 
     numbers = perovskite.numbers.tolist()
     titanium = numbers.index(22)
@@ -149,7 +149,7 @@ def test_the_plane_of_a_bond_angle_skips_a_collinear_neighbour(perovskite):
     """O in SrTiO3 sits between two Ti atoms on one line (1.95 Å each way), so its plane goes through O, one Ti and
     the nearest atom off that line: Sr and O both lie 2.76 Å away, and the lower site index, Sr, is taken. The map
     passes through all three."""
-    from matprobe.probe_maps import map_plane, nearest_atom_distance
+    from matprobe.probes.probe_maps import map_plane, nearest_atom_distance
 
     plane = map_plane(perovskite, {**PLANE, "through": "probe_site_neighbours"}, 8, "SrTiO3")
     assert [int(perovskite.numbers[k]) for k in plane.sites] == [8, 22, 38]
@@ -164,7 +164,7 @@ def test_the_plane_of_a_bond_angle_skips_a_collinear_neighbour(perovskite):
 
 def test_three_sites_that_fix_no_plane_are_refused_in_one_line(perovskite):
     from matprobe import MatprobeError
-    from matprobe.probe_maps import SitesPlane, map_plane
+    from matprobe.probes.probe_maps import SitesPlane, map_plane
 
     sites = perovskite.numbers.tolist()
     titanium = sites.index(22)

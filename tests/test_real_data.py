@@ -4,7 +4,7 @@ import pytest
 
 from conftest import REPO
 from matprobe.config import load_config
-from matprobe.data import normalise_dataset
+from matprobe.inputs.data import normalise_dataset
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""matprobe.results reads a study's outputs into DataFrames by the layout the workflow writes them with."""
+"""matprobe.studies.results reads a study's outputs into DataFrames by the layout the workflow writes them with."""
 
 import json
 import re
@@ -9,8 +9,8 @@ import pytest
 from conftest import REPO
 from matprobe import MatprobeError
 from matprobe.layout import Layout, Run
-from matprobe.results import Results
-from matprobe.summary import summarise_runs
+from matprobe.studies.results import Results
+from matprobe.studies.summary import summarise_runs
 
 RUNS = [Run("demo", "formation_energy_per_atom", split, model, 0)
         for split in ("omit-O", "omit-O-control") for model in ("cgcnn", "schnet")]
@@ -116,7 +116,7 @@ def test_metrics_in_long_form_one_row_per_run_set_and_metric(study):
 
 def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_package(tmp_path):
     """Python started one folder above a checkout named `matprobe` sees the checkout as a namespace package `matprobe`
-    (its results/ folder as `matprobe.results`); the editable install must put the real package first."""
+    (its results/ folder as `matprobe.studies.results`); the editable install must put the real package first."""
     import shutil
     import subprocess
     import sys
@@ -126,7 +126,7 @@ def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_pa
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, checkout / name)
     shutil.copytree(REPO / "matprobe", checkout / "matprobe", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (checkout / "results" / "studies" / "default").mkdir(parents=True)  # the output folder that shadowed matprobe.results
+    (checkout / "results" / "studies" / "default").mkdir(parents=True)  # the output folder that shadowed matprobe.studies.results
     # an environment of its own for this editable install, borrowing the rest (pip and setuptools too: seconds, offline)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True, timeout=300)
@@ -134,7 +134,7 @@ def test_a_notebook_in_the_folder_above_a_checkout_named_matprobe_imports_the_pa
                               "-e", str(checkout)], capture_output=True, text=True, timeout=600)
     if install.returncode != 0:  # not the failure this test expects (pytest.fail is no AssertionError)
         pytest.fail(install.stderr[-2000:])
-    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "from matprobe.results import Results; import matprobe; "
+    probe = subprocess.run([str(venv / "bin" / "python"), "-c", "from matprobe.studies.results import Results; import matprobe; "
                             "print(matprobe.__file__)"], cwd=checkout.parent, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-1000:]
     assert probe.stdout.strip() == str(checkout / "matprobe" / "__init__.py")

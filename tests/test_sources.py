@@ -11,8 +11,8 @@ import pytest
 
 from conftest import rocksalt
 from matprobe import MatprobeError
-from matprobe.data import normalise_dataset
-from matprobe.sources import read_materials_project
+from matprobe.inputs.data import normalise_dataset
+from matprobe.inputs.sources import read_materials_project
 
 BAD_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\n"
 
@@ -138,7 +138,7 @@ def test_jarvis_zip_with_missing_values(tmp_path, crystals):
 
 
 def test_matbench_ids_are_matbenchs_own():
-    from matprobe.sources import matbench_ids
+    from matprobe.inputs.sources import matbench_ids
 
     ids = matbench_ids("matbench_mp_e_form", 132752)
     assert ids[0] == "mb-mp-e-form-000001" and ids[-1] == "mb-mp-e-form-132752"
@@ -231,8 +231,8 @@ def test_embedded_demo_normalises_completely(tmp_path):
 
 
 def test_a_dataset_in_one_file_per_set_reads_as_one_table_and_keeps_its_published_sets(tmp_path, crystals):
-    from matprobe.sources import check_dataset, local_inputs, published_sets
-    from matprobe.splits import make_split
+    from matprobe.inputs.sources import check_dataset, local_inputs, published_sets
+    from matprobe.prepare.splits import make_split
 
     names = list(crystals)  # NaCl, FeO, MgO, Si, CsCl
     parts = {"train": names[:3], "val": names[3:4], "test": names[4:]}

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from matprobe import MatprobeError
-from matprobe.splits import check_split, make_split, split_name, split_names, split_stats, write_split
+from matprobe.prepare.splits import check_split, make_split, split_name, split_names, split_stats, write_split
 
 OPTIONS = {"seed": 0, "val_fraction": 0.1, "id_test_fraction": 0.1, "min_ood": 5, "controls": True}
 DEFINITIONS = [{"omit": "Fe"}, {"omit": "O"}, {"omit": ["Fe", "O"]}, {"omit_group": 16}, {"omit_period": 2}, {"random": True}]

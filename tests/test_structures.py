@@ -3,7 +3,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from conftest import rocksalt
-from matprobe.structures import (
+from matprobe.inputs.structures import (
     NON_FINITE,
     PARTIAL_OCCUPANCY,
     TOO_CLOSE,

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from matprobe.summary import headline_table, summarise_runs
+from matprobe.studies.summary import headline_table, summarise_runs
 
 
 def _key(split, seed, target="formation_energy_per_atom", model="cgcnn"):
@@ -39,7 +39,7 @@ def test_headline_reports_median_and_range_over_seeds(tmp_path):
 def test_worst_predictions_ranks_the_largest_errors_per_set(tmp_path):
     import pandas as pd
 
-    from matprobe.summary import worst_predictions
+    from matprobe.studies.summary import worst_predictions
 
     materials = pd.DataFrame({"id": [f"mp-{i}" for i in range(8)], "reduced_formula": [f"X{i}" for i in range(8)], "nsites": range(1, 9)})
     materials.to_parquet(tmp_path / "materials.parquet")

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from matprobe import MatprobeError
-from matprobe.graphs import symmetry_reduced
-from matprobe.models import GaussianExpansion, build_model, model_options, regular_neighbors, weighted_batch_norm
-from matprobe.sets import load_split_data
-from matprobe.train import load_trained_model, train_model
+from matprobe.prepare.graphs import symmetry_reduced
+from matprobe.models.architectures import GaussianExpansion, build_model, model_options, regular_neighbors, weighted_batch_norm
+from matprobe.prepare.sets import load_split_data
+from matprobe.models.training import load_trained_model, train_model
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
@@ -172,7 +172,7 @@ def test_non_finite_loss_names_epoch_and_batch_and_keeps_the_checkpoint(small, t
 KILL_SCRIPT = """
 import sys, json
 from pathlib import Path
-from matprobe.train import train_model
+from matprobe.models.training import train_model
 small, out = Path(sys.argv[1]), sys.argv[2]
 training = json.loads(sys.argv[3])
 train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", out, "formation_energy_per_atom",
@@ -210,7 +210,7 @@ def test_killed_job_resumes_to_the_same_result(small, tmp_path):
 def test_crystal_graph_conv_equals_pyg_cgconv(small):
     from torch_geometric.nn import CGConv
 
-    from matprobe.models import CrystalGraphConv
+    from matprobe.models.architectures import CrystalGraphConv
 
     sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
     batch = next(iter(DataLoader(sets["train"].graphs, batch_size=64)))
@@ -228,7 +228,7 @@ def test_crystal_graph_conv_equals_pyg_cgconv(small):
 def test_a_job_resumed_with_another_thread_count_keeps_its_checkpoint(small, tmp_path, caplog):
     first = run(small, tmp_path / "run")
     history = pd.read_parquet(tmp_path / "run" / "history.parquet")
-    caplog.set_level("INFO", logger="matprobe.train")
+    caplog.set_level("INFO", logger="matprobe.models.training")
     again = train_model(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", tmp_path / "run", TARGET, "cgcnn",
                         {"hidden": 16}, {**TRAINING, "knn": 4}, seed=0, threads=2, progress=False)
     assert f"resuming from {tmp_path / 'run' / 'checkpoint.pt'} after epoch 4" in caplog.text
@@ -244,7 +244,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(smal
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
-    caplog.set_level("INFO", logger="matprobe.train")
+    caplog.set_level("INFO", logger="matprobe.models.training")
     metrics = run(small, out)
     assert (out / "checkpoint.pt.unreadable").read_bytes() == b"PK\x03\x04 truncated"
     assert "unreadable" in caplog.text and "moved to" in caplog.text
@@ -252,7 +252,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(smal
 
 
 def test_the_checkpoint_is_the_training_state(small, tmp_path):
-    from matprobe.train import CHECKPOINT_FORMAT, TrainingState
+    from matprobe.models.training import CHECKPOINT_FORMAT, TrainingState
 
     run(small, tmp_path / "run")
     stored = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)

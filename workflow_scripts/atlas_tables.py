@@ -1,4 +1,4 @@
-from matprobe.atlas import write_atlas
+from matprobe.studies.atlas import write_atlas
 from matprobe.io import run_logged
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from matprobe.attribution import run_attribution
+from matprobe.probes.attribution import run_attribution
 from matprobe.io import run_logged
 
 i, p = snakemake.input, snakemake.params

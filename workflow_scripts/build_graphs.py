@@ -1,4 +1,4 @@
-from matprobe.graphs import build_graphs
+from matprobe.prepare.graphs import build_graphs
 from matprobe.io import run_logged
 
 run_logged(

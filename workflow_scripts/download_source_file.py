@@ -1,4 +1,4 @@
-from matprobe.download import fetch
+from matprobe.inputs.download import fetch
 from matprobe.io import run_logged
 
 remote = snakemake.params.remote

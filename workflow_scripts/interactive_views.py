@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.report_views import interactive_views
+from matprobe.report.views import interactive_views
 
 inp = snakemake.input
 run_logged(snakemake.log[0], interactive_views, snakemake.wildcards.dataset, snakemake.params.analysed, inp.grids, snakemake.params.runs,

@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.landscape import evaluate_chunk
+from matprobe.probes.landscape import evaluate_chunk
 
 i = snakemake.input
 run_logged(snakemake.log[0], evaluate_chunk, i.model, i.graphs, i.materials, i.split, i.directions, snakemake.output[0],

@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.landscape import compute_directions
+from matprobe.probes.landscape import compute_directions
 
 i = snakemake.input
 run_logged(snakemake.log[0], compute_directions, i.model, i.graphs, i.materials, i.split, snakemake.output[0],

@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.splits import write_split
+from matprobe.prepare.splits import write_split
 
 run_logged(
     snakemake.log[0],

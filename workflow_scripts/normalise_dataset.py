@@ -1,4 +1,4 @@
-from matprobe.data import normalise_dataset
+from matprobe.inputs.data import normalise_dataset
 from matprobe.io import run_logged
 
 run_logged(

@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.path_homology import compute_path_homology
+from matprobe.probes.path_homology import compute_path_homology
 
 o, options = snakemake.output, snakemake.params.options
 run_logged(snakemake.log[0], compute_path_homology, snakemake.input[0], o.crystals, o.elements, o.summary, radius=options["radius"],

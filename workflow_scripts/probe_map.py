@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.probe_maps import compute_probe_maps
+from matprobe.probes.probe_maps import compute_probe_maps
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 run_logged(snakemake.log[0], compute_probe_maps, i.model, i.omission_predictions, i.omission_latents, i.split, i.materials,

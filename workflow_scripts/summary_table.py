@@ -1,5 +1,5 @@
 from matprobe.io import run_logged
-from matprobe.summary import summarise_runs
+from matprobe.studies.summary import summarise_runs
 
 i, p = snakemake.input, snakemake.params
 run_logged(snakemake.log[0], summarise_runs, p.runs, i.models, p.analysed, i.landscapes, i.attributions,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from matprobe.io import run_logged
-from matprobe.train import train_model
+from matprobe.models.training import train_model
 
 run_logged(
     snakemake.log[0],

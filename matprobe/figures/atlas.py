@@ -10,8 +10,8 @@ from matplotlib.ticker import FormatStrFormatter
 import numpy as np
 import pandas as pd
 
-from matprobe.atlas import LABELS as LABEL_USE, PREDICTORS
-from matprobe.features import element_properties
+from matprobe.studies.atlas import LABELS as LABEL_USE, PREDICTORS
+from matprobe.inputs.features import element_properties
 from matprobe.figures.style import _periodic_position, periodic_table, save, target_name
 
 MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE ratio, same crystals", "rocket_r", None),

@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from matprobe.figures.style import SET_LABELS, periodic_table, save, set_colors, units
-from matprobe.features import element_properties
+from matprobe.inputs.features import element_properties
 
 
 def periodic_tables(elements_path, predictions_path, omitted: list[str], target: str, out_png) -> None:
@@ -34,7 +34,7 @@ def periodic_tables(elements_path, predictions_path, omitted: list[str], target:
 
 def structures_3d(atoms_path, materials_path, omitted: list[str], target: str, out_png, per_set: int = 3) -> None:
     """Example crystals with atoms coloured by their contribution (Schütt et al.), ID and OOD."""
-    from matprobe.structures import Crystal
+    from matprobe.inputs.structures import Crystal
 
     atoms = pd.read_parquet(atoms_path)
     materials = pd.read_parquet(materials_path).set_index("id")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from matprobe.figures.style import (SET_LABELS, read_json, save, set_colors, target_name, units)
-from matprobe.sets import SETS
+from matprobe.prepare.sets import SETS
 
 
 def flatness_table(runs: list[dict], metric_paths: list, out_png) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from matprobe.features import element_properties
+from matprobe.inputs.features import element_properties
 from matprobe.figures.style import save, target_name, units
 
 KIND_LABELS = {"held_out": "held-out", "most_electronegative": "most electronegative"}

@@ -17,11 +17,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from matprobe.features import element_properties  # noqa: E402
+from matprobe.inputs.features import element_properties  # noqa: E402
 
 from matprobe.io import atomic_path  # noqa: E402
-from matprobe.sets import SETS  # noqa: E402
-from matprobe.splits import split_base  # noqa: E402
+from matprobe.prepare.sets import SETS  # noqa: E402
+from matprobe.prepare.splits import split_base  # noqa: E402
 
 PALETTE = "colorblind"
 SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}

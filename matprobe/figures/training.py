@@ -10,7 +10,7 @@ import seaborn as sns
 
 from matprobe.figures.style import (PALETTE, SET_LABELS, read_json, save, seed_counts, set_colors, split_model_order,
                                     split_order, target_name, units)
-from matprobe.sets import SETS
+from matprobe.prepare.sets import SETS
 
 
 def headline(runs: list[dict], metrics_paths: list, out_png) -> pd.DataFrame:

@@ -25,13 +25,13 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from matprobe import MatprobeError, __version__
-from matprobe.graphs import symmetry_reduced
+from matprobe.prepare.graphs import symmetry_reduced
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.models import build_model, model_options, regular_neighbors
+from matprobe.models.architectures import build_model, model_options, regular_neighbors
 from matprobe.runtime import Runtime
-from matprobe.sets import SplitData, load_split_data
+from matprobe.prepare.sets import SplitData, load_split_data
 
-log = logging.getLogger("matprobe.train")
+log = logging.getLogger("matprobe.models.training")
 
 CHECKPOINT_FORMAT = 2  # 2: the state is a TrainingState (1: an ad-hoc dict)
 # Training settings that change how fast or where a run computes, or what is reported after it, but not the

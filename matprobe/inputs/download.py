@@ -23,7 +23,7 @@ from pathlib import Path
 from matprobe import MatprobeError
 from matprobe.io import atomic_path, make_readable
 
-log = logging.getLogger("matprobe.download")
+log = logging.getLogger("matprobe.inputs.download")
 
 CHUNK = 1 << 20
 

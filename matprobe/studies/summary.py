@@ -12,7 +12,7 @@ import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe.splits import split_kind
+from matprobe.prepare.splits import split_kind
 
 
 def _flatten(prefix: str, value, out: dict) -> None:

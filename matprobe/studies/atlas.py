@@ -30,7 +30,7 @@ import pandas as pd
 from matprobe import MatprobeError
 from matprobe.io import write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_kind
+from matprobe.prepare.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_kind
 
 # what may predict failure, and what each is
 PREDICTORS = {

@@ -2,7 +2,7 @@
 the results, that the report's landing page shows first), tables as HTML (the report downloads a CSV instead of
 showing it) and one self-contained page of interactive views per dataset.
 
-The interactive page carries its own small viewer (matprobe.report_viewer, SVG and a canvas, about 12 kB), not
+The interactive page carries its own small viewer (matprobe.report.viewer, SVG and a canvas, about 12 kB), not
 Plotly: a Snakemake report shows an HTML result in an iframe whose source is a data: URL, which cannot reach the
 report's own scripts and which Chromium refuses above 2 MB, and Plotly's JavaScript is 4.7 MB. Nothing is fetched
 from a network: the report works offline (clusters, air-gapped nodes). The views of a dataset share one page and a
@@ -20,7 +20,7 @@ import pandas as pd
 
 from matprobe import MatprobeError
 from matprobe.io import atomic_path
-from matprobe.splits import CONTROL_SUFFIX, split_base, split_kind
+from matprobe.prepare.splits import CONTROL_SUFFIX, split_base, split_kind
 
 UNITS = {"formation_energy_per_atom": "eV/atom", "band_gap": "eV", "band_gap_mbj": "eV", "e_above_hull": "eV/atom"}
 MODEL_NAMES = {"cgcnn": "CGCNN", "schnet": "SchNet"}
@@ -347,7 +347,7 @@ def _atlas_view(atlas: pd.DataFrame) -> dict:
             text = f"{element.symbol} held out: held-out / control {ratio:.2f}"
             if "ood_over_control_low" in record:
                 text += f" ({record['ood_over_control_low']:.2f}–{record['ood_over_control_high']:.2f})"
-            if "paired_ood_mae" in record:  # both models scored on the same held-out crystals (matprobe.atlas)
+            if "paired_ood_mae" in record:  # both models scored on the same held-out crystals (matprobe.studies.atlas)
                 text += (f"\nMAE on the {record.get('n_paired')} paired crystals ({record.get('n_families')} chemical systems): "
                          f"{_fmt(record['paired_ood_mae'])}, control's {_fmt(record.get('paired_control_mae'))}")
             else:
@@ -380,8 +380,8 @@ PAGE = """<!DOCTYPE html>
 
 
 def interactive_page(views: dict[str, dict], groups: dict[str, list[str]], title: str, out_html) -> None:
-    """One self-contained page: the viewer (matprobe.report_viewer), every view as JSON, a menu to pick one."""
-    from matprobe.report_viewer import VIEWER_CSS, VIEWER_JS
+    """One self-contained page: the viewer (matprobe.report.viewer), every view as JSON, a menu to pick one."""
+    from matprobe.report.viewer import VIEWER_CSS, VIEWER_JS
 
     if not views:
         raise MatprobeError(f"{out_html}: no interactive view to write")

@@ -66,7 +66,7 @@ from numba import njit
 from matprobe import MatprobeError
 from matprobe.parallel import parallel_map
 
-log = logging.getLogger("matprobe.path_homology")
+log = logging.getLogger("matprobe.probes.path_homology")
 
 # Why a prime-field rank is exact here: the matrices have integer entries (0, ±1). Their rank over Q is
 # the size r of their largest non-zero minor; modulo a prime p the rank is the same unless p divides
@@ -847,7 +847,7 @@ def neighbourhoods(crystal, radius: float) -> list[tuple[np.ndarray, np.ndarray]
 def _electronegativity() -> np.ndarray:
     """Pauling electronegativity indexed by Z; elements without one (noble gases) get +inf, so that they
     come after every element that has one: they hold on to electrons at least as hard as any."""
-    from matprobe.features import element_properties
+    from matprobe.inputs.features import element_properties
 
     table = element_properties()["electronegativity"]
     values = np.full(int(table.index.max()) + 1, np.inf)
@@ -912,7 +912,7 @@ def symmetry_classes(crystal, symprec: float = 1e-3) -> np.ndarray:
     digraphs; measured on all 448 orbits of 60 real crystals (radius 3.5 Å), their Betti areas agreed to
     2e-3 Å, the size of the symprec differences between their positions. symprec is 1e-3 Å because CIF
     coordinates are rounded: at spglib's default (1e-5 Å) much of their symmetry goes unseen. Colour
-    refinement (matprobe.graphs.equivalent_atoms) is not used: it compares distances to the k nearest
+    refinement (matprobe.prepare.graphs.equivalent_atoms) is not used: it compares distances to the k nearest
     neighbours only, while the digraph depends on the whole geometry of the neighbourhood, angles included."""
     import spglib
 
@@ -993,7 +993,7 @@ def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order
 
 def _crystal_row(args):
     row_id, lattice, frac_coords, numbers, radius, step, max_dim, order, max_paths = args
-    from matprobe.structures import Crystal
+    from matprobe.inputs.structures import Crystal
 
     crystal = Crystal.from_row({"lattice": lattice, "frac_coords": frac_coords, "numbers": numbers})
     try:
@@ -1021,8 +1021,8 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     crystal, the atom and the count (PathSpaceTooLarge) before its memory is taken."""
     from tqdm import tqdm
 
-    from matprobe.data import load_materials
-    from matprobe.features import element_properties
+    from matprobe.inputs.data import load_materials
+    from matprobe.inputs.features import element_properties
     from matprobe.io import write_json, write_parquet
 
     if order not in ORDERS:

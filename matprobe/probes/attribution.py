@@ -26,14 +26,14 @@ import pandas as pd
 import torch
 from torch_geometric.data import Batch
 
-from matprobe.features import element_properties, physical_feature_layout
+from matprobe.inputs.features import element_properties, physical_feature_layout
 from matprobe.io import write_json, write_parquet
-from matprobe.models import regular_neighbors
+from matprobe.models.architectures import regular_neighbors
 from matprobe.runtime import Runtime
-from matprobe.sets import TEST_SETS, load_split_data
-from matprobe.train import knn_distance, load_trained_model
+from matprobe.prepare.sets import TEST_SETS, load_split_data
+from matprobe.models.training import knn_distance, load_trained_model
 
-log = logging.getLogger("matprobe.attribution")
+log = logging.getLogger("matprobe.probes.attribution")
 DEFAULT_BANDS = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
 
 
@@ -299,8 +299,8 @@ def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: 
     |error| given the DFT target (`abs_error_given_target`, a partial rank correlation). With `directed` (the path-
     homology descriptors), theirs too, and with |error| given every undirected descriptor
     (`abs_error_given_undirected`): what the direction of the neighbourhoods adds beyond their shape."""
-    from matprobe.path_homology import descriptor_names
-    from matprobe.topology import DESCRIPTORS
+    from matprobe.probes.path_homology import descriptor_names
+    from matprobe.probes.topology import DESCRIPTORS
 
     directed_names = [c for c in (directed.columns if directed is not None else []) if c in set(descriptor_names(3))]
     train = np.stack(latents.loc[latents["set"] == "train", "latent"].to_numpy())
@@ -424,7 +424,7 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
             write_parquet(betti_curve_table(directed, pd.read_parquet(directed_paths[1]), ids_by_set, omitted, filtration_step),
                           out_dir / "betti_curves.parquet")
     if topology_radius is not None:
-        from matprobe.topology import persistence_examples
+        from matprobe.probes.topology import persistence_examples
 
         materials = pd.read_parquet(materials_path, columns=["id", "nsites", "reduced_formula", "lattice", "frac_coords", "numbers"])
         ids_by_set = {set_name: atoms.loc[atoms["set"] == set_name, "id"].unique() for set_name in TEST_SETS}

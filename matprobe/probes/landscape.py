@@ -26,15 +26,15 @@ import torch
 from torch_geometric.data import Batch
 
 from matprobe import MatprobeError
-from matprobe.graphs import symmetry_reduced
-from matprobe.hessian import flatten, unflatten
+from matprobe.prepare.graphs import symmetry_reduced
+from matprobe.probes.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.models import regular_neighbors
+from matprobe.models.architectures import regular_neighbors
 from matprobe.runtime import Runtime
-from matprobe.sets import SETS, load_split_data
-from matprobe.train import load_trained_model
+from matprobe.prepare.sets import SETS, load_split_data
+from matprobe.models.training import load_trained_model
 
-log = logging.getLogger("matprobe.landscape")
+log = logging.getLogger("matprobe.probes.landscape")
 
 
 # ---- evaluation sets ----------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, o
 
 def compute_directions(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
     """Seeded directions, saved so that a landscape can be recomputed or extended exactly."""
-    from matprobe.hessian import extreme_eigenpairs, set_hvp
+    from matprobe.probes.hessian import extreme_eigenpairs, set_hvp
 
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options, threads)
     weights = direction_parameters(model, options["include_biases"])
@@ -353,7 +353,7 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
 
 
 def compute_hessian(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
-    from matprobe.hessian import hessian_summary, set_hvp
+    from matprobe.probes.hessian import hessian_summary, set_hvp
 
     limit = options["hessian"].get("max_crystals") or options["max_crystals"]
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path,

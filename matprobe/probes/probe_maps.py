@@ -27,9 +27,9 @@ import torch
 
 from matprobe import MatprobeError
 from matprobe.io import write_json, write_parquet
-from matprobe.structures import Crystal
+from matprobe.inputs.structures import Crystal
 
-log = logging.getLogger("matprobe.probe_maps")
+log = logging.getLogger("matprobe.probes.probe_maps")
 
 
 # ---- positions ----------------------------------------------------------------------------------------------------
@@ -207,8 +207,8 @@ def with_probe(crystal: Crystal, frac_position, z: int) -> Crystal:
 def crystal_graphs(crystals: list[Crystal], cutoff: float, max_neighbors: int | None):
     """PyG graphs of crystals, built and stored the way the graph stage builds them (build_graph, collate_graphs,
     graph_data), so that a probe's graph is the graph of the same structure."""
-    from matprobe.graphs import build_graph, collate_graphs
-    from matprobe.sets import graph_data
+    from matprobe.prepare.graphs import build_graph, collate_graphs
+    from matprobe.prepare.sets import graph_data
 
     ids = [str(k) for k in range(len(crystals))]
     stored = collate_graphs(ids, [build_graph(c, cutoff, max_neighbors) for c in crystals], {})
@@ -220,7 +220,7 @@ def predict_atoms(model, record, graphs, batch_size: int = 256) -> tuple[np.ndar
     """Per graph, the prediction and the atom contributions, in target units."""
     from torch_geometric.data import Batch
 
-    from matprobe.models import regular_neighbors
+    from matprobe.models.architectures import regular_neighbors
 
     mean, std = record["target_mean"], record["target_std"]
     predictions, contributions = [], []
@@ -289,7 +289,7 @@ def select_crystals(predictions: pd.DataFrame, latents: pd.DataFrame, materials:
 def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> list[tuple[str, str]]:
     """(probe as configured, element) for a crystal: the held-out element(s), the crystal's most electronegative
     element, or an element named in the config."""
-    from matprobe.features import element_properties
+    from matprobe.inputs.features import element_properties
 
     props = element_properties()
     chosen = []
@@ -369,14 +369,14 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
                        out_summary, options: dict, graph: dict, threads: int = 1) -> dict:
     """Every map of one model: each crystal the omission model's predictions and latents select (the same for an
     omission and its control), each probe element, over the configured plane or grid."""
-    from matprobe.features import element_properties
+    from matprobe.inputs.features import element_properties
     from matprobe.runtime import Runtime
-    from matprobe.train import load_trained_model
+    from matprobe.models.training import load_trained_model
 
     started = time.perf_counter()
     Runtime(threads=threads, device="cpu").apply()
     model, record = load_trained_model(model_path)
-    from matprobe.splits import load_split
+    from matprobe.prepare.splits import load_split
 
     split = load_split(split_path)
     materials = pd.read_parquet(materials_path)

@@ -1,7 +1,7 @@
 """A study's results as DataFrames, for notebooks: the summary table, and per run its metrics, predictions, landscape
 grid and metrics, Hessian summary and attributions.
 
-    from matprobe.results import Results
+    from matprobe.studies.results import Results
     study = Results("results", study="default")
     study.runs()                                              # one row per trained model found
     study.predictions(split="omit-O", model="cgcnn")          # keys may be partial when they name one run
@@ -19,7 +19,7 @@ import pandas as pd
 
 from matprobe import MatprobeError
 from matprobe.layout import RUN_KEYS, RUN_PATTERN, Layout, Run
-from matprobe.sets import SETS
+from matprobe.prepare.sets import SETS
 
 # The file a stage writes last for a run: a folder without it holds a run still in progress (or a failed one).
 DONE = {"models": "metrics.json", "landscape": "metrics.json", "attribution": "summary.json"}

@@ -1,4 +1,4 @@
-"""The small self-contained viewer that draws the report's interactive views (matprobe.report_views): SVG and a
+"""The small self-contained viewer that draws the report's interactive views (matprobe.report.views): SVG and a
 canvas, no library. A Snakemake report shows an HTML result in an iframe whose source is a data: URL, and
 Chromium refuses data: URLs over 2 MB; Plotly's JavaScript alone is 4.7 MB (1.5 MB gzipped, 2.6 MB once the report
 encodes it again), so a page carrying it shows blank in the report. This viewer is about 12 kB.

@@ -1,5 +1,5 @@
 """Dataset sources. Each turns a `datasets:` entry of the config into raw records
-(id, structure payload, target values) that `matprobe.data` parses, checks and normalises.
+(id, structure payload, target values) that `matprobe.inputs.data` parses, checks and normalises.
 
 A source also declares the remote files it needs (`remote_files`), so that the workflow can download
 them in a rule of their own, before normalisation, and so that a mirror can be pre-staged."""
@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterator
 
 from matprobe import MatprobeError
 
-log = logging.getLogger("matprobe.sources")
+log = logging.getLogger("matprobe.inputs.sources")
 
-EMBEDDED_FILE = Path(__file__).resolve().parent / "resources" / "flla_2015.parquet"
+EMBEDDED_FILE = Path(__file__).resolve().parent.parent / "resources" / "flla_2015.parquet"
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,7 @@ def _read_frame(path: Path):
             frame = pd.read_parquet(path)
         elif ".csv" in suffixes:
             # every column as text, exactly as written: ids like 0010 or 1e1 are not numbers (pandas would make them 10
-            # and 10.0); target values are read as numbers later, each on its own (matprobe.data.target_value)
+            # and 10.0); target values are read as numbers later, each on its own (matprobe.inputs.data.target_value)
             frame = pd.read_csv(path, comment="#", dtype=str, keep_default_na=False, encoding="utf-8-sig")
         elif ".json" in suffixes:
             ids, rows = _frame_records(_load_json_file(path), path)
@@ -354,8 +354,8 @@ def _table_rows(path: Path, frame, columns: tuple[str, ...], spec: dict, targets
 def set_files(spec: dict) -> dict[str, str]:
     """A dataset given as one file per set (`sets`, as published benchmarks ship): each set's file by the name the
     split reads it under (`test` is id_test), in the order train, val, id_test, ood_test; empty for any other dataset."""
-    from matprobe.splits import SET_ALIASES
-    from matprobe.sets import SETS
+    from matprobe.prepare.splits import SET_ALIASES
+    from matprobe.prepare.sets import SETS
 
     named = {SET_ALIASES.get(name, name): file for name, file in (spec.get("sets") or {}).items()}
     return {name: named[name] for name in SETS if name in named}
@@ -573,8 +573,8 @@ def check_dataset(name: str, spec: dict) -> None:
 
 def _check_sets(where: str, sets: dict) -> None:
     """One file per set: train, val and the test set (test or id_test), ood_test optional; nothing else."""
-    from matprobe.splits import SET_ALIASES
-    from matprobe.sets import SETS
+    from matprobe.prepare.splits import SET_ALIASES
+    from matprobe.prepare.sets import SETS
 
     names = {SET_ALIASES.get(name, name) for name in sets}
     unknown = [name for name in sets if SET_ALIASES.get(name, name) not in SETS]

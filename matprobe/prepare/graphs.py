@@ -20,14 +20,14 @@ import pandas as pd
 import torch
 
 from matprobe import MatprobeError
-from matprobe.data import load_materials
+from matprobe.inputs.data import load_materials
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.layout import GRAPH_FORMAT
-from matprobe.models import regular_neighbors
+from matprobe.models.architectures import regular_neighbors
 from matprobe.parallel import parallel_map
-from matprobe.structures import Crystal, RejectedStructure
+from matprobe.inputs.structures import Crystal, RejectedStructure
 
-log = logging.getLogger("matprobe.graphs")
+log = logging.getLogger("matprobe.prepare.graphs")
 
 ISOLATED_ATOM = "isolated_atom"
 def neighbour_list(crystal: Crystal, cutoff: float, max_neighbors: int | None):

@@ -6,7 +6,7 @@ written as Python literal text; here it becomes the compact lossless arrays of m
 fractional coordinates, atomic numbers) with the two targets. Nothing is filtered: the data stage applies
 the same checks to the embedded set as to any other source.
 
-    python -m matprobe.embedded ../shared/datasets/flla_2015.csv.gz
+    python -m matprobe.inputs.embedded ../shared/datasets/flla_2015.csv.gz
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import ast
 import pandas as pd
 
 from matprobe.io import atomic_path
-from matprobe.sources import EMBEDDED_FILE
-from matprobe.structures import crystal_from_pymatgen
+from matprobe.inputs.sources import EMBEDDED_FILE
+from matprobe.inputs.structures import crystal_from_pymatgen
 
 
 def build_embedded(csv_path: str, out_path=EMBEDDED_FILE) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from matprobe import MatprobeError
-from matprobe.data import STRUCTURE_COLUMNS
+from matprobe.inputs.data import STRUCTURE_COLUMNS
 from matprobe.io import write_json
 
 KINDS = ("downloads", "materials", "graphs", "split", "model")
@@ -52,7 +52,7 @@ def check_file(kind: str, path: str | Path, spec: dict | None = None) -> dict:
         _check_torch_archive(path, "graph cache", "delete it and run `snakemake graphs` to rebuild it; the models trained "
                                                   "on it are kept until then")
     elif kind == "split":
-        from matprobe.splits import load_split
+        from matprobe.prepare.splits import load_split
 
         load_split(path)
     elif kind == "model":
@@ -60,8 +60,8 @@ def check_file(kind: str, path: str | Path, spec: dict | None = None) -> dict:
         # load checks the weights against the checksum the model's record carries, too)
         _check_torch_archive(path, "matprobe model", "delete it and run its training job again (snakemake plans it)")
     elif kind == "downloads":
-        from matprobe.download import verify
-        from matprobe.sources import remote_files
+        from matprobe.inputs.download import verify
+        from matprobe.inputs.sources import remote_files
 
         pinned = {remote.filename: remote.sha256 for remote in remote_files(spec or {})}
         return {"sha256": verify(path, pinned.get(path.name))}

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vjp, vmap
 
-log = logging.getLogger("matprobe.hessian")
+log = logging.getLogger("matprobe.probes.hessian")
 
 
 def flatten(tensors: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Flatness metrics read off stored landscape grids, and the merge of grid chunks.
 
-Kept apart from matprobe.landscape, which needs torch and PyTorch Geometric (about 6 s to import): the
+Kept apart from matprobe.probes.landscape, which needs torch and PyTorch Geometric (about 6 s to import): the
 merge and metrics jobs, two per model, need only pandas and start in under a second.
 """
 

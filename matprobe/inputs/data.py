@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from matprobe import MatprobeError
-from matprobe.download import record_checksum, sha256_of, verify
+from matprobe.inputs.download import record_checksum, sha256_of, verify
 from matprobe.io import write_json, write_parquet
 from matprobe.parallel import parallel_map
-from matprobe.sources import RawRecord, iter_records, local_inputs, remote_files, resolve_targets
-from matprobe.structures import (
+from matprobe.inputs.sources import RawRecord, iter_records, local_inputs, remote_files, resolve_targets
+from matprobe.inputs.structures import (
     DUPLICATE_ID,
     EMPTY_ID,
     UNSUPPORTED_ELEMENT,
@@ -38,7 +38,7 @@ from matprobe.structures import (
     parse_structure_dict,
 )
 
-log = logging.getLogger("matprobe.data")
+log = logging.getLogger("matprobe.inputs.data")
 
 STRUCTURE_COLUMNS = ["lattice", "frac_coords", "numbers"]
 

@@ -81,10 +81,10 @@ def graph_data(stored: dict, ids: list[str], targets: np.ndarray) -> list[Data]:
 
 def load_split_data(graphs_path, materials_path, split_path, target: str) -> SplitData:
     """Per set: ids, targets and graphs; crystals without a graph or without the target are dropped and counted."""
-    from matprobe.data import load_materials
-    from matprobe.graphs import load_graphs
+    from matprobe.inputs.data import load_materials
+    from matprobe.prepare.graphs import load_graphs
 
-    from matprobe.splits import load_split
+    from matprobe.prepare.splits import load_split
 
     split = load_split(split_path)
     materials = load_materials(materials_path, columns=["id", "elements", target])

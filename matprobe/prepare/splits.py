@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from matprobe import MatprobeError
-from matprobe.data import load_materials, target_columns
-from matprobe.features import element_properties
+from matprobe.inputs.data import load_materials, target_columns
+from matprobe.inputs.features import element_properties
 from matprobe.io import write_json, write_parquet
-from matprobe.sets import SETS
+from matprobe.prepare.sets import SETS
 
-log = logging.getLogger("matprobe.splits")
+log = logging.getLogger("matprobe.prepare.splits")
 
 CONTROL_SUFFIX = "-control"
 
@@ -227,7 +227,7 @@ def read_ids_file(path, known_ids: set[str]) -> dict[str, list[str]]:
 def published_split(definition: dict, known_ids: set[str]) -> dict[str, list[str]]:
     """The sets of a dataset given one file per set, as its files hold them; a crystal the data stage rejected is left
     out (and counted in the log), an id in two files is an error naming both sets."""
-    from matprobe.sources import published_sets
+    from matprobe.inputs.sources import published_sets
 
     dataset = definition["published"]
     sets = published_sets(definition["dataset"])

@@ -9,7 +9,7 @@ fixed-length vector of 18, cached per dataset in results/topology/{dataset}/ph.p
 
 Bars that never die (the one H0 component) are cut at radius/2, beyond which a finite neighbourhood
 no longer stands for the crystal. The directed counterpart, persistent path homology of the same neighbourhoods with
-edges ordered by electronegativity, is matprobe.path_homology."""
+edges ordered by electronegativity, is matprobe.probes.path_homology."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from matprobe.data import load_materials
+from matprobe.inputs.data import load_materials
 from matprobe.io import write_json, write_parquet
 from matprobe.parallel import parallel_map
-from matprobe.structures import Crystal
+from matprobe.inputs.structures import Crystal
 
-log = logging.getLogger("matprobe.topology")
+log = logging.getLogger("matprobe.probes.topology")
 
 STATISTICS = ("count", "total_persistence", "max_persistence", "entropy", "mean_birth", "mean_death")
 DIMENSIONS = (0, 1, 2)

@@ -203,7 +203,7 @@ def check_crystal(crystal: Crystal, min_distance: float) -> Crystal:
         raise RejectedStructure(NON_FINITE, "NaN or infinite lattice or coordinates")
     if crystal.volume < 1e-6:
         raise RejectedStructure(NON_FINITE, "singular lattice")
-    from matprobe.features import MAX_Z
+    from matprobe.inputs.features import MAX_Z
 
     beyond = sorted({int(z) for z in crystal.numbers if not 1 <= z <= MAX_Z})
     if beyond:  # the node feature tables stop at MAX_Z: such a crystal could not be featurised by any model

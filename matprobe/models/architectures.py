@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models.schnet import InteractionBlock, ShiftedSoftplus
 
-from matprobe.features import MAX_Z, node_feature_table
+from matprobe.inputs.features import MAX_Z, node_feature_table
 
 # Gaussian tails underflow into float32 denormals, which make CPU matrix products several times slower
 # (shared/notes/performance.md: 4.4x in training). Values this small carry no information: zero them.

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.structures import Crystal
+from matprobe.inputs.structures import Crystal
 
-log = logging.getLogger("matprobe.knobs")
+log = logging.getLogger("matprobe.probes.knobs")
 
 ELEMENT_ATTRIBUTES = ["electronegativity", "covalent_radius", "group", "period", "valence_electrons"]
 ENVIRONMENT_ATTRIBUTES = ["coordination", "mean_bond_length", "shortest_bond_length", "bond_length_spread",
@@ -60,7 +60,7 @@ def environment_attributes(crystal: Crystal, cutoff: float = 4.5) -> dict[str, n
     atom with no bonded neighbour gets its nearest one as its only bond (coordination 0)."""
     from vesin import NeighborList
 
-    from matprobe.features import element_properties
+    from matprobe.inputs.features import element_properties
 
     props = element_properties()
     radius = props["covalent_radius"].to_numpy()
@@ -94,7 +94,7 @@ def _mean_or_nan(values: np.ndarray) -> float:
 def atom_table(crystal_set, materials: pd.DataFrame, topology: list[pd.DataFrame], omitted: list[str]) -> pd.DataFrame:
     """One row per atom of a set's crystals, in graph order: id, site, element, the attributes, is_held_out.
     `topology`: per-atom tables (id, site, descriptors) of the undirected and directed topological descriptors."""
-    from matprobe.features import element_properties
+    from matprobe.inputs.features import element_properties
 
     props = element_properties()
     structures = materials.loc[crystal_set.ids, ["lattice", "frac_coords", "numbers"]].to_dict("records")
@@ -335,7 +335,7 @@ def representations(model, record, crystal_set, batch_size: int = 64) -> tuple[n
     """Per atom of a set (graph order): h, the contribution (target units) and the crystal's size."""
     from torch_geometric.data import Batch
 
-    from matprobe.models import regular_neighbors
+    from matprobe.models.architectures import regular_neighbors
 
     hs, contributions, sizes = [], [], []
     with torch.no_grad():
@@ -352,8 +352,8 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     """Train the knob model of one trained model and write knob_model.pt, atoms.parquet (each sampled atom's
     attributes, contribution and z in two principal components), responses.parquet, summary.parquet and checks.json."""
     from matprobe.runtime import Runtime
-    from matprobe.sets import load_split_data
-    from matprobe.train import load_trained_model
+    from matprobe.prepare.sets import load_split_data
+    from matprobe.models.training import load_trained_model
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
