@@ -18,6 +18,7 @@ Templates hold Snakemake wildcards (`{dataset}`, ...); `Layout.path` fills them 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +50,38 @@ class Run:
 
 
 RUN_PATTERN = "{dataset}/{target}/{split}/{model}/seed{seed}"
+
+# The files of each per-run stage, by the name that the rules' outputs and the package both use: the one place
+# where a run's file names are written. A stage's function receives these names mapped to paths (`run_paths`).
+RUN_FILES = {
+    "models": {"model": "model.pt", "metrics": "metrics.json", "predictions": "predictions.parquet",
+               "latents": "latents.parquet", "history": "history.parquet"},
+    "landscape": {"directions": "directions.pt", "grid": "grid.parquet", "hessian": "hessian.json",
+                  "metrics": "metrics.json"},
+    "attribution": {"atoms": "atoms.parquet", "elements": "elements.parquet", "element_pca": "element_pca.parquet",
+                    "ig_atoms": "ig_atoms.parquet", "ig_elements": "ig_elements.parquet", "trim": "trim.parquet",
+                    "trim_summary": "trim_summary.parquet", "topology": "topology_correlations.parquet",
+                    "diagrams": "persistence_examples.parquet", "betti_curves": "betti_curves.parquet",
+                    "summary": "summary.json"},
+    "knobs": {"model": "knob_model.pt", "atoms": "atoms.parquet", "responses": "responses.parquet",
+              "summary": "summary.parquet", "checks": "checks.json"},
+    "probe_maps": {"maps": "maps.parquet", "atoms": "plane_atoms.parquet", "summary": "summary.json",
+                   "comparison": "comparison.json"},
+}
+# The file each stage writes last: a folder without it holds a run in progress (or a failed one).
+DONE = {"models": "metrics", "landscape": "metrics", "attribution": "summary", "knobs": "checks", "probe_maps": "summary"}
+
+
+# The training job's resumable state, beside its outputs (not an output: a finished run may keep or lose it)
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def run_paths(stage: str, outputs) -> dict[str, Path]:
+    """A stage's files by name: `outputs` as given (a rule's named outputs), or a folder, for the layout's names in
+    it (callers outside Snakemake: tests, notebooks)."""
+    if isinstance(outputs, Mapping):
+        return {name: Path(path) for name, path in outputs.items()}
+    return {name: Path(outputs) / filename for name, filename in RUN_FILES[stage].items()}
 
 
 # ---- folder names of the shared stages' settings: another setting is another folder, never an overwrite ----------
@@ -132,6 +165,14 @@ class Layout:
         if stage not in RUN_STAGES:
             raise ValueError(f"unknown run stage {stage!r}; one of {RUN_STAGES}")
         return f"{self.study_dir}/{stage}/{RUN_PATTERN}"
+
+    def run_file(self, stage: str, name: str) -> str:
+        """The template of one file of a run's stage folder, by its name in RUN_FILES."""
+        return f"{self.run_dir(stage)}/{RUN_FILES[stage][name]}"
+
+    def run_outputs(self, stage: str, names=None) -> dict[str, str]:
+        """Named templates of a stage's files (all, or `names`), for a rule's `output:`."""
+        return {name: self.run_file(stage, name) for name in (names or RUN_FILES[stage])}
 
     @property
     def dataset_figures(self) -> str:

@@ -14,10 +14,10 @@ except MatprobeError as error:
 
 rule atlas_tables:
     input:
-        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
-        landscapes=lambda w: run_files("landscape", "metrics.json", analysed_runs({"omission"}), w.dataset),
+        metrics=lambda w: run_files("models", "metrics", dataset=w.dataset),
+        landscapes=lambda w: run_files("landscape", "metrics", analysed_runs({"omission"}), w.dataset),
         # paired scoring: every model's per-crystal predictions, and the table for families and atomic fractions
-        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
         materials=L.materials,
     output:
         atlas=f"{ATLAS_DIR}/atlas.parquet",

@@ -52,26 +52,16 @@ rule path_homology:
 
 rule attribute_model:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
-        predictions=f"{MODEL_DIR}/predictions.parquet",
-        latents=f"{MODEL_DIR}/latents.parquet",
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
+        predictions=L.run_file("models", "predictions"),
+        latents=L.run_file("models", "latents"),
         **run_inputs(),
         ph=f"{L.topology_dir}/ph.parquet",
         directed=f"{L.path_homology_dir}/path_homology.parquet",
         directed_elements=f"{L.path_homology_dir}/path_homology_elements.parquet",
     output:
-        atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
-        elements=f"{ATTRIBUTION_DIR}/elements.parquet",
-        element_pca=f"{ATTRIBUTION_DIR}/element_pca.parquet",
-        ig_atoms=f"{ATTRIBUTION_DIR}/ig_atoms.parquet",
-        ig_elements=f"{ATTRIBUTION_DIR}/ig_elements.parquet",
-        trim=f"{ATTRIBUTION_DIR}/trim.parquet",
-        trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
-        topology=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
-        diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
-        betti_curves=f"{ATTRIBUTION_DIR}/betti_curves.parquet",
-        summary=f"{ATTRIBUTION_DIR}/summary.json",
+        **L.run_outputs("attribution"),
     params:
         options=config["attribution"],
         radius=config["topology"]["radius"],
@@ -92,4 +82,4 @@ rule attribute_model:
 
 rule attributions:
     input:
-        lambda w: run_files("attribution", "summary.json", analysed_runs()),
+        lambda w: run_files("attribution", "summary", analysed_runs()),

@@ -7,6 +7,7 @@ import pandas as pd
 from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for,
                              model_options_for, runs)
 from matprobe.inputs.sources import local_inputs, remote_files
+from matprobe.layout import RUN_FILES, Run
 from matprobe.prepare.splits import CONTROL_SUFFIX, dataset_splits, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
@@ -50,11 +51,18 @@ def analysed_runs(kinds=None):
     return [run for run in runs(config, analysis_seeds(config), concrete_splits) if kinds is None or split_kind(run.split) in kinds]
 
 
-def run_files(stage, filename, selected=None, dataset=None):
-    """One file of every run in `selected` (default: every run; of one dataset, if given); stage as in
-    matprobe.layout.RUN_STAGES. Call it inside input functions: with a sweep, the runs are known after the data stage."""
+def run_file(stage, name, run):
+    """One run's file of a stage: by its name in matprobe.layout.RUN_FILES (a figure, by its file name)."""
+    if stage in RUN_FILES:
+        return str(L.path(L.run_file(stage, name), run))
+    return str(L.path(L.run_dir(stage), run) / name)
+
+
+def run_files(stage, name, selected=None, dataset=None):
+    """One file of every run in `selected` (default: every run; of one dataset, if given), named as in run_file.
+    Call it inside input functions: with a sweep, the runs are known after the data stage."""
     selected = all_runs() if selected is None else selected
-    return [str(L.path(L.run_dir(stage), run) / filename) for run in selected if dataset in (None, run.dataset)]
+    return [run_file(stage, name, run) for run in selected if dataset in (None, run.dataset)]
 
 
 def run_keys(selected=None, dataset=None):
@@ -69,16 +77,14 @@ def pair_splits(split):
     return [split] + ([split + CONTROL_SUFFIX] if config["split_options"]["controls"] and split_kind(split) == "omission" else [])
 
 
-def pair_files(stage, filename):
+def pair_files(stage, name):
     """Input function: a file of a run's omission-control pair, for the omission's wildcards."""
-    return lambda w: [str(L.path(L.run_dir(stage), dataset=w.dataset, target=w.target, split=split, model=w.model, seed=w.seed)
-                          / filename) for split in pair_splits(w.split)]
+    return lambda w: [run_file(stage, name, Run(w.dataset, w.target, split, w.model, int(w.seed))) for split in pair_splits(w.split)]
 
 
-def omission_file(stage, filename):
+def omission_file(stage, name):
     """Input function: a file of the omission a run belongs to (itself for an omission, its omission for a control)."""
-    return lambda w: str(L.path(L.run_dir(stage), dataset=w.dataset, target=w.target, split=split_base(w.split)[0],
-                                model=w.model, seed=w.seed) / filename)
+    return lambda w: run_file(stage, name, Run(w.dataset, w.target, split_base(w.split)[0], w.model, int(w.seed)))
 
 
 def figure_code(family):

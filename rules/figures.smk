@@ -24,8 +24,8 @@ localrules:
 
 rule training_figures:
     input:
-        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
-        histories=lambda w: run_files("models", "history.parquet", dataset=w.dataset),
+        metrics=lambda w: run_files("models", "metrics", dataset=w.dataset),
+        histories=lambda w: run_files("models", "history", dataset=w.dataset),
         code=figure_code("training"),
     output:
         headline=report(f"{FIG_DIR}/headline.png", caption="../report/headline.rst", category="1 Headline",
@@ -51,7 +51,7 @@ rule training_figures:
 # Every trained model gets its parity plot; the probe figures below need its landscape and attribution.
 rule parity_figure:
     input:
-        predictions=f"{MODEL_DIR}/predictions.parquet",
+        predictions=L.run_file("models", "predictions"),
         code=figure_code("training"),
     output:
         parity=report(f"{MODEL_FIG_DIR}/parity.png", caption="../report/parity.rst", category="2 Training", subcategory=RUN_CATEGORY,
@@ -71,8 +71,8 @@ rule parity_figure:
 
 rule landscape_overview_figures:
     input:
-        flatness=lambda w: run_files("landscape", "metrics.json", analysed_runs(), w.dataset),
-        grids=lambda w: run_files("landscape", "grid.parquet", analysed_runs(), w.dataset),
+        flatness=lambda w: run_files("landscape", "metrics", analysed_runs(), w.dataset),
+        grids=lambda w: run_files("landscape", "grid", analysed_runs(), w.dataset),
         code=figure_code("landscapes"),
     output:
         flatness=report(f"{FIG_DIR}/flatness_table.png", caption="../report/flatness_table.rst", category="3 Loss landscapes", subcategory="All runs",
@@ -97,8 +97,8 @@ rule landscape_overview_figures:
 
 rule landscape_figures:
     input:
-        grid=f"{LANDSCAPE_DIR}/grid.parquet",
-        hessian=f"{LANDSCAPE_DIR}/hessian.json",
+        grid=L.run_file("landscape", "grid"),
+        hessian=L.run_file("landscape", "hessian"),
         code=figure_code("landscapes"),
     output:
         landscape_2d=report(f"{MODEL_FIG_DIR}/landscape_2d.png", caption="../report/landscape_2d.rst", category="3 Loss landscapes", subcategory=RUN_CATEGORY,
@@ -122,12 +122,12 @@ rule landscape_figures:
 
 rule attribution_figures:
     input:
-        predictions=f"{MODEL_DIR}/predictions.parquet",
+        predictions=L.run_file("models", "predictions"),
         split=L.split,
-        atoms=f"{ATTRIBUTION_DIR}/atoms.parquet",
-        elements=f"{ATTRIBUTION_DIR}/elements.parquet",
-        element_pca=f"{ATTRIBUTION_DIR}/element_pca.parquet",
-        trim_summary=f"{ATTRIBUTION_DIR}/trim_summary.parquet",
+        atoms=L.run_file("attribution", "atoms"),
+        elements=L.run_file("attribution", "elements"),
+        element_pca=L.run_file("attribution", "element_pca"),
+        trim_summary=L.run_file("attribution", "trim_summary"),
         materials=L.materials,
         code=figure_code("attribution"),
     output:
@@ -154,9 +154,9 @@ rule attribution_figures:
 
 rule topology_figures:
     input:
-        correlations=f"{ATTRIBUTION_DIR}/topology_correlations.parquet",
-        diagrams=f"{ATTRIBUTION_DIR}/persistence_examples.parquet",
-        curves=f"{ATTRIBUTION_DIR}/betti_curves.parquet",
+        correlations=L.run_file("attribution", "topology"),
+        diagrams=L.run_file("attribution", "diagrams"),
+        curves=L.run_file("attribution", "betti_curves"),
         code=figure_code("topology"),
     output:
         topology=report(f"{MODEL_FIG_DIR}/topology.png", caption="../report/topology.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
@@ -176,9 +176,9 @@ rule topology_figures:
 
 rule summary_table:
     input:
-        models=lambda w: run_files("models", "metrics.json"),
-        landscapes=lambda w: run_files("landscape", "metrics.json", analysed_runs()),
-        attributions=lambda w: run_files("attribution", "summary.json", analysed_runs()),
+        models=lambda w: run_files("models", "metrics"),
+        landscapes=lambda w: run_files("landscape", "metrics", analysed_runs()),
+        attributions=lambda w: run_files("attribution", "summary", analysed_runs()),
     output:
         parquet=f"{L.summary}/runs.parquet",
         csv=f"{L.summary}/runs.csv",
@@ -199,7 +199,7 @@ rule summary_table:
 
 rule headline_table:
     input:
-        metrics=lambda w: run_files("models", "metrics.json", dataset=w.dataset),
+        metrics=lambda w: run_files("models", "metrics", dataset=w.dataset),
     output:
         csv=f"{L.dataset_summary}/headline.csv",
         markdown=f"{L.dataset_summary}/headline.md",
@@ -219,7 +219,7 @@ rule headline_table:
 
 rule worst_predictions:
     input:
-        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
         materials=L.materials,
     output:
         f"{L.dataset_summary}/worst_predictions.csv",
@@ -334,11 +334,11 @@ rule worst_predictions_page:
 # One self-contained interactive page per dataset (Plotly embedded once: see matprobe.report.views).
 rule interactive_views:
     input:
-        grids=lambda w: run_files("landscape", "grid.parquet", analysed_runs(), w.dataset),
-        predictions=lambda w: run_files("models", "predictions.parquet", dataset=w.dataset),
+        grids=lambda w: run_files("landscape", "grid", analysed_runs(), w.dataset),
+        predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
         materials=L.materials,
-        knob_responses=lambda w: run_files("knobs", "responses.parquet", analysed_runs(), w.dataset),
-        knob_summaries=lambda w: run_files("knobs", "summary.parquet", analysed_runs(), w.dataset),
+        knob_responses=lambda w: run_files("knobs", "responses", analysed_runs(), w.dataset),
+        knob_summaries=lambda w: run_files("knobs", "summary", analysed_runs(), w.dataset),
         atlas=lambda w: [f"{L.atlas_dir}/atlas.parquet".format(dataset=w.dataset)] if SWEEPING else [],
         code=importlib.util.find_spec("matprobe.report.views").origin,
     output:

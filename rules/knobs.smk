@@ -5,17 +5,13 @@ KNOB_DIR = L.run_dir("knobs")
 
 rule knobs:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
         **run_inputs(),
         ph_atoms=f"{L.topology_dir}/ph_atoms.parquet",
         directed_atoms=f"{L.path_homology_dir}/path_homology_atoms.parquet",
     output:
-        model=f"{KNOB_DIR}/knob_model.pt",
-        atoms=f"{KNOB_DIR}/atoms.parquet",
-        responses=f"{KNOB_DIR}/responses.parquet",
-        summary=f"{KNOB_DIR}/summary.parquet",
-        checks=f"{KNOB_DIR}/checks.json",
+        **L.run_outputs("knobs"),
     params:
         options=config["knobs"],
     threads: 1
@@ -34,10 +30,10 @@ rule knobs:
 
 rule knob_figures:
     input:
-        summaries=pair_files("knobs", "summary.parquet"),
-        responses=pair_files("knobs", "responses.parquet"),
-        checks=pair_files("knobs", "checks.json"),
-        atoms=f"{KNOB_DIR}/atoms.parquet",
+        summaries=pair_files("knobs", "summary"),
+        responses=pair_files("knobs", "responses"),
+        checks=pair_files("knobs", "checks"),
+        atoms=L.run_file("knobs", "atoms"),
         code=figure_code("knobs"),
     output:
         responses=report(f"{L.run_dir('figures')}/knob_responses.png", caption="../report/knob_responses.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
@@ -61,5 +57,5 @@ rule knob_figures:
 
 rule knobs_all:
     input:
-        lambda w: run_files("knobs", "checks.json", analysed_runs()),
+        lambda w: run_files("knobs", "checks", analysed_runs()),
         lambda w: run_files("figures", "knob_responses.png", analysed_runs({"omission", "random", "file"})),

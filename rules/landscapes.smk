@@ -7,11 +7,11 @@ LANDSCAPE_CHUNKS = config["landscape"]["chunks"]
 
 rule landscape_directions:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
         **run_inputs(),
     output:
-        f"{LANDSCAPE_DIR}/directions.pt",
+        L.run_file("landscape", "directions"),
     params:
         options=landscape_sampling_options(config),
     threads: config["landscape"]["threads"]
@@ -29,9 +29,9 @@ rule landscape_directions:
 
 rule landscape_chunk:
     input:
-        directions=f"{LANDSCAPE_DIR}/directions.pt",
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
+        directions=L.run_file("landscape", "directions"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
         **run_inputs(),
     output:
         temp(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet"),
@@ -57,7 +57,7 @@ rule landscape_grid:
     input:
         expand(f"{LANDSCAPE_DIR}/chunks/grid_{{chunk}}.parquet", chunk=range(LANDSCAPE_CHUNKS), allow_missing=True),
     output:
-        f"{LANDSCAPE_DIR}/grid.parquet",
+        L.run_file("landscape", "grid"),
     threads: 1
     resources:
         mem_mb=scaled(1000, 4.0),
@@ -72,11 +72,11 @@ rule landscape_grid:
 
 rule landscape_hessian:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
         **run_inputs(),
     output:
-        f"{LANDSCAPE_DIR}/hessian.json",
+        L.run_file("landscape", "hessian"),
     params:
         options=landscape_sampling_options(config),
     threads: config["landscape"]["threads"]
@@ -96,10 +96,10 @@ rule landscape_hessian:
 
 rule landscape_metrics:
     input:
-        grid=f"{LANDSCAPE_DIR}/grid.parquet",
-        hessian=f"{LANDSCAPE_DIR}/hessian.json",
+        grid=L.run_file("landscape", "grid"),
+        hessian=L.run_file("landscape", "hessian"),
     output:
-        f"{LANDSCAPE_DIR}/metrics.json",
+        L.run_file("landscape", "metrics"),
     params:
         options=landscape_metric_options(config),
     threads: 1
@@ -116,4 +116,4 @@ rule landscape_metrics:
 
 rule landscapes:
     input:
-        lambda w: run_files("landscape", "metrics.json", analysed_runs()),
+        lambda w: run_files("landscape", "metrics", analysed_runs()),

@@ -7,16 +7,14 @@ PROBE_DIR = L.run_dir("probe_maps")
 
 rule probe_map:
     input:
-        model=f"{MODEL_DIR}/model.pt",
-        model_verified=verified(f"{MODEL_DIR}/model.pt"),
-        omission_predictions=omission_file("models", "predictions.parquet"),
-        omission_latents=omission_file("models", "latents.parquet"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
+        omission_predictions=omission_file("models", "predictions"),
+        omission_latents=omission_file("models", "latents"),
         split=L.split,
         materials=L.materials,
     output:
-        maps=f"{PROBE_DIR}/maps.parquet",
-        atoms=f"{PROBE_DIR}/plane_atoms.parquet",
-        summary=f"{PROBE_DIR}/summary.json",
+        **L.run_outputs("probe_maps", ("maps", "atoms", "summary")),
     params:
         options=config["probe_maps"],
         graph=config["graph"],
@@ -36,11 +34,10 @@ rule probe_map:
 
 rule compare_probe_maps:
     input:
-        omission=f"{PROBE_DIR}/maps.parquet",
-        control=lambda w: str(L.path(PROBE_DIR, dataset=w.dataset, target=w.target, split=w.split + CONTROL_SUFFIX,
-                                     model=w.model, seed=w.seed) / "maps.parquet"),
+        omission=L.run_file("probe_maps", "maps"),
+        control=lambda w: run_file("probe_maps", "maps", Run(w.dataset, w.target, w.split + CONTROL_SUFFIX, w.model, int(w.seed))),
     output:
-        f"{PROBE_DIR}/comparison.json",
+        L.run_file("probe_maps", "comparison"),
     threads: 1
     resources:
         mem_mb=scaled(1000, 4.0),
@@ -55,8 +52,8 @@ rule compare_probe_maps:
 
 rule probe_map_figures:
     input:
-        maps=pair_files("probe_maps", "maps.parquet"),
-        atoms=pair_files("probe_maps", "plane_atoms.parquet"),
+        maps=pair_files("probe_maps", "maps"),
+        atoms=pair_files("probe_maps", "atoms"),
         code=figure_code("probe_maps"),
     output:
         maps=report(f"{L.run_dir('figures')}/probe_maps.png", caption="../report/probe_maps.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
@@ -78,6 +75,6 @@ rule probe_map_figures:
 
 rule probe_maps:
     input:
-        lambda w: run_files("probe_maps", "summary.json", analysed_runs({"omission", "control"})),
-        lambda w: run_files("probe_maps", "comparison.json", analysed_runs({"omission"})) if config["split_options"]["controls"] else [],
+        lambda w: run_files("probe_maps", "summary", analysed_runs({"omission", "control"})),
+        lambda w: run_files("probe_maps", "comparison", analysed_runs({"omission"})) if config["split_options"]["controls"] else [],
         lambda w: run_files("figures", "probe_maps.png", analysed_runs({"omission"})),

@@ -7,11 +7,7 @@ rule train_model:
     input:
         **run_inputs(),
     output:
-        model=f"{MODEL_DIR}/model.pt",
-        metrics=f"{MODEL_DIR}/metrics.json",
-        predictions=f"{MODEL_DIR}/predictions.parquet",
-        latents=f"{MODEL_DIR}/latents.parquet",
-        history=f"{MODEL_DIR}/history.parquet",
+        **L.run_outputs("models"),
     params:
         model_options=lambda wildcards: model_options_for(config, wildcards.model),
         training=config["training"],
@@ -33,4 +29,4 @@ rule train_model:
 rule train:
     input:
         # the model too: a run whose model.pt is missing is not done, though its metrics are there
-        lambda w: run_files("models", "metrics.json") + run_files("models", "model.pt"),
+        lambda w: run_files("models", "metrics") + run_files("models", "model"),

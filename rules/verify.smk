@@ -78,9 +78,9 @@ rule verify_split:
 
 rule verify_model:
     input:
-        f"{L.run_dir('models')}/model.pt",
+        L.run_file("models", "model"),
     output:
-        verified(f"{L.run_dir('models')}/model.pt"),
+        verified(L.run_file("models", "model")),
     params:
         kind="model",
         spec=None,

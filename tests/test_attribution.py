@@ -20,7 +20,7 @@ from matprobe.models.architectures import CrystalModel, ElementEncoder, Gaussian
 from matprobe.inputs.structures import Crystal
 from matprobe.probes.topology import DESCRIPTORS, crystal_descriptor, neighbourhood_clouds, persistence_diagrams
 from matprobe.prepare.sets import CrystalSet, graph_data, load_split_data
-from matprobe.models.training import load_trained_model
+from matprobe.models.seam import ModelRecord, TrainedModel, load_trained
 
 TARGET = "formation_energy_per_atom"
 
@@ -28,9 +28,9 @@ TARGET = "formation_energy_per_atom"
 @pytest.fixture(scope="module")
 def trained(small, tiny_model):
     torch.set_flush_denormal(True)
-    model, record = load_trained_model(tiny_model)
+    trained = load_trained(tiny_model)
     sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
-    return model, record, sets
+    return trained, sets
 
 
 def _sets_of(crystals: dict[str, Crystal]):
@@ -41,8 +41,9 @@ def _sets_of(crystals: dict[str, Crystal]):
 
 
 def test_atom_contributions_average_to_the_prediction(trained):
-    model, record, sets = trained
-    atoms, worst = atom_contributions(model, record, sets)
+    trained, sets = trained
+    model, record = trained.module, trained.record
+    atoms, worst = atom_contributions(trained, sets)
     assert worst < 1e-4
     predictions = {}
     from torch_geometric.loader import DataLoader
@@ -50,7 +51,7 @@ def test_atom_contributions_average_to_the_prediction(trained):
     for set_name in ("id_test", "ood_test"):
         for batch in DataLoader(sets[set_name].graphs, batch_size=1000):
             with torch.no_grad():
-                values = model(batch)["prediction"] * record["target_std"] + record["target_mean"]
+                values = record.to_physical(model(batch)["prediction"])
             predictions.update(dict(zip(sets[set_name].ids, values.tolist())))
     means = atoms.groupby("id")["contribution"].mean()
     np.testing.assert_allclose(means.to_numpy(), [predictions[i] for i in means.index], atol=1e-4)
@@ -59,26 +60,28 @@ def test_atom_contributions_average_to_the_prediction(trained):
 
 @pytest.mark.parametrize("baseline", ["zeros", "train_mean"])
 def test_integrated_gradients_are_complete(trained, baseline):
-    model, record, sets = trained
+    trained, sets = trained
+    model = trained.module
     mean_input = model.node_inputs(torch.cat([d.z for d in sets["train"].graphs])).mean(dim=0, keepdim=True).detach()
-    atoms, residuals = integrated_gradients(model, record, sets, baseline, steps=32, train_mean_input=mean_input)
+    atoms, residuals = integrated_gradients(trained, sets, baseline, steps=32, train_mean_input=mean_input)
     assert len(atoms) == sum(d.num_nodes for s in ("id_test", "ood_test") for d in sets[s].graphs)
     assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
 
 
 def test_steps_per_pass_changes_memory_not_the_attributions(trained):
-    model, record, sets = trained
-    one_pass, _ = integrated_gradients(model, record, sets, steps=12, steps_per_pass=12)
-    chunked, _ = integrated_gradients(model, record, sets, steps=12, steps_per_pass=5)  # 5 + 5 + 2
+    trained, sets = trained
+    model = trained.module
+    one_pass, _ = integrated_gradients(trained, sets, steps=12, steps_per_pass=12)
+    chunked, _ = integrated_gradients(trained, sets, steps=12, steps_per_pass=5)  # 5 + 5 + 2
     np.testing.assert_allclose(chunked["attribution"], one_pass["attribution"], rtol=1e-4, atol=1e-6)
-    trim_one = trim_attributions(model, record, sets, "distance_bands", steps=12, steps_per_pass=12)
-    trim_chunked = trim_attributions(model, record, sets, "distance_bands", steps=12, steps_per_pass=5)
+    trim_one = trim_attributions(trained, sets, "distance_bands", steps=12, steps_per_pass=12)
+    trim_chunked = trim_attributions(trained, sets, "distance_bands", steps=12, steps_per_pass=5)
     np.testing.assert_allclose(trim_chunked["attribution"], trim_one["attribution"], rtol=1e-4, atol=1e-6)
     assert trim_one["attribution"].abs().max() > 1e-3  # not trivially equal
 
 
 def test_attributions_do_not_depend_on_site_order_or_the_choice_of_cell(trained, real_crystals):
-    model, record, _ = trained
+    trained, _ = trained
     _, crystal = next((name, c) for name, c in real_crystals if 4 <= c.nsites <= 12 and len(set(c.numbers.tolist())) > 1)
     permutation = np.random.default_rng(1).permutation(crystal.nsites)
     shuffled = Crystal(crystal.lattice, crystal.frac_coords[permutation], crystal.numbers[permutation])
@@ -86,8 +89,8 @@ def test_attributions_do_not_depend_on_site_order_or_the_choice_of_cell(trained,
     supercell_frac = np.vstack([crystal.frac_coords * [0.5, 1, 1], crystal.frac_coords * [0.5, 1, 1] + [0.5, 0, 0]])
     supercell = Crystal(supercell_lattice, supercell_frac, np.concatenate([crystal.numbers, crystal.numbers]))
     sets = _sets_of({"original": crystal, "shuffled": shuffled, "supercell": supercell})
-    atoms, _ = atom_contributions(model, record, sets)
-    ig, _ = integrated_gradients(model, record, sets, "zeros", steps=32)
+    atoms, _ = atom_contributions(trained, sets)
+    ig, _ = integrated_gradients(trained, sets, "zeros", steps=32)
     for table, column in ((atoms, "contribution"), (ig, "attribution_times_nsites")):
         by_element = table.groupby(["id", "element"])[column].mean().unstack()
         np.testing.assert_allclose(by_element.loc["shuffled"], by_element.loc["original"], atol=1e-4)
@@ -121,13 +124,17 @@ class _OnlyProperty(CrystalModel):
         return {"prediction": prediction, "contributions": per_atom, "latent": prediction[:, None]}
 
 
+def _as_trained(module) -> TrainedModel:
+    """A module behind the model seam with unit standardisation: its outputs are already physical."""
+    return TrainedModel(module, ModelRecord("toy", {}, TARGET, 0.0, 1.0, "omit-O", 0))
+
+
 def test_trim_recovers_the_one_property_a_toy_model_uses(trained):
-    _, _, sets = trained
-    record = {"target_mean": 0.0, "target_std": 1.0}
-    trim = trim_attributions(_OnlyProperty("electronegativity"), record, sets, "properties", steps=32)
+    _, sets = trained
+    trim = trim_attributions(_as_trained(_OnlyProperty("electronegativity")), sets, "properties", steps=32)
     share = trim.groupby("name")["attribution"].apply(lambda a: a.abs().sum())
     assert share.idxmax() == "electronegativity" and share.drop("electronegativity").max() < 1e-6
-    trim = trim_attributions(_OnlyProperty(band=(2.5, 3.0)), record, sets, "distance_bands", steps=32)
+    trim = trim_attributions(_as_trained(_OnlyProperty(band=(2.5, 3.0))), sets, "distance_bands", steps=32)
     share = trim.groupby("name")["attribution"].apply(lambda a: a.abs().sum())
     assert share.idxmax() == "2.5-3 Å" and share.drop("2.5-3 Å").max() < 1e-6
     # completeness in the domain space: a crystal's attributions add up to f(x) - f(band switched off) = f(x) here
@@ -144,7 +151,8 @@ def test_trim_recovers_the_one_property_a_toy_model_uses(trained):
 
 
 def test_element_representation_analysis(trained):
-    model, _, sets = trained
+    trained, sets = trained
+    model = trained.module
     seen = {e for elements in sets["train"].elements for e in elements}
     frame, summary = element_embedding_analysis(model, seen, seen | {"O"}, ["O"])
     assert {"pc1", "pc2", "group", "period"} <= set(frame.columns)

@@ -24,7 +24,7 @@ from matprobe import MatprobeError
 from matprobe.config import validate_config
 from matprobe.inputs.data import normalise_dataset
 from matprobe.prepare.splits import make_split
-from matprobe.models.training import load_trained_model
+from matprobe.models.seam import load_trained
 
 
 def normalise(tmp_path, spec, files=()):
@@ -133,14 +133,14 @@ def test_4_a_damaged_model_file_is_one_line_naming_it(tiny_model, tmp_path):
     truncated = tmp_path / "model.pt"
     truncated.write_bytes(tiny_model.read_bytes()[:2000])
     with pytest.raises(MatprobeError, match=rf"{truncated}: not a readable matprobe model"):
-        load_trained_model(truncated)
+        load_trained(truncated)
     # a file that loads but whose weights were altered fails its checksum
     record = torch.load(tiny_model, weights_only=True)
     first = next(iter(record["state_dict"]))
     record["state_dict"][first] = record["state_dict"][first] + 1.0
     torch.save(record, tmp_path / "altered.pt")
     with pytest.raises(MatprobeError, match="altered.pt: its weights do not match the checksum in its record"):
-        load_trained_model(tmp_path / "altered.pt")
+        load_trained(tmp_path / "altered.pt")
 
 
 # ---- 5 and 7. downloads: checked wherever they came from; a checksum recorded only after a complete read ------------

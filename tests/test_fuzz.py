@@ -18,7 +18,7 @@ from matprobe.config import load_config, validate_config
 from matprobe.inputs.data import normalise_dataset, normalise_record
 from matprobe.inputs.sources import RawRecord
 from matprobe.prepare.splits import make_split
-from matprobe.models.training import load_trained_model
+from matprobe.models.seam import load_trained
 
 from conftest import REPO
 
@@ -242,7 +242,7 @@ def test_model_files(tiny_model, tmp_path):
         path = tmp_path / f"model{case}.pt"
         path.write_bytes(damaged(good, rng, truncate=bool(case % 2)))
         try:
-            load_trained_model(path)
+            load_trained(path)
         except Exception as error:  # noqa: BLE001
             one_line(error)
             assert str(path) in str(error)
@@ -254,7 +254,7 @@ def test_model_files(tiny_model, tmp_path):
 def _weights_equal(path, reference) -> bool:
     import torch
 
-    got, expected = load_trained_model(path)[0].state_dict(), load_trained_model(reference)[0].state_dict()
+    got, expected = load_trained(path).module.state_dict(), load_trained(reference).module.state_dict()
     return all(torch.equal(got[name], expected[name]) for name in expected)
 
 

@@ -20,7 +20,7 @@ from matprobe.probes.landscape import (
     random_directions,
 )
 from matprobe.prepare.sets import load_split_data
-from matprobe.models.training import load_trained_model
+from matprobe.models.seam import load_trained
 
 OPTIONS = validate_config({"landscape": {"grid_1d": {"points": 5}, "grid_2d": {"points": 5}, "max_crystals": 40, "batch_size": 16,
                                          "compile": "never", "hessian": {"lanczos_steps": 10, "trace_samples": 4, "slq_runs": 2, "seeds": 2}}})["landscape"]
@@ -29,9 +29,9 @@ OPTIONS = validate_config({"landscape": {"grid_1d": {"points": 5}, "grid_2d": {"
 @pytest.fixture(scope="module")
 def loaded(small, tiny_model):
     torch.set_flush_denormal(True)
-    model, record = load_trained_model(tiny_model)
-    sets = prepare_sets(model, record, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu")
-    return model, record, sets
+    trained = load_trained(tiny_model)
+    sets = prepare_sets(trained, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu")
+    return trained.module, trained.record, sets
 
 
 def test_directions_are_filter_normalised_orthogonal_and_skip_biases(loaded):
@@ -60,12 +60,12 @@ def test_grid_values_equal_the_naive_evaluation(small, loaded, compile_model, pe
     points = [(0.0, 0.0), (0.5, -0.25), (-1.0, 1.0)]
     fast = LandscapeEvaluator(model, sets, weights, d1, d2, compile_model=compile_model, points_per_pass=per_pass)
     values = fast.evaluate(points)
-    all_sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record["target"]).sets
+    all_sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", record.target).sets
     data = {n: [all_sets[n].graphs[all_sets[n].ids.index(i)] for i in s.ids] for n, s in sets.items()}
-    reference_model, _ = load_trained_model(small / "tiny" / "model.pt")
+    reference_model = load_trained(small / "tiny" / "model.pt").module
     for (alpha, beta), row in zip(points, values):
         state = perturbed_state_dict(model, weights, d1, d2, alpha, beta)
-        naive = naive_point_loss(reference_model, state, data, 7, record["target_mean"], record["target_std"])
+        naive = naive_point_loss(reference_model, state, data, 7, record.mean, record.std)
         for name in naive:
             assert row[name] == pytest.approx(naive[name], rel=1e-5)
     # the trained weights are back in place afterwards
@@ -93,7 +93,7 @@ def _exact_hessian(model, eval_set, weights):
         params = unflatten(vector, weights)
         total = 0.0
         for prepared in eval_set.batches:
-            prediction = torch.func.functional_call(model, params, (prepared.batch, prepared.edge_inputs, prepared.neighbors), strict=False)["prediction"]
+            prediction = torch.func.functional_call(model, params, prepared.args, strict=False)["prediction"]
             total = total + (prediction - prepared.y_std).abs().sum()
         return total / eval_set.n
 
@@ -123,7 +123,7 @@ def test_hessian_estimates_match_the_exact_hessian_of_a_small_model(loaded):
 
 def test_hessian_on_symmetry_reduced_graphs_equals_the_full_graphs(small, loaded):
     model, record, sets = loaded
-    full = prepare_sets(model, record, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu",
+    full = prepare_sets(load_trained(small / "tiny" / "model.pt"), small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", 40, 0, 16, "cpu",
                         symmetry_reduction=False)
     assert full["train"].ids == sets["train"].ids and full["train"].evaluated_atoms > sets["train"].evaluated_atoms
     weights = direction_parameters(model)

@@ -7,17 +7,23 @@ import torch
 
 from matprobe.prepare.graphs import build_graph
 from matprobe.models.architectures import build_model
-from matprobe.probes.probe_maps import crystal_graphs, plane_positions, predict_atoms, probe_map, with_probe
+from matprobe.models.seam import CrystalGraphs, ModelRecord, TrainedModel
+from matprobe.probes.probe_maps import plane_positions, predict_atoms, probe_map, with_probe
 from matprobe.inputs.structures import crystal_from_pymatgen
 
 CUTOFF, K = 8.0, 12
+GRAPH = {"cutoff": CUTOFF, "max_neighbors": K}
+
+
+def crystal_graphs(crystals, cutoff, max_neighbors):
+    return CrystalGraphs().from_crystals(crystals, {"cutoff": cutoff, "max_neighbors": max_neighbors})
 
 
 @pytest.fixture(scope="module", params=["cgcnn", "schnet"])
 def model(request):
     torch.manual_seed(0)
     net = build_model(request.param, {"hidden": 8, "layers": 2} if request.param == "cgcnn" else {"hidden": 8, "filters": 8, "interactions": 2})
-    return net.eval(), {"target_mean": -1.0, "target_std": 0.7}
+    return TrainedModel(net, ModelRecord(request.param, {}, "formation_energy_per_atom", -1.0, 0.7, "test", 0))
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +35,11 @@ def perovskite():
 
 
 def test_the_map_is_periodic(model, perovskite):
-    net, record = model
     rng = np.random.default_rng(0)
     frac = rng.random((20, 3))
     shifted = frac + rng.integers(-2, 3, size=(20, 3))
-    a = probe_map(net, record, perovskite, frac, 8, CUTOFF, K, mask_distance=0.8)
-    b = probe_map(net, record, perovskite, shifted, 8, CUTOFF, K, mask_distance=0.8)
+    a = probe_map(model, perovskite, frac, 8, GRAPH, mask_distance=0.8)
+    b = probe_map(model, perovskite, shifted, 8, GRAPH, mask_distance=0.8)
     assert a["masked"].sum() < 15
     np.testing.assert_allclose(a["probe_contribution"], b["probe_contribution"], atol=1e-6, equal_nan=True)
     np.testing.assert_allclose(a["total_change"], b["total_change"], atol=1e-5, equal_nan=True)
@@ -47,14 +52,13 @@ def test_symmetry_equivalent_positions_give_equal_values(model, perovskite, max_
     a probe placed at equivalent positions can tip which, moving the total by ~1e-3 of the target's units."""
     import spglib
 
-    net, record = model
     cell = (perovskite.lattice, perovskite.frac_coords, perovskite.numbers)
     symmetry = spglib.get_symmetry(cell, symprec=1e-5)
     rng = np.random.default_rng(1)
     frac = rng.random((6, 3))
-    reference = probe_map(net, record, perovskite, frac, 8, CUTOFF, max_neighbors, mask_distance=0.8)
+    reference = probe_map(model, perovskite, frac, 8, {"cutoff": CUTOFF, "max_neighbors": max_neighbors}, mask_distance=0.8)
     for rotation, translation in list(zip(symmetry["rotations"], symmetry["translations"]))[::7]:
-        moved = probe_map(net, record, perovskite, frac @ rotation.T + translation, 8, CUTOFF, max_neighbors, mask_distance=0.8)
+        moved = probe_map(model, perovskite, frac @ rotation.T + translation, 8, {"cutoff": CUTOFF, "max_neighbors": max_neighbors}, mask_distance=0.8)
         np.testing.assert_allclose(moved["probe_contribution"], reference["probe_contribution"], atol=1e-5, equal_nan=True)
         if max_neighbors is None:  # a sum over every atom in float32: 1e-5 per atom
             np.testing.assert_allclose(moved["total_change"], reference["total_change"], atol=1e-4, equal_nan=True)
@@ -63,12 +67,11 @@ def test_symmetry_equivalent_positions_give_equal_values(model, perovskite, max_
 def test_a_probe_where_a_removed_atom_was_gets_that_atoms_contribution(model, perovskite):
     from matprobe.inputs.structures import Crystal
 
-    net, record = model
-    _, (atoms,) = predict_atoms(net, record, crystal_graphs([perovskite], CUTOFF, K))
+    _, (atoms,) = predict_atoms(model, [perovskite], GRAPH)
     for site in range(perovskite.nsites):
         keep = np.arange(perovskite.nsites) != site
         without = Crystal(perovskite.lattice, perovskite.frac_coords[keep], perovskite.numbers[keep])
-        frame = probe_map(net, record, without, perovskite.frac_coords[[site]], int(perovskite.numbers[site]), CUTOFF, K, mask_distance=0.5)
+        frame = probe_map(model, without, perovskite.frac_coords[[site]], int(perovskite.numbers[site]), GRAPH, mask_distance=0.5)
         assert frame["probe_contribution"].item() == pytest.approx(atoms[site], abs=1e-5)
 
 
@@ -104,13 +107,12 @@ def test_the_figure_draws_plane_and_3d_grid_maps(model, perovskite, tmp_path):
     from matprobe.figures.probe_maps import probe_map_figure
     from matprobe.probes.probe_maps import grid_positions, in_plane_coordinates
 
-    net, record = model
     frac, st = plane_positions(perovskite, [0, 0, 1], 0.0, 6)
-    plane = probe_map(net, record, perovskite, frac, 8, CUTOFF, K, mask_distance=0.8)
+    plane = probe_map(model, perovskite, frac, 8, GRAPH, mask_distance=0.8)
     plane.insert(0, "s", st[:, 0])
     plane.insert(1, "t", st[:, 1])
     plane[["plane_x", "plane_y"]] = in_plane_coordinates(perovskite, [0, 0, 1], frac)
-    cube = probe_map(net, record, perovskite, grid_positions(4), 8, CUTOFF, K, mask_distance=0.8)
+    cube = probe_map(model, perovskite, grid_positions(4), 8, GRAPH, mask_distance=0.8)
     paths = []
     for name, frame in (("plane", plane), ("cube", cube)):
         frame.assign(role="ood_median", id="SrTiO3", probe="O", probe_kind="held_out").to_parquet(tmp_path / f"{name}.parquet")

@@ -16,7 +16,8 @@ from matprobe import MatprobeError
 from matprobe.prepare.graphs import symmetry_reduced
 from matprobe.models.architectures import GaussianExpansion, build_model, model_options, regular_neighbors, weighted_batch_norm
 from matprobe.prepare.sets import load_split_data
-from matprobe.models.training import load_trained_model, train_model
+from matprobe.models.seam import load_trained
+from matprobe.models.training import train_model
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
@@ -140,11 +141,12 @@ def test_model_file_loads_with_weights_only_and_reproduces_predictions(small, tm
     run(small, tmp_path / "run", model="schnet")
     record = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert record["model"] == "schnet" and record["metadata"]["torch"] == torch.__version__
-    model, record = load_trained_model(tmp_path / "run" / "model.pt")
+    trained = load_trained(tmp_path / "run" / "model.pt")
+    model, record = trained.module, trained.record
     sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET).sets
     batch = next(iter(DataLoader(sets["id_test"].graphs, batch_size=1000)))
     with torch.no_grad():
-        again = model(batch)["prediction"].numpy() * record["target_std"] + record["target_mean"]
+        again = record.to_physical(model(batch)["prediction"].numpy())
     stored = pd.read_parquet(tmp_path / "run" / "predictions.parquet").query("set == 'id_test'")["y_pred"].to_numpy()
     np.testing.assert_allclose(again, stored, rtol=1e-5, atol=1e-6)
 

@@ -1,7 +1,6 @@
 from matprobe.io import run_logged
 from matprobe.probes.probe_maps import compute_probe_maps
 
-i, o, p = snakemake.input, snakemake.output, snakemake.params
+i, p = snakemake.input, snakemake.params
 run_logged(snakemake.log[0], compute_probe_maps, i.model, i.omission_predictions, i.omission_latents, i.split, i.materials,
-           o.maps, o.atoms, o.summary,
-           p.options, p.graph, threads=snakemake.threads)
+           dict(snakemake.output.items()), p.options, p.graph, threads=snakemake.threads)

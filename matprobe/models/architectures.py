@@ -169,8 +169,12 @@ class AtomwiseMean(nn.Module):
 
 
 class CrystalModel(nn.Module):
-    """Shared plumbing: inputs, readout and outputs; subclasses define `interact`."""
+    """Shared plumbing: inputs, readout and outputs; subclasses define `interact`. A crystal model of the model seam
+    (matprobe.models.seam) reading the workflow's neighbour-list graphs."""
 
+    graph_kind = "crystal"
+    # symmetry-reduced graphs (one weighted atom per class of equivalent atoms) give the same outputs
+    accepts_atom_weight = True
     encoder: ElementEncoder
     expansion: GaussianExpansion
     readout: AtomwiseMean
@@ -190,13 +194,20 @@ class CrystalModel(nn.Module):
 
     def forward(self, data, edge_inputs: Tensor | None = None, neighbors: int | None = None) -> dict[str, Tensor]:
         """`edge_inputs` may be passed precomputed: the distance expansion has no parameters, so callers that
-        evaluate one batch many times (loss landscapes) expand once. `neighbors`: see `regular_neighbors`."""
+        evaluate one batch many times (loss landscapes) expand once. `neighbors`: see `regular_neighbors`; by
+        default what the batch carries (seam.CrystalGraphs.collate sets it)."""
+        if neighbors is None:
+            neighbors = getattr(data, "neighbors", None)
         if edge_inputs is None:
             edge_inputs = self.edge_inputs(data.edge_dist)
         return self.forward_from_inputs(
             self.node_inputs(data.z), edge_inputs, data.edge_index, data.edge_dist, data.batch, data.num_graphs, neighbors,
             getattr(data, "atom_weight", None),
         )
+
+    def head(self, atoms: Tensor) -> Tensor:
+        """The atom-wise head: one contribution per representation."""
+        return self.readout.net(atoms).squeeze(-1)
 
     def element_representation(self) -> Tensor:
         return self.encoder.element_representation()

@@ -21,15 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from matprobe import MatprobeError, __version__
-from matprobe.prepare.graphs import symmetry_reduced
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.models.architectures import build_model, model_options, regular_neighbors
-from matprobe.runtime import Runtime
+from matprobe.layout import CHECKPOINT_FILE, run_paths
+from matprobe.models.architectures import model_options
+from matprobe.models.seam import ModelRecord, TrainedModel, build_module, graph_kind_of
+from matprobe.prepare.graphs import symmetry_reduced
 from matprobe.prepare.sets import SplitData, load_split_data
+from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.models.training")
 
@@ -83,27 +85,10 @@ def fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _epoch_loader(data: list[Data], batch_size: int, seed: int, epoch: int, shuffle: bool) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-
-@torch.no_grad()
-def predict(model, data: list[Data], batch_size: int, device) -> dict[str, np.ndarray]:
-    """Predictions (standardised units), latents and per-atom contributions, in the order of `data`."""
-    model.eval()
-    predictions, latents, contributions = [], [], []
-    for batch in _epoch_loader(data, batch_size, 0, 0, shuffle=False):
-        batch = batch.to(device)
-        out = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))
-        predictions.append(out["prediction"].cpu())
-        latents.append(out["latent"].cpu())
-        contributions.append(out["contributions"].cpu())
-    return {
-        "prediction": torch.cat(predictions).numpy().astype(np.float64),
-        "latent": torch.cat(latents).numpy(),
-        "contributions": torch.cat(contributions).numpy(),
-    }
+def _epoch_loader(items: list, collate, batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """Epoch e's batches, shuffled with a generator seeded by (seed, e): a resumed run draws the same order."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate)
 
 
 def reduce_symmetry(data: SplitData) -> None:
@@ -127,16 +112,17 @@ class Evaluation:
 class Trainer:
     """Fits one model on a split's train set with early stopping on val, then evaluates it on every set."""
 
-    def __init__(self, data: SplitData, target: str, model_name: str, model_opts: dict, training: dict, seed: int,
-                 device: torch.device):
+    def __init__(self, data: SplitData, target: str, model_name: str, module: torch.nn.Module, training: dict, seed: int,
+                 device: torch.device, model_opts: dict | None = None):
+        """`module`: a fresh model (`new_module`, built under the run's seed) from `model_opts`."""
         self.data, self.target, self.model_name, self.training, self.seed, self.device = data, target, model_name, training, seed, device
         self.scale = TargetScale.of(data.sets["train"].y)
-        torch.manual_seed(seed)
-        self.model = build_model(model_name, model_opts).to(device)
+        self.model = module.to(device)
+        self.graphs = graph_kind_of(module)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=int(training["epochs"]),
                                                                     eta_min=training["lr"] * 0.01)
-        self.settings = {"target": target, "model": model_name, "options": model_options(self.model),
+        self.settings = {"target": target, "model": model_name, "options": stored_options(self.model, model_opts or {}),
                          "training": {k: v for k, v in training.items() if k not in NOT_IN_FINGERPRINT}, "seed": seed,
                          "split": data.split["name"], "n_train": len(data.sets["train"])}
         self.state = TrainingState(fingerprint(self.settings))
@@ -168,8 +154,6 @@ class Trainer:
     def fit(self, checkpoint_path: Path, progress: bool = True) -> TrainingState:
         """Train until the last epoch or until `patience` epochs bring no better validation MAE, writing the
         state after every epoch; the best weights are loaded at the end."""
-        from tqdm import tqdm
-
         self.resume(checkpoint_path)
         train, val = self.data.sets["train"], self.data.sets["val"]
         for item in train.graphs + val.graphs:
@@ -199,13 +183,14 @@ class Trainer:
         self.model.load_state_dict(state.best_weights)
         return state
 
-    def _train_epoch(self, graphs: list[Data], epoch: int, checkpoint_path: Path) -> float:
+    def _train_epoch(self, graphs: list, epoch: int, checkpoint_path: Path) -> float:
         self.model.train()
         total, count = 0.0, 0
-        for batch_number, batch in enumerate(_epoch_loader(graphs, self.training["batch_size"], self.seed, epoch, True), start=1):
+        loader = _epoch_loader(graphs, self.graphs.collate, self.training["batch_size"], self.seed, epoch)
+        for batch_number, batch in enumerate(loader, start=1):
             batch = batch.to(self.device)
             self.optimizer.zero_grad(set_to_none=True)
-            prediction = self.model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))["prediction"]
+            prediction = self.model(batch)["prediction"]
             loss = torch.nn.functional.l1_loss(prediction, batch.y_std)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"{checkpoint_path.parent}: non-finite training loss ({loss.item()}) at epoch {epoch}, "
@@ -224,10 +209,14 @@ class Trainer:
         predicted = self._predict(crystal_set.graphs)["prediction"]
         return float(np.mean(np.abs(predicted - crystal_set.y)))
 
-    def _predict(self, graphs: list[Data]) -> dict[str, np.ndarray]:
-        out = predict(self.model, graphs, self.training["batch_size"], self.device)
-        out["prediction"] = out["prediction"] * self.scale.std + self.scale.mean
-        return out
+    @property
+    def record(self) -> ModelRecord:
+        return ModelRecord(self.model_name, self.settings["options"], self.target, self.scale.mean, self.scale.std,
+                           self.data.split["name"], self.seed, runtime_metadata(self.device))
+
+    def _predict(self, graphs: list) -> dict[str, np.ndarray]:
+        out = TrainedModel(self.model, self.record, self.graphs).predict(graphs, self.training["batch_size"], self.device)
+        return {"prediction": out.prediction, "latent": out.latent}
 
     # ---- evaluate and write ---------------------------------------------------------------------------------
 
@@ -263,39 +252,48 @@ class Trainer:
                 metrics["latent_knn_distance"][set_name] = float(knn_distance(outputs[set_name][2], train_latent, k).mean())
         return Evaluation(metrics, pd.concat(predictions, ignore_index=True), pd.concat(latents, ignore_index=True))
 
-    def write(self, evaluation: Evaluation, out_dir: Path) -> None:
-        """model.pt, predictions.parquet, latents.parquet, history.parquet and metrics.json (last: the rule's
-        completion marker for the summary), each atomically."""
-        weights = self.model.state_dict()
-        write_torch({"state_dict": weights, "weights_sha256": weights_checksum(weights), "model": self.model_name,
-                     "options": self.settings["options"], "target": self.target, "target_mean": self.scale.mean,
-                     "target_std": self.scale.std,
-                     "split": self.data.split["name"], "seed": self.seed, "metadata": runtime_metadata(self.device)},
-                    out_dir / "model.pt")
-        write_parquet(evaluation.predictions, out_dir / "predictions.parquet")
-        write_parquet(evaluation.latents, out_dir / "latents.parquet")
-        write_parquet(pd.DataFrame(self.state.history), out_dir / "history.parquet")
-        write_json(evaluation.metrics, out_dir / "metrics.json")
-        log.info("%s: id_test MAE %s, ood_test MAE %s", out_dir, evaluation.metrics.get("id_test", {}).get("mae"),
+    def write(self, evaluation: Evaluation, outputs: dict[str, Path]) -> None:
+        """The model, predictions, latents, history and metrics (last: the rule's completion marker for the
+        summary), each atomically; `outputs`: layout.RUN_FILES["models"] names to paths."""
+        write_torch(self.record.model_file(self.model.state_dict()), outputs["model"])
+        write_parquet(evaluation.predictions, outputs["predictions"])
+        write_parquet(evaluation.latents, outputs["latents"])
+        write_parquet(pd.DataFrame(self.state.history), outputs["history"])
+        write_json(evaluation.metrics, outputs["metrics"])
+        log.info("%s: id_test MAE %s, ood_test MAE %s", outputs["model"].parent, evaluation.metrics.get("id_test", {}).get("mae"),
                  evaluation.metrics.get("ood_test", {}).get("mae"))
 
 
-def train_model(graphs_path, materials_path, split_path, out_dir, target: str, model_name: str, model_opts: dict,
+def train_model(graphs_path, materials_path, split_path, outputs, target: str, model_name: str, model_opts: dict,
                 training: dict, seed: int, threads: int = 1, progress: bool = True) -> dict:
-    """The training stage: train (or resume) one model and write its outputs to `out_dir`; returns its metrics."""
-    out_dir = Path(out_dir)
+    """The training stage: train (or resume) one model and write its outputs (`outputs`: the rule's named outputs, or
+    a folder for the layout's names in it, layout.run_paths); returns its metrics."""
+    outputs = run_paths("models", outputs)
+    out_dir = outputs["model"].parent
     out_dir.mkdir(parents=True, exist_ok=True)
     device = Runtime.from_options(training, threads).apply()
-    data = load_split_data(graphs_path, materials_path, split_path, target)
+    module = new_module(model_name, model_opts, seed)
+    data = load_split_data(graphs_path, materials_path, split_path, target, graph_kind_of(module))
     if any(data.dropped.values()):
         log.warning("dropped, without a graph or a %s value: %s", target, data.dropped)
-    if training.get("symmetry_reduction", True):
+    if training.get("symmetry_reduction", True) and getattr(module, "accepts_atom_weight", False):
         reduce_symmetry(data)
-    trainer = Trainer(data, target, model_name, model_opts, training, seed, device)
-    trainer.fit(out_dir / "checkpoint.pt", progress)
+    trainer = Trainer(data, target, model_name, module, training, seed, device, model_opts)
+    trainer.fit(out_dir / CHECKPOINT_FILE, progress)
     evaluation = trainer.evaluate()
-    trainer.write(evaluation, out_dir)
+    trainer.write(evaluation, outputs)
     return evaluation.metrics
+
+
+def new_module(model_name: str, model_opts: dict, seed: int) -> torch.nn.Module:
+    """A freshly initialised model, its initial weights drawn under the run's seed."""
+    torch.manual_seed(seed)
+    return build_module(model_name, model_opts)
+
+
+def stored_options(module: torch.nn.Module, model_opts: dict) -> dict:
+    """The options model.pt records to rebuild `module`: a built-in model's own (model_options), else those given."""
+    return model_options(module) if hasattr(module, "config") and hasattr(module.config, "__dataclass_fields__") else dict(model_opts)
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -340,21 +338,3 @@ def weights_checksum(state_dict: dict) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.numpy().tobytes())
     return digest.hexdigest()
-
-
-def load_trained_model(path):
-    """A trained model and its record from model.pt (weights_only: no code runs on load), its weights checked
-    against the checksum the record carries, so that a corrupted file never loads silently."""
-    try:
-        record = torch.load(path, weights_only=True, map_location="cpu")
-        model = build_model(record["model"], record["options"])
-        model.load_state_dict(record["state_dict"])
-    except Exception as exc:  # truncated, foreign or damaged: one line naming the file
-        raise MatprobeError(f"{path}: not a readable matprobe model ({type(exc).__name__}); delete it and re-run its "
-                            "training job (snakemake re-plans it)") from None
-    stored = record.get("weights_sha256")
-    if stored is not None and stored != weights_checksum(record["state_dict"]):
-        raise MatprobeError(f"{path}: its weights do not match the checksum in its record (the file is damaged); "
-                            "delete it and re-run its training job")
-    model.eval()
-    return model, record

@@ -79,8 +79,10 @@ def graph_data(stored: dict, ids: list[str], targets: np.ndarray) -> list[Data]:
     return items
 
 
-def load_split_data(graphs_path, materials_path, split_path, target: str) -> SplitData:
-    """Per set: ids, targets and graphs; crystals without a graph or without the target are dropped and counted."""
+def load_split_data(graphs_path, materials_path, split_path, target: str, graph_kind=None) -> SplitData:
+    """Per set: ids, targets and graphs; crystals without a graph or without the target are dropped and counted.
+    `graph_kind` (matprobe.models.seam) turns the cached graphs into a model's inputs; default: PyG graphs of the
+    neighbour list (graph_data)."""
     from matprobe.inputs.data import load_materials
     from matprobe.prepare.graphs import load_graphs
 
@@ -100,7 +102,8 @@ def load_split_data(graphs_path, materials_path, split_path, target: str) -> Spl
         usable = [i for i in members if i in have_graph and np.isfinite(values.get(i, np.nan))]
         dropped[set_name] = len(members) - len(usable)
         y = np.array([values[i] for i in usable], dtype=np.float64)
-        sets[set_name] = CrystalSet(set_name, usable, y, [list(elements[i]) for i in usable], graph_data(stored, usable, y))
+        items = graph_data(stored, usable, y) if graph_kind is None else graph_kind.from_stored(stored, usable, y)
+        sets[set_name] = CrystalSet(set_name, usable, y, [list(elements[i]) for i in usable], items)
     for set_name, crystal_set in sets.items():
         if not len(crystal_set):
             raise MatprobeError(f"{split_path}: no {set_name} crystal has both a graph and a {target} value "

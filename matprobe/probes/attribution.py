@@ -19,35 +19,36 @@ element isolated.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.data import Batch
+from captum.attr import IntegratedGradients
+from scipy.stats import spearmanr
 
 from matprobe.inputs.features import element_properties, physical_feature_layout
+from matprobe.layout import run_paths
 from matprobe.io import write_json, write_parquet
-from matprobe.models.architectures import regular_neighbors
+from matprobe.models.seam import TrainedModel, load_trained
+from matprobe.models.training import knn_distance
+from matprobe.prepare.sets import TEST_SETS, SplitData, load_split_data
+from matprobe.probes.path_homology import descriptor_names
+from matprobe.probes.topology import DESCRIPTORS, persistence_examples
 from matprobe.runtime import Runtime
-from matprobe.prepare.sets import TEST_SETS, load_split_data
-from matprobe.models.training import knn_distance, load_trained_model
 
 log = logging.getLogger("matprobe.probes.attribution")
 DEFAULT_BANDS = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
 
 
-def _batches(data, batch_size):
-    for start in range(0, len(data), batch_size):
-        yield start, Batch.from_data_list(data[start : start + batch_size])
-
-
-def _test_batches(model, sets, batch_size):
-    """(set name, ids, offset, batch, node inputs, edge inputs) for every batch of the test sets present."""
+def _test_batches(trained: TrainedModel, sets, batch_size):
+    """(set name, ids, offset, batch, node inputs, edge inputs) for every batch of the test sets present (models
+    with the "inputs" capability: node and edge inputs to differentiate)."""
+    model = trained.module
     for set_name in TEST_SETS:
         if set_name not in sets:
             continue
-        for start, batch in _batches(sets[set_name].graphs, batch_size):
+        for start, batch in zip(range(0, len(sets[set_name]), batch_size), trained.batches(sets[set_name].graphs, batch_size)):
             with torch.no_grad():
                 node_inputs = model.node_inputs(batch.z).detach()
                 edge_inputs = model.edge_inputs(batch.edge_dist)
@@ -58,7 +59,7 @@ def _forward(model, batch, node_inputs=None, edge_inputs=None):
     node_inputs = model.node_inputs(batch.z) if node_inputs is None else node_inputs
     edge_inputs = model.edge_inputs(batch.edge_dist) if edge_inputs is None else edge_inputs
     return model.forward_from_inputs(node_inputs, edge_inputs, batch.edge_index, batch.edge_dist, batch.batch,
-                                     batch.num_graphs, regular_neighbors(batch.edge_index, batch.num_nodes))
+                                     batch.num_graphs, batch.neighbors)
 
 
 def _symbols(z: torch.Tensor) -> list[str]:
@@ -69,23 +70,24 @@ def _symbols(z: torch.Tensor) -> list[str]:
 # ---- 1. atom-wise contributions -------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def atom_contributions(model, record, sets, batch_size: int = 64) -> tuple[pd.DataFrame, float]:
+def atom_contributions(trained: TrainedModel, sets, batch_size: int = 64) -> tuple[pd.DataFrame, float]:
     """One row per atom of the test sets (contribution in physical units) and the largest completeness
     residual |mean(contributions) - prediction| over all crystals (physical units)."""
-    rows, worst = [], 0.0
-    mean, std = record["target_mean"], record["target_std"]
-    for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(model, sets, batch_size):
-        out = _forward(model, batch, node_inputs, edge_inputs)
-        contributions = out["contributions"] * std + mean
-        means = torch.zeros(batch.num_graphs).index_add(0, batch.batch, contributions) / torch.bincount(batch.batch, minlength=batch.num_graphs)
-        worst = max(worst, float((means - (out["prediction"] * std + mean)).abs().max()))
-        site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
-        symbols = _symbols(batch.z)
-        for k in range(batch.num_nodes):
-            rows.append({"id": ids[start + int(batch.batch[k])], "set": set_name, "site": int(site[k]),
-                         "element": symbols[k], "contribution": float(contributions[k])})
-    return pd.DataFrame(rows), worst
+    frames, worst = [], 0.0
+    for set_name in TEST_SETS:
+        if set_name not in sets:
+            continue
+        crystal_set = sets[set_name]
+        out = trained.predict(crystal_set.graphs, batch_size)
+        sizes = np.diff(out.atom_ptr)
+        crystal = np.repeat(np.arange(len(crystal_set)), sizes)
+        means = np.bincount(crystal, weights=out.contributions, minlength=len(crystal_set)) / sizes
+        worst = max(worst, float(np.abs(means - out.prediction).max()))
+        numbers = torch.cat([graph.z for graph in crystal_set.graphs])
+        frames.append(pd.DataFrame({"id": np.asarray(crystal_set.ids, dtype=object)[crystal], "set": set_name,
+                                    "site": np.arange(len(crystal)) - out.atom_ptr[crystal],
+                                    "element": _symbols(numbers), "contribution": out.contributions}))
+    return pd.concat(frames, ignore_index=True), worst
 
 
 def per_element(atoms: pd.DataFrame, value: str, omitted: list[str]) -> pd.DataFrame:
@@ -100,8 +102,6 @@ def per_element(atoms: pd.DataFrame, value: str, omitted: list[str]) -> pd.DataF
 def element_embedding_analysis(model, elements_seen: set[str], elements_in_data: set[str], omitted: list[str], components: int = 3):
     """PCA of the element vectors of the elements in the dataset; R² and Spearman correlation of periodic-table
     properties against the leading components; the omitted elements' distances to their neighbours."""
-    from scipy.stats import spearmanr
-
     props = element_properties()
     with torch.no_grad():
         vectors = model.element_representation().numpy()
@@ -158,18 +158,16 @@ def element_embedding_analysis(model, elements_seen: set[str], elements_in_data:
 # ---- 3. integrated gradients on node inputs ---------------------------------------------------------------
 
 
-def integrated_gradients(model, record, sets, baseline: str = "zeros", steps: int = 32, batch_size: int = 64, train_mean_input=None,
+def integrated_gradients(trained: TrainedModel, sets, baseline: str = "zeros", steps: int = 32, batch_size: int = 64, train_mean_input=None,
                          steps_per_pass: int = 8):
     """Per atom, the IG attribution of its node input features (summed over features), physical units.
     Crystals in a batch are independent graphs, so IG of the batch's summed prediction gives each atom its own
     crystal's attribution exactly. `steps_per_pass` path points share one forward/backward pass: memory grows
     with it (all 32 steps at once took 7 GB on 64-crystal batches of Materials Project crystals), the result does not.
     Returns the atom table and per-crystal completeness residuals."""
-    from captum.attr import IntegratedGradients
-
-    std = record["target_std"]
+    model, std = trained.module, trained.record.std
     rows, residuals = [], []
-    for set_name, ids, start, batch, inputs, edge_inputs in _test_batches(model, sets, batch_size):
+    for set_name, ids, start, batch, inputs, edge_inputs in _test_batches(trained, sets, batch_size):
         if baseline == "zeros":
             base = torch.zeros_like(inputs)
         elif baseline == "train_mean":
@@ -203,14 +201,12 @@ def integrated_gradients(model, record, sets, baseline: str = "zeros", steps: in
 # ---- 4. TRIM: attributions in element-property and distance-band space -------------------------------------
 
 
-def trim_attributions(model, record, sets, space: str, bands=DEFAULT_BANDS, steps: int = 32, batch_size: int = 64,
+def trim_attributions(trained: TrainedModel, sets, space: str, bands=DEFAULT_BANDS, steps: int = 32, batch_size: int = 64,
                       steps_per_pass: int = 8) -> pd.DataFrame:
     """Per crystal and per domain variable (property or distance band), the IG attribution to a scaling
     variable s in [0, 1] that switches that block of the inputs on (physical units); `steps_per_pass` as in
     integrated_gradients."""
-    from captum.attr import IntegratedGradients
-
-    std = record["target_std"]
+    model, std = trained.module, trained.record.std
     if space == "properties":
         if model.encoder.kind != "physical":
             return pd.DataFrame(columns=["id", "set", "space", "name", "attribution"])
@@ -228,7 +224,7 @@ def trim_attributions(model, record, sets, space: str, bands=DEFAULT_BANDS, step
         raise ValueError(f"unknown TRIM space {space!r}")
 
     rows = []
-    for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(model, sets, batch_size):
+    for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(trained, sets, batch_size):
         edge_crystal = batch.batch[batch.edge_index[1]]
 
         def predict(scales):  # (k * B, n_vars) -> (k * B,)
@@ -299,8 +295,6 @@ def topology_correlations(ph: pd.DataFrame, predictions: pd.DataFrame, latents: 
     |error| given the DFT target (`abs_error_given_target`, a partial rank correlation). With `directed` (the path-
     homology descriptors), theirs too, and with |error| given every undirected descriptor
     (`abs_error_given_undirected`): what the direction of the neighbourhoods adds beyond their shape."""
-    from matprobe.probes.path_homology import descriptor_names
-    from matprobe.probes.topology import DESCRIPTORS
 
     directed_names = [c for c in (directed.columns if directed is not None else []) if c in set(descriptor_names(3))]
     train = np.stack(latents.loc[latents["set"] == "train", "latent"].to_numpy())
@@ -353,82 +347,131 @@ def betti_curve_table(directed: pd.DataFrame, directed_elements: pd.DataFrame, i
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["set", "atoms", "dim", "t", "beta", "crystals"])
 
 
-# ---- the stage --------------------------------------------------------------------------------------------
+# ---- the stage: named steps, each writing its tables ------------------------------------------------------
 
 
-def run_attribution(model_path, graphs_path, materials_path, split_path, predictions_path, latents_path, ph_path,
-                    out_dir, options: dict, threads: int = 1, topology_radius: float | None = None,
-                    directed_paths: tuple | None = None, filtration_step: float = 0.05) -> dict:
-    """The attribution stage: every table of one model's attributions in `out_dir`, and its summary.json.
-    With `ph_path`, the topological descriptors' correlations with the error, and (with `topology_radius`) the
-    persistence diagrams of an example atom per test set that the topology figure draws. With `directed_paths`
-    (path_homology.parquet and its per-element table), the directed descriptors join the correlations, and the
-    mean directed Betti curves of each test set are written for the figure."""
-    out_dir = Path(out_dir)
-    Runtime(threads=threads, device="cpu").apply()  # attribution runs on the CPU
-    model, record = load_trained_model(model_path)
-    data = load_split_data(graphs_path, materials_path, split_path, record["target"])
+def attribution_sets(trained: TrainedModel, graphs_path, materials_path, split_path, options: dict) -> SplitData:
+    """The split's sets, the test sets cut to a seeded subsample that keeps the gradient methods affordable."""
+    data = load_split_data(graphs_path, materials_path, split_path, trained.record.target, trained.graphs)
+    for set_name in TEST_SETS:
+        if set_name in data.sets:
+            data.sets[set_name] = data.sets[set_name].subsample(options["max_crystals"], options["seed"], TEST_SETS.index(set_name))
+    return data
+
+
+def write_contributions(trained: TrainedModel, data: SplitData, outputs: Mapping) -> dict:
+    """1. atoms and elements: every test atom's contribution, and their means per element."""
+    atoms, worst = atom_contributions(trained, data.sets)
+    write_parquet(atoms, outputs["atoms"])
+    write_parquet(per_element(atoms, "contribution", data.omitted), outputs["elements"])
+    summary = {"completeness_max_abs_residual": worst, "atoms": len(atoms)}
+    if data.omitted:
+        mask = atoms["element"].isin(data.omitted)
+        summary["omitted_atoms_mean"] = float(atoms.loc[mask, "contribution"].mean()) if mask.any() else None
+        summary["other_atoms_mean"] = float(atoms.loc[~mask, "contribution"].mean())
+    return summary
+
+
+def write_element_representation(trained: TrainedModel, data: SplitData, outputs: Mapping) -> dict:
+    """2. element_pca: the model's element vectors against the periodic table."""
     sets = data.sets
-    for set_name in TEST_SETS:  # a seeded subsample keeps the gradient methods affordable on large test sets
-        if set_name in sets:
-            sets[set_name] = sets[set_name].subsample(options["max_crystals"], options["seed"], TEST_SETS.index(set_name))
-    omitted = data.omitted
-    summary: dict = {"split": data.split["name"], "omitted": omitted, "target": record["target"]}
-
-    atoms, worst = atom_contributions(model, record, sets)
-    write_parquet(atoms, out_dir / "atoms.parquet")
-    write_parquet(per_element(atoms, "contribution", omitted), out_dir / "elements.parquet")
-    summary["contributions"] = {"completeness_max_abs_residual": worst, "atoms": len(atoms)}
-    if omitted:
-        mask = atoms["element"].isin(omitted)
-        summary["contributions"]["omitted_atoms_mean"] = float(atoms.loc[mask, "contribution"].mean()) if mask.any() else None
-        summary["contributions"]["other_atoms_mean"] = float(atoms.loc[~mask, "contribution"].mean())
-
     train_elements = {e for elements in sets["train"].elements for e in elements}
     data_elements = train_elements | {e for s in TEST_SETS if s in sets for elements in sets[s].elements for e in elements}
-    pca, embedding = element_embedding_analysis(model, train_elements, data_elements, omitted)
-    write_parquet(pca, out_dir / "element_pca.parquet")
-    summary["element_representation"] = embedding
+    pca, embedding = element_embedding_analysis(trained.module, train_elements, data_elements, data.omitted)
+    write_parquet(pca, outputs["element_pca"])
+    return embedding
 
+
+def write_integrated_gradients(trained: TrainedModel, data: SplitData, outputs: Mapping, options: dict) -> dict:
+    """3. ig_atoms and ig_elements: integrated gradients on the node inputs, per atom and per element."""
     train_mean_input = None
     if options["ig_baseline"] == "train_mean":
         with torch.no_grad():
-            train_z = torch.cat([d.z for d in sets["train"].graphs])
-            train_mean_input = model.node_inputs(train_z).mean(dim=0, keepdim=True)
-    ig_atoms, residuals = integrated_gradients(model, record, sets, options["ig_baseline"], options["ig_steps"], train_mean_input=train_mean_input)
-    write_parquet(ig_atoms, out_dir / "ig_atoms.parquet")
-    write_parquet(per_element(ig_atoms, "attribution_times_nsites", omitted), out_dir / "ig_elements.parquet")
-    summary["integrated_gradients"] = {"baseline": options["ig_baseline"], "steps": options["ig_steps"],
-                                       "completeness_max_abs_residual": float(residuals.max()) if len(residuals) else None,
-                                       "completeness_mean_abs_residual": float(residuals.mean()) if len(residuals) else None}
+            train_z = torch.cat([d.z for d in data.sets["train"].graphs])
+            train_mean_input = trained.module.node_inputs(train_z).mean(dim=0, keepdim=True)
+    ig_atoms, residuals = integrated_gradients(trained, data.sets, options["ig_baseline"], options["ig_steps"],
+                                               train_mean_input=train_mean_input)
+    write_parquet(ig_atoms, outputs["ig_atoms"])
+    write_parquet(per_element(ig_atoms, "attribution_times_nsites", data.omitted), outputs["ig_elements"])
+    return {"baseline": options["ig_baseline"], "steps": options["ig_steps"],
+            "completeness_max_abs_residual": float(residuals.max()) if len(residuals) else None,
+            "completeness_mean_abs_residual": float(residuals.mean()) if len(residuals) else None}
 
-    trim = pd.concat([trim_attributions(model, record, sets, "properties", steps=options["ig_steps"]),
-                      trim_attributions(model, record, sets, "distance_bands", options["distance_bands"], steps=options["ig_steps"])],
+
+def write_trim(trained: TrainedModel, data: SplitData, outputs: Mapping, options: dict) -> None:
+    """4. trim and trim_summary: attributions in element-property and distance-band space."""
+    trim = pd.concat([trim_attributions(trained, data.sets, "properties", steps=options["ig_steps"]),
+                      trim_attributions(trained, data.sets, "distance_bands", options["distance_bands"], steps=options["ig_steps"])],
                      ignore_index=True)
-    write_parquet(trim, out_dir / "trim.parquet")
-    write_parquet(trim_summary(trim), out_dir / "trim_summary.parquet")
+    write_parquet(trim, outputs["trim"])
+    write_parquet(trim_summary(trim), outputs["trim_summary"])
 
+
+def write_unavailable(outputs: Mapping, names: tuple[str, ...], reason: str) -> dict:
+    """Empty tables for what a model cannot give (see seam.CAPABILITIES), so that the other steps and the figures run."""
+    for name in names:
+        write_parquet(pd.DataFrame(), outputs[name])
+    log.info("not computed (%s): %s", reason, ", ".join(names))
+    return {"not_available": reason}
+
+
+def write_topology(ph_path, predictions_path, latents_path, directed_paths, data: SplitData, outputs: Mapping,
+                   options: dict, filtration_step: float) -> dict:
+    """5. topology and betti_curves: descriptor correlations with the error, and mean directed Betti curves."""
+    summary = {}
+    ph = pd.read_parquet(ph_path)
+    predictions, latents = pd.read_parquet(predictions_path), pd.read_parquet(latents_path)
+    directed = pd.read_parquet(directed_paths[0]) if directed_paths else None
+    correlations = topology_correlations(ph, predictions, latents, options["knn"], directed)
+    write_parquet(correlations, outputs["topology"])
+    for against, key in (("abs_error", "topology_top_error_correlations"),
+                         ("abs_error_given_target", "topology_top_error_correlations_given_target"),
+                         ("abs_error_given_undirected", "directed_top_error_correlations_given_undirected")):
+        top = correlations[correlations["against"] == against].dropna().sort_values("spearman", key=abs, ascending=False).head(3)
+        summary[key] = top.to_dict("records")
+    if directed is not None:
+        ids_by_set = {s: predictions.loc[predictions["set"] == s, "id"].tolist() for s in TEST_SETS if s in set(predictions["set"])}
+        write_parquet(betti_curve_table(directed, pd.read_parquet(directed_paths[1]), ids_by_set, data.omitted, filtration_step),
+                      outputs["betti_curves"])
+    return summary
+
+
+def write_persistence_examples(materials_path, atoms_path, outputs: Mapping, radius: float) -> None:
+    """diagrams: the persistence diagrams of an example atom per test set, for the topology figure."""
+    atoms = pd.read_parquet(atoms_path, columns=["id", "set"])
+    materials = pd.read_parquet(materials_path, columns=["id", "nsites", "reduced_formula", "lattice", "frac_coords", "numbers"])
+    ids_by_set = {set_name: atoms.loc[atoms["set"] == set_name, "id"].unique() for set_name in TEST_SETS}
+    write_parquet(persistence_examples(ids_by_set, materials.set_index("id"), radius), outputs["diagrams"])
+
+
+def run_attribution(model_path, graphs_path, materials_path, split_path, predictions_path, latents_path, ph_path,
+                    outputs: Mapping, options: dict, threads: int = 1, topology_radius: float | None = None,
+                    directed_paths: tuple | None = None, filtration_step: float = 0.05) -> dict:
+    """The attribution stage: every table of one model's attributions (`outputs`: layout.RUN_FILES["attribution"]
+    names to paths), summary last. With `ph_path`, the topological descriptors' correlations with the error, and
+    (with `topology_radius`) the persistence diagrams of an example atom per test set. With `directed_paths`
+    (path_homology.parquet and its per-element table), the directed descriptors join the correlations, and the mean
+    directed Betti curves of each test set are written for the figure. Steps a model cannot take (no node and edge
+    inputs, no element table) leave their tables empty and say so in the summary."""
+    Runtime(threads=threads, device="cpu").apply()  # attribution runs on the CPU
+    outputs = run_paths("attribution", outputs)
+    trained = load_trained(model_path)
+    data = attribution_sets(trained, graphs_path, materials_path, split_path, options)
+    summary: dict = {"split": data.split["name"], "omitted": data.omitted, "target": trained.record.target,
+                     "contributions": write_contributions(trained, data, outputs)}
+    capabilities, architecture = trained.capabilities, trained.record.architecture
+    summary["element_representation"] = (
+        write_element_representation(trained, data, outputs) if "elements" in capabilities
+        else write_unavailable(outputs, ("element_pca",), f"{architecture} has no element representation"))
+    if "inputs" in capabilities:
+        summary["integrated_gradients"] = write_integrated_gradients(trained, data, outputs, options)
+        write_trim(trained, data, outputs, options)
+    else:
+        summary["integrated_gradients"] = write_unavailable(
+            outputs, ("ig_atoms", "ig_elements", "trim", "trim_summary"), f"{architecture} has no node and edge inputs to differentiate")
     if ph_path:
-        ph = pd.read_parquet(ph_path)
-        predictions, latents = pd.read_parquet(predictions_path), pd.read_parquet(latents_path)
-        directed = pd.read_parquet(directed_paths[0]) if directed_paths else None
-        correlations = topology_correlations(ph, predictions, latents, options["knn"], directed)
-        write_parquet(correlations, out_dir / "topology_correlations.parquet")
-        for against, key in (("abs_error", "topology_top_error_correlations"),
-                             ("abs_error_given_target", "topology_top_error_correlations_given_target"),
-                             ("abs_error_given_undirected", "directed_top_error_correlations_given_undirected")):
-            top = correlations[correlations["against"] == against].dropna().sort_values("spearman", key=abs, ascending=False).head(3)
-            summary[key] = top.to_dict("records")
-        if directed is not None:
-            ids_by_set = {s: predictions.loc[predictions["set"] == s, "id"].tolist() for s in TEST_SETS if s in set(predictions["set"])}
-            write_parquet(betti_curve_table(directed, pd.read_parquet(directed_paths[1]), ids_by_set, omitted, filtration_step),
-                          out_dir / "betti_curves.parquet")
+        summary.update(write_topology(ph_path, predictions_path, latents_path, directed_paths, data, outputs, options, filtration_step))
     if topology_radius is not None:
-        from matprobe.probes.topology import persistence_examples
-
-        materials = pd.read_parquet(materials_path, columns=["id", "nsites", "reduced_formula", "lattice", "frac_coords", "numbers"])
-        ids_by_set = {set_name: atoms.loc[atoms["set"] == set_name, "id"].unique() for set_name in TEST_SETS}
-        write_parquet(persistence_examples(ids_by_set, materials.set_index("id"), topology_radius),
-                      out_dir / "persistence_examples.parquet")
-    write_json(summary, out_dir / "summary.json")
+        write_persistence_examples(materials_path, outputs["atoms"], outputs, topology_radius)
+    write_json(summary, outputs["summary"])
     return summary

@@ -47,7 +47,7 @@ def set_hvp(model, eval_set, weights: dict[str, torch.Tensor], reuse_graphs: boo
 
     def make_loss(prepared):
         def loss(params):
-            prediction = functional_call(model, params, (prepared.batch, prepared.edge_inputs, prepared.neighbors), strict=False)["prediction"]
+            prediction = functional_call(model, params, prepared.args, strict=False)["prediction"]
             return (prediction - prepared.y_std).abs().sum() / eval_set.n
 
         return loss

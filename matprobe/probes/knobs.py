@@ -25,16 +25,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from vesin import NeighborList
 
-from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.inputs.features import element_properties
 from matprobe.inputs.structures import Crystal
+from matprobe.layout import run_paths
+from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.models.seam import TrainedModel, load_trained
+from matprobe.prepare.sets import load_split_data
+from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.knobs")
 
@@ -58,10 +64,6 @@ def environment_attributes(crystal: Crystal, cutoff: float = 4.5) -> dict[str, n
     """Per site: coordination (neighbours closer than BOND_TOLERANCE × the sum of covalent radii), mean, shortest and
     spread of those bond lengths, and the mean electronegativity of the bonded neighbours minus the atom's own. An
     atom with no bonded neighbour gets its nearest one as its only bond (coordination 0)."""
-    from vesin import NeighborList
-
-    from matprobe.inputs.features import element_properties
-
     props = element_properties()
     radius = props["covalent_radius"].to_numpy()
     electronegativity = props["electronegativity"].to_numpy()
@@ -94,8 +96,6 @@ def _mean_or_nan(values: np.ndarray) -> float:
 def atom_table(crystal_set, materials: pd.DataFrame, topology: list[pd.DataFrame], omitted: list[str]) -> pd.DataFrame:
     """One row per atom of a set's crystals, in graph order: id, site, element, the attributes, is_held_out.
     `topology`: per-atom tables (id, site, descriptors) of the undirected and directed topological descriptors."""
-    from matprobe.inputs.features import element_properties
-
     props = element_properties()
     structures = materials.loc[crystal_set.ids, ["lattice", "frac_coords", "numbers"]].to_dict("records")
     columns: dict[str, list] = {"id": [], "site": [], "Z": [], **{name: [] for name in ENVIRONMENT_ATTRIBUTES}}
@@ -331,62 +331,60 @@ def monotonicity(curves: np.ndarray) -> np.ndarray:
 # ---- the stage --------------------------------------------------------------------------------------------------------
 
 
-def representations(model, record, crystal_set, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def representations(trained: TrainedModel, crystal_set, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per atom of a set (graph order): h, the contribution (target units) and the crystal's size."""
-    from torch_geometric.data import Batch
-
-    from matprobe.models.architectures import regular_neighbors
-
-    hs, contributions, sizes = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(crystal_set.graphs), batch_size):
-            batch = Batch.from_data_list(crystal_set.graphs[start : start + batch_size])
-            out = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))
-            hs.append(out["atoms"].numpy())
-            contributions.append(out["contributions"].double().numpy() * record["target_std"] + record["target_mean"])
-            sizes.append(torch.bincount(batch.batch)[batch.batch].numpy())
-    return np.concatenate(hs), np.concatenate(contributions), np.concatenate(sizes)
+    out = trained.predict(crystal_set.graphs, batch_size, keep_atoms=True)
+    sizes = np.diff(out.atom_ptr)
+    return out.atoms, out.contributions, np.repeat(sizes, sizes)
 
 
-def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, out_dir, options: dict, threads: int = 1) -> dict:
-    """Train the knob model of one trained model and write knob_model.pt, atoms.parquet (each sampled atom's
-    attributes, contribution and z in two principal components), responses.parquet, summary.parquet and checks.json."""
-    from matprobe.runtime import Runtime
-    from matprobe.prepare.sets import load_split_data
-    from matprobe.models.training import load_trained_model
+# ---- the stage: named steps ---------------------------------------------------------------------------------
 
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    Runtime(threads=threads, device="cpu").apply()
-    model, record = load_trained_model(model_path)
-    data = load_split_data(graphs_path, materials_path, split_path, record["target"])
-    materials = pd.read_parquet(materials_path).set_index("id")
-    topology = [pd.read_parquet(path) for path in topology_paths or ()]
-    mean, std = record["target_mean"], record["target_std"]
+KNOB_SETS = ("train", "id_test", "ood_test")  # their position is the stream of their seeded sample
 
-    def head(h: torch.Tensor) -> torch.Tensor:  # the frozen atom-wise head, target units
-        return model.readout.net(h).squeeze(-1).double() * std + mean
 
+@dataclass
+class KnobData:
+    """The sampled atoms of each set: their table (attributes, contribution, share) and representations h, the
+    attributes used as knobs, and those attributes as arrays (missing values filled with the training median)."""
+
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]]
+    attributes: list[str]
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def sample_atoms(trained: TrainedModel, data, materials: pd.DataFrame, topology: list[pd.DataFrame], options: dict) -> KnobData:
+    """1. Attributes, h and contributions of the atoms of a seeded sample of crystals per set."""
     tables = {}
-    streams = {"train": 0, "id_test": 1, "ood_test": 2}
-    for set_name, limit in (("train", options["train_crystals"]), ("id_test", options["test_crystals"]), ("ood_test", options["test_crystals"])):
+    for stream, set_name in enumerate(KNOB_SETS):
         if set_name not in data.sets:
             continue
-        crystal_set = data.sets[set_name].subsample(limit, options["seed"], streams[set_name])
+        limit = options["train_crystals"] if set_name == "train" else options["test_crystals"]
+        crystal_set = data.sets[set_name].subsample(limit, options["seed"], stream)
         table = atom_table(crystal_set, materials, topology, data.omitted)
-        h, contribution, size = representations(model, record, crystal_set)
+        h, contribution, size = representations(trained, crystal_set)
         table["contribution"], table["share"], table["set"] = contribution, contribution / size, set_name
         tables[set_name] = (table, h)
+    train_table = tables["train"][0]
     attributes = [name for name in (*ELEMENT_ATTRIBUTES, *ENVIRONMENT_ATTRIBUTES, *TOPOLOGY_ATTRIBUTES, *DIRECTED_ATTRIBUTES)
-                  if name in tables["train"][0] and tables["train"][0][name].notna().mean() > 0.5
-                  and tables["train"][0][name].nunique() > 1]
-    train_table, train_h = tables["train"]
+                  if name in train_table and train_table[name].notna().mean() > 0.5 and train_table[name].nunique() > 1]
     fill = train_table[attributes].median()
     arrays = {name: (table[attributes].fillna(fill).to_numpy(dtype=float), h) for name, (table, h) in tables.items()}
-    train_a = arrays["train"][0]
+    return KnobData(tables, attributes, arrays)
 
-    # 2. the conditional VAE, on training atoms only (a held-out fifth of them for the checks)
-    rng = np.random.default_rng(options["seed"])
+
+@dataclass
+class FittedKnobs:
+    model: KnobModel
+    settings: KnobTraining
+    history: dict
+    fitted: np.ndarray  # training atoms the knob model was fitted on
+    held: np.ndarray  # the fifth held out for the checks
+
+
+def fit_knobs(knobs: KnobData, options: dict, rng) -> FittedKnobs:
+    """2. The conditional VAE, on training atoms only (a held-out fifth of them for the checks)."""
+    train_a, train_h = knobs.arrays["train"]
     order = rng.permutation(len(train_h))
     held = order[: max(1, len(order) // 5)]
     fitted = order[len(held):]
@@ -397,50 +395,69 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     guide, _ = fit_regressor(train_h[fitted], train_a[fitted], options["seed"] + 1)
     for parameter in guide.parameters():
         parameter.requires_grad_(False)
-    knob_model, history = fit_knob_model(train_h[fitted], train_a[fitted], settings, guide)
+    model, history = fit_knob_model(train_h[fitted], train_a[fitted], settings, guide)
+    return FittedKnobs(model, settings, history, fitted, held)
 
-    # 4. checks
-    with torch.no_grad():
-        mu_held, _ = knob_model.encode(torch.as_tensor(train_h[held], dtype=torch.float32))
-        decoded = knob_model.decode(mu_held, torch.as_tensor(train_a[held], dtype=torch.float32))
-        reconstruction = float(r_squared(head(torch.as_tensor(train_h[held], dtype=torch.float32)).numpy(), head(decoded).numpy())[0])
-    from_h, encoded = fit_regressor(train_h[fitted], train_a[fitted], options["seed"])
-    with torch.no_grad():
-        z_all = knob_model.encode(torch.as_tensor(train_h, dtype=torch.float32))[0].numpy()
-    _, from_z = fit_regressor(z_all, train_a, options["seed"])
-    values = sweep_values(train_a, options["steps"])
-    sample = {name: rng.permutation(len(a))[: options["sweep_atoms"]] for name, (a, _) in arrays.items()}
-    checked_a, checked_h = arrays["id_test" if "id_test" in arrays else "train"]
-    checked = sample["id_test" if "id_test" in arrays else "train"]
+
+@torch.no_grad()
+def check_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, checked: np.ndarray, options: dict, rng) -> dict:
+    """4. Reconstruction, fidelity, encoding, disentanglement and realism, on atoms the knob model was not fitted on."""
+    train_a, train_h = knobs.arrays["train"]
+    model, held, fit = fitted.model, fitted.held, fitted.fitted
+    mu_held, _ = model.encode(torch.as_tensor(train_h[held], dtype=torch.float32))
+    decoded = model.decode(mu_held, torch.as_tensor(train_a[held], dtype=torch.float32))
+    reconstruction = float(r_squared(head(torch.as_tensor(train_h[held], dtype=torch.float32)).numpy(), head(decoded).numpy())[0])
+    with torch.enable_grad():
+        from_h, encoded = fit_regressor(train_h[fit], train_a[fit], options["seed"])
+        z_all = model.encode(torch.as_tensor(train_h, dtype=torch.float32))[0].detach().numpy()
+        _, from_z = fit_regressor(z_all, train_a, options["seed"])
+    checked_a, checked_h = knobs.arrays["id_test" if "id_test" in knobs.arrays else "train"]
     fidelity = []
-    with torch.no_grad():
-        mu, _ = knob_model.encode(torch.as_tensor(checked_h[checked], dtype=torch.float32))
-        for j in range(len(attributes)):
-            targets, recovered = [], []
-            for value in values[j]:
-                swept = torch.as_tensor(checked_a[checked], dtype=torch.float32).clone()
-                swept[:, j] = float(value)
-                recovered.append(from_h(knob_model.decode(mu, swept)).numpy()[:, j])
-                targets.append(np.full(len(checked), value))
-            fidelity.append(float(r_squared(np.concatenate(targets), np.concatenate(recovered))[0]))
-        realism = _realism(knob_model, train_h, checked_h[checked], checked_a[checked], values, rng)
+    mu, _ = model.encode(torch.as_tensor(checked_h[checked], dtype=torch.float32))
+    for j in range(len(knobs.attributes)):
+        targets, recovered = [], []
+        for value in values[j]:
+            swept = torch.as_tensor(checked_a[checked], dtype=torch.float32).clone()
+            swept[:, j] = float(value)
+            recovered.append(from_h(model.decode(mu, swept)).numpy()[:, j])
+            targets.append(np.full(len(checked), value))
+        fidelity.append(float(r_squared(np.concatenate(targets), np.concatenate(recovered))[0]))
+    realism = _realism(model, train_h, checked_h[checked], checked_a[checked], values, rng)
+    attributes = knobs.attributes
+    return {
+        "attributes": attributes, "train_atoms": int(len(fit)), "held_out_atoms": int(len(held)),
+        "reconstruction_r2": reconstruction, "reconstruction_goal": RECONSTRUCTION_GOAL,
+        "fidelity_r2": dict(zip(attributes, fidelity)), "fidelity_goal": FIDELITY_GOAL,
+        "encoded_r2": dict(zip(attributes, map(float, encoded))), "encoded_threshold": ENCODED,
+        "not_encoded": [name for name, value in zip(attributes, encoded) if value < ENCODED],
+        "knobs_failing_fidelity": [name for name, value, enc in zip(attributes, fidelity, encoded) if enc >= ENCODED and value < FIDELITY_GOAL],
+        "disentanglement_r2": dict(zip(attributes, map(float, from_z))), "disentanglement_goal": DISENTANGLEMENT_GOAL,
+        "realism": realism, "training": {**fitted.settings.__dict__, "final": fitted.history["history"][-1]},
+    }
 
-    # 3. sweeps (ID, OOD, and the held-out element's atoms apart) and 5. baselines
-    directions = concept_directions(train_h[fitted], train_a[fitted])
+
+def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, sample: dict, checks: dict, options: dict,
+                rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """3. Sweeps (ID, OOD, and the held-out element's atoms apart) and 5. the baselines beside them: the response
+    curves, and per set, atom group and attribute the slopes and whether the knob works."""
+    train_a, train_h = knobs.arrays["train"]
+    directions = concept_directions(train_h[fitted.fitted], train_a[fitted.fitted])
+    fidelity = [checks["fidelity_r2"][name] for name in knobs.attributes]
+    encoded = [checks["encoded_r2"][name] for name in knobs.attributes]
     rows, summaries = [], []
-    for set_name, (a, h) in arrays.items():
-        table = tables[set_name][0]
+    for set_name, (a, h) in knobs.arrays.items():
+        table = knobs.tables[set_name][0]
         groups = {"all": sample[set_name]}
         held_out = np.flatnonzero(table["is_held_out"].to_numpy())
         if len(held_out):
             groups["held_out"] = rng.permutation(held_out)[: options["sweep_atoms"]]
         for group, atoms in groups.items():
-            members = np.flatnonzero(table["is_held_out"].to_numpy()) if group == "held_out" else np.arange(len(table))
-            curves = knob_responses(knob_model, head, h[atoms], a[atoms], values)
+            members = held_out if group == "held_out" else np.arange(len(table))
+            curves = knob_responses(fitted.model, head, h[atoms], a[atoms], values)
             linear = concept_responses(directions, head, h[atoms], a[atoms], values)
             size = table["contribution"].to_numpy()[atoms] / table["share"].to_numpy()[atoms]
             knob_slopes, concept_slopes, mono = slopes(values, curves), slopes(values, linear), monotonicity(curves)
-            for j, attribute in enumerate(attributes):
+            for j, attribute in enumerate(knobs.attributes):
                 observed = _regression_slope(a[members, j], table["contribution"].to_numpy()[members])
                 summaries.append({"set": set_name, "atoms": group, "attribute": attribute, "n": len(atoms),
                                   "knob_slope": float(np.mean(knob_slopes[:, j])), "knob_slope_spread": float(np.std(knob_slopes[:, j])),
@@ -454,27 +471,39 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
                                               "concept_contribution": linear[:, j, k]}))
     summary = pd.DataFrame(summaries)
     summary["methods_disagree"] = _disagreement(summary)
+    return pd.concat(rows, ignore_index=True), summary
 
-    checks = {
-        "attributes": attributes, "train_atoms": int(len(fitted)), "held_out_atoms": int(len(held)),
-        "reconstruction_r2": reconstruction, "reconstruction_goal": RECONSTRUCTION_GOAL,
-        "fidelity_r2": dict(zip(attributes, fidelity)), "fidelity_goal": FIDELITY_GOAL,
-        "encoded_r2": dict(zip(attributes, map(float, encoded))), "encoded_threshold": ENCODED,
-        "not_encoded": [name for name, value in zip(attributes, encoded) if value < ENCODED],
-        "knobs_failing_fidelity": [name for name, value, enc in zip(attributes, fidelity, encoded) if enc >= ENCODED and value < FIDELITY_GOAL],
-        "disentanglement_r2": dict(zip(attributes, map(float, from_z))), "disentanglement_goal": DISENTANGLEMENT_GOAL,
-        "realism": realism, "training": {**settings.__dict__, "final": history["history"][-1]},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    latent = _latent_map(knob_model, tables, arrays)
-    write_torch({"state_dict": knob_model.state_dict(), "h_dim": int(train_h.shape[1]), "attributes": attributes,
-                 "z_dim": settings.z_dim, "sweep_values": values.tolist()}, out_dir / "knob_model.pt")
-    write_parquet(latent, out_dir / "atoms.parquet")
-    write_parquet(pd.concat(rows, ignore_index=True), out_dir / "responses.parquet")
-    write_parquet(summary, out_dir / "summary.parquet")
-    write_json(checks, out_dir / "checks.json")
-    log.info("knobs: reconstruction R² %.3f, knobs working %d of %d, %.1f s", reconstruction, int(summary.drop_duplicates("attribute")["knob_works"].sum()),
-             len(attributes), checks["seconds"])
+
+def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, outputs: Mapping, options: dict,
+              threads: int = 1) -> dict:
+    """Train the knob model of one trained model and write (`outputs`: layout.RUN_FILES["knobs"] names to paths) the
+    knob model, the sampled atoms (attributes, contribution and z in two principal components), the response curves,
+    their summary and the checks (last)."""
+    started = time.perf_counter()
+    Runtime(threads=threads, device="cpu").apply()
+    outputs = run_paths("knobs", outputs)
+    trained = load_trained(model_path)
+    trained.require("knobs")
+    data = load_split_data(graphs_path, materials_path, split_path, trained.record.target, trained.graphs)
+    materials = pd.read_parquet(materials_path).set_index("id")
+    topology = [pd.read_parquet(path) for path in topology_paths or ()]
+    knobs = sample_atoms(trained, data, materials, topology, options)
+    rng = np.random.default_rng(options["seed"])
+    fitted = fit_knobs(knobs, options, rng)
+    values = sweep_values(knobs.arrays["train"][0], options["steps"])
+    sample = {name: rng.permutation(len(a))[: options["sweep_atoms"]] for name, (a, _) in knobs.arrays.items()}
+    checked = sample["id_test" if "id_test" in knobs.arrays else "train"]
+    checks = check_knobs(knobs, fitted, trained.head, values, checked, options, rng)
+    responses, summary = sweep_knobs(knobs, fitted, trained.head, values, sample, checks, options, rng)
+    checks["seconds"] = round(time.perf_counter() - started, 1)
+    write_torch({"state_dict": fitted.model.state_dict(), "h_dim": int(knobs.arrays["train"][1].shape[1]),
+                 "attributes": knobs.attributes, "z_dim": fitted.settings.z_dim, "sweep_values": values.tolist()}, outputs["model"])
+    write_parquet(_latent_map(fitted.model, knobs.tables, knobs.arrays), outputs["atoms"])
+    write_parquet(responses, outputs["responses"])
+    write_parquet(summary, outputs["summary"])
+    write_json(checks, outputs["checks"])
+    log.info("knobs: reconstruction R² %.3f, knobs working %d of %d, %.1f s", checks["reconstruction_r2"],
+             int(summary.drop_duplicates("attribute")["knob_works"].sum()), len(knobs.attributes), checks["seconds"])
     return checks
 
 

@@ -25,14 +25,16 @@ import pandas as pd
 import torch
 from torch_geometric.data import Batch
 
+from torch.func import functional_call, vmap
+from tqdm import tqdm
+
 from matprobe import MatprobeError
-from matprobe.prepare.graphs import symmetry_reduced
-from matprobe.probes.hessian import flatten, unflatten
 from matprobe.io import write_json, write_parquet, write_torch
-from matprobe.models.architectures import regular_neighbors
-from matprobe.runtime import Runtime
+from matprobe.models.seam import TrainedModel, load_trained
+from matprobe.prepare.graphs import symmetry_reduced
 from matprobe.prepare.sets import SETS, load_split_data
-from matprobe.models.training import load_trained_model
+from matprobe.probes.hessian import extreme_eigenpairs, flatten, hessian_summary, set_hvp, unflatten
+from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.landscape")
 
@@ -43,9 +45,14 @@ log = logging.getLogger("matprobe.probes.landscape")
 @dataclass
 class PreparedBatch:
     batch: Batch
-    edge_inputs: torch.Tensor
     y_std: torch.Tensor  # standardised targets
-    neighbors: int | None  # k for k-regular graphs (the conv's fast path), see models.regular_neighbors
+    # what the forward takes beside the batch, computed once: a crystal model's distance expansion (it has no
+    # parameters) and k of k-regular graphs (the conv's fast path, see architectures.regular_neighbors)
+    extra: tuple = ()
+
+    @property
+    def args(self) -> tuple:
+        return (self.batch, *self.extra)
 
 
 @dataclass
@@ -61,13 +68,15 @@ class EvalSet:
         return len(self.ids)
 
 
-def prepare_sets(model, record, graphs_path, materials_path, split_path, max_crystals: int, seed: int,
+def prepare_sets(trained: TrainedModel, graphs_path, materials_path, split_path, max_crystals: int, seed: int,
                  batch_size: int, device, symmetry_reduction: bool = True) -> dict[str, EvalSet]:
     """Each set capped at `max_crystals` by a seeded sample (the train subset is fixed this way), batched
     once, with its distance expansions precomputed; with `symmetry_reduction`, on one atom per class of
-    symmetry-equivalent atoms (graphs.symmetry_reduced: the same predictions for about half the atoms)."""
-    sets = load_split_data(graphs_path, materials_path, split_path, record["target"]).sets
-    mean, std = record["target_mean"], record["target_std"]
+    symmetry-equivalent atoms (graphs.symmetry_reduced: the same predictions for about half the atoms), for the
+    models that take atom weights."""
+    model, record = trained.module, trained.record
+    sets = load_split_data(graphs_path, materials_path, split_path, record.target, trained.graphs).sets
+    symmetry_reduction = symmetry_reduction and getattr(model, "accepts_atom_weight", False)
     prepared = {}
     for name, crystal_set in sets.items():
         if not len(crystal_set):
@@ -78,12 +87,12 @@ def prepare_sets(model, record, graphs_path, materials_path, split_path, max_cry
         if symmetry_reduction:
             data = [symmetry_reduced(graph) for graph in data]
         batches = []
-        for start in range(0, len(data), batch_size):
-            batch = Batch.from_data_list(data[start : start + batch_size]).to(device)
-            with torch.no_grad():
-                edge_inputs = model.edge_inputs(batch.edge_dist)
-            neighbors = regular_neighbors(batch.edge_index, batch.num_nodes)
-            batches.append(PreparedBatch(batch, edge_inputs, ((batch.y - mean) / std).to(device), neighbors))
+        for batch in trained.batches(data, batch_size, device):
+            extra = ()
+            if "inputs" in trained.capabilities:
+                with torch.no_grad():
+                    extra = (model.edge_inputs(batch.edge_dist), batch.neighbors)
+            batches.append(PreparedBatch(batch, record.to_standardised(batch.y).to(device), extra))
         prepared[name] = EvalSet(name, crystal_set.ids, batches, atoms,
                                  sum(int(graph.num_nodes) for graph in data))
     return prepared
@@ -176,7 +185,7 @@ class LandscapeEvaluator:
                 for name, eval_set in self.sets.items():
                     total = 0.0
                     for prepared in eval_set.batches:
-                        prediction = self.forward(prepared.batch, prepared.edge_inputs, prepared.neighbors)["prediction"]
+                        prediction = self.forward(*prepared.args)["prediction"]
                         total += float((prediction - prepared.y_std).abs().sum())
                     row[name] = total / eval_set.n
                 results.append(row)
@@ -185,8 +194,6 @@ class LandscapeEvaluator:
         return results
 
     def _evaluate_vmapped(self, points: list[tuple[float, float]]) -> list[dict[str, float]]:
-        from torch.func import vmap
-
         alphas = torch.tensor([p[0] for p in points], dtype=torch.float32, device=next(iter(self.weights.values())).device)
         betas = torch.tensor([p[1] for p in points], dtype=alphas.dtype, device=alphas.device)
         stacked = {}
@@ -198,19 +205,15 @@ class LandscapeEvaluator:
         for name, eval_set in self.sets.items():
             total = torch.zeros(len(points), device=alphas.device)
             for prepared in eval_set.batches:
-                b = prepared.batch
-                batched = vmap(
-                    lambda params: self._forward_inputs(params, b, prepared.edge_inputs, prepared.neighbors), in_dims=(0,), randomness="error"
-                )(stacked)
+                args = prepared.args
+                batched = vmap(lambda params: self._forward_inputs(params, args), in_dims=(0,), randomness="error")(stacked)
                 total += (batched - prepared.y_std[None]).abs().sum(dim=1)
             for k, value in enumerate((total / eval_set.n).tolist()):
                 rows[k][name] = value
         return rows
 
-    def _forward_inputs(self, params, batch, edge_inputs, neighbors):
-        from torch.func import functional_call
-
-        return functional_call(self.model, params, (batch, edge_inputs, neighbors), strict=False)["prediction"]
+    def _forward_inputs(self, params, args):
+        return functional_call(self.model, params, args, strict=False)["prediction"]
 
 
 def naive_point_loss(model, state_dict: dict, data_lists: dict, batch_size: int, mean: float, std: float) -> dict[str, float]:
@@ -264,17 +267,14 @@ def chunk_points(options: dict, chunk: int, chunks: int) -> pd.DataFrame:
 def load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options: dict, threads: int):
     """The trained model on the configured device, with its evaluation sets prepared (process runtime set too)."""
     device = Runtime.from_options(options, threads).apply()
-    model, record = load_trained_model(model_path)
-    model.to(device)
-    sets = prepare_sets(model, record, graphs_path, materials_path, split_path, options["max_crystals"], options["seed"],
+    trained = load_trained(model_path, device)
+    sets = prepare_sets(trained, graphs_path, materials_path, split_path, options["max_crystals"], options["seed"],
                         options["batch_size"], device, options.get("symmetry_reduction", True))
-    return model, record, sets, device
+    return trained.module, trained.record, sets, device
 
 
 def compute_directions(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
     """Seeded directions, saved so that a landscape can be recomputed or extended exactly."""
-    from matprobe.probes.hessian import extreme_eigenpairs, set_hvp
-
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options, threads)
     weights = direction_parameters(model, options["include_biases"])
     if options["directions"] == "random":
@@ -318,8 +318,6 @@ def load_directions(path, device) -> dict:
 def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directions_path, out_path, options: dict,
                    chunk: int, chunks: int, threads: int = 1, progress: bool = True) -> pd.DataFrame:
     """Loss and MAE of every set at the grid points of one chunk."""
-    from tqdm import tqdm
-
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path, options, threads)
     saved = load_directions(directions_path, device)
     if {name: s.ids for name, s in sets.items()} != saved["sets"]:
@@ -344,7 +342,7 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
             for (alpha, beta), grid, losses in zip(block, points["grid"].iloc[start : start + step], evaluator.evaluate(block)):
                 for set_name, loss in losses.items():
                     rows.append({"grid": grid, "alpha": alpha, "beta": beta, "set": set_name, "loss": loss,
-                                 "mae": loss * record["target_std"]})
+                                 "mae": loss * record.std})
             bar.update(len(block))
     frame = pd.DataFrame(rows)
     write_parquet(frame, out_path)
@@ -353,8 +351,6 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
 
 
 def compute_hessian(model_path, graphs_path, materials_path, split_path, out_path, options: dict, threads: int = 1) -> dict:
-    from matprobe.probes.hessian import hessian_summary, set_hvp
-
     limit = options["hessian"].get("max_crystals") or options["max_crystals"]
     model, record, sets, device = load_landscape_inputs(model_path, graphs_path, materials_path, split_path,
                                                         {**options, "max_crystals": min(limit, options["max_crystals"])}, threads)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,8 +27,13 @@ import pandas as pd
 import torch
 
 from matprobe import MatprobeError
-from matprobe.io import write_json, write_parquet
+from matprobe.inputs.features import element_properties
 from matprobe.inputs.structures import Crystal
+from matprobe.layout import run_paths
+from matprobe.io import write_json, write_parquet
+from matprobe.models.seam import TrainedModel, load_trained
+from matprobe.prepare.splits import load_split
+from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.probe_maps")
 
@@ -204,48 +210,25 @@ def with_probe(crystal: Crystal, frac_position, z: int) -> Crystal:
     return Crystal(crystal.lattice, np.vstack([crystal.frac_coords, position]), np.append(crystal.numbers, z))
 
 
-def crystal_graphs(crystals: list[Crystal], cutoff: float, max_neighbors: int | None):
-    """PyG graphs of crystals, built and stored the way the graph stage builds them (build_graph, collate_graphs,
-    graph_data), so that a probe's graph is the graph of the same structure."""
-    from matprobe.prepare.graphs import build_graph, collate_graphs
-    from matprobe.prepare.sets import graph_data
-
-    ids = [str(k) for k in range(len(crystals))]
-    stored = collate_graphs(ids, [build_graph(c, cutoff, max_neighbors) for c in crystals], {})
-    return graph_data(stored, ids, np.zeros(len(ids)))
+def predict_atoms(trained: TrainedModel, crystals: list[Crystal], graph: dict, batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per crystal, the prediction and the atom contributions (target units), its graph built the way the graph stage
+    builds the model's graphs, so that a probe's graph is the graph of the same structure."""
+    out = trained.predict(trained.graphs.from_crystals(crystals, graph), batch_size)
+    return out.prediction, out.per_crystal(out.contributions)
 
 
-@torch.no_grad()
-def predict_atoms(model, record, graphs, batch_size: int = 256) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Per graph, the prediction and the atom contributions, in target units."""
-    from torch_geometric.data import Batch
-
-    from matprobe.models.architectures import regular_neighbors
-
-    mean, std = record["target_mean"], record["target_std"]
-    predictions, contributions = [], []
-    for start in range(0, len(graphs), batch_size):
-        batch = Batch.from_data_list(graphs[start : start + batch_size])
-        out = model(batch, neighbors=regular_neighbors(batch.edge_index, batch.num_nodes))
-        predictions.append(out["prediction"].double().numpy() * std + mean)
-        per_atom = out["contributions"].double().numpy() * std + mean
-        contributions += np.split(per_atom, batch.ptr[1:-1].numpy())
-    return np.concatenate(predictions), contributions
-
-
-def probe_map(model, record, crystal: Crystal, frac: np.ndarray, z: int, cutoff: float, max_neighbors: int | None,
-              mask_distance: float, batch_size: int = 256) -> pd.DataFrame:
+def probe_map(trained: TrainedModel, crystal: Crystal, frac: np.ndarray, z: int, graph: dict, mask_distance: float,
+              batch_size: int = 256) -> pd.DataFrame:
     """The probe's contribution and the change of the crystal's total prediction at each fractional position."""
     distance, _ = nearest_atom_distance(crystal, frac)
     free = distance >= mask_distance
-    (reference,), _ = predict_atoms(model, record, crystal_graphs([crystal], cutoff, max_neighbors))
+    (reference,), _ = predict_atoms(trained, [crystal], graph)
     probe_contribution = np.full(len(frac), np.nan)
     total_change = np.full(len(frac), np.nan)
     positions = np.flatnonzero(free)
     for start in range(0, len(positions), batch_size):
         chunk = positions[start : start + batch_size]
-        graphs = crystal_graphs([with_probe(crystal, frac[k], z) for k in chunk], cutoff, max_neighbors)
-        predictions, contributions = predict_atoms(model, record, graphs, batch_size)
+        predictions, contributions = predict_atoms(trained, [with_probe(crystal, frac[k], z) for k in chunk], graph, batch_size)
         probe_contribution[chunk] = [atoms[-1] for atoms in contributions]  # the probe is the last atom
         total_change[chunk] = (crystal.nsites + 1) * predictions - crystal.nsites * reference
     cart = frac @ crystal.lattice
@@ -289,8 +272,6 @@ def select_crystals(predictions: pd.DataFrame, latents: pd.DataFrame, materials:
 def probe_elements(crystal: Crystal, omitted: list[str], probes: list[str]) -> list[tuple[str, str]]:
     """(probe as configured, element) for a crystal: the held-out element(s), the crystal's most electronegative
     element, or an element named in the config."""
-    from matprobe.inputs.features import element_properties
-
     props = element_properties()
     chosen = []
     for probe in probes:
@@ -365,19 +346,16 @@ def map_plane(crystal: Crystal, options: dict, z: int, name: str) -> LatticePlan
 # ---- the stage ------------------------------------------------------------------------------------------------------
 
 
-def compute_probe_maps(model_path, omission_predictions, omission_latents, split_path, materials_path, out_maps, out_atoms,
-                       out_summary, options: dict, graph: dict, threads: int = 1) -> dict:
+def compute_probe_maps(model_path, omission_predictions, omission_latents, split_path, materials_path, outputs: Mapping,
+                       options: dict, graph: dict, threads: int = 1) -> dict:
     """Every map of one model: each crystal the omission model's predictions and latents select (the same for an
-    omission and its control), each probe element, over the configured plane or grid."""
-    from matprobe.inputs.features import element_properties
-    from matprobe.runtime import Runtime
-    from matprobe.models.training import load_trained_model
-
+    omission and its control), each probe element, over the configured plane or grid. `outputs`: the maps, plane
+    atoms and summary paths (layout.RUN_FILES["probe_maps"] names)."""
     started = time.perf_counter()
     Runtime(threads=threads, device="cpu").apply()
-    model, record = load_trained_model(model_path)
-    from matprobe.prepare.splits import load_split
-
+    outputs = run_paths("probe_maps", outputs)
+    trained = load_trained(model_path)
+    trained.require("probe_maps")
     split = load_split(split_path)
     materials = pd.read_parquet(materials_path)
     selection = select_crystals(pd.read_parquet(omission_predictions), pd.read_parquet(omission_latents), materials, options)
@@ -397,8 +375,7 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
                 plane = map_plane(crystal, options["plane"], z, chosen["id"])
                 frac, plane_st = plane.positions(options["points"])
             if (chosen["id"], symbol) not in computed:  # an oxide's most electronegative element is the held-out O: once
-                computed[chosen["id"], symbol] = probe_map(model, record, crystal, frac, z, graph["cutoff"], graph["max_neighbors"],
-                                                           options["mask_distance"])
+                computed[chosen["id"], symbol] = probe_map(trained, crystal, frac, z, graph, options["mask_distance"])
             frame = computed[chosen["id"], symbol].copy()
             keys = {"role": chosen["role"], "id": chosen["id"], "probe": symbol, "probe_kind": probe}
             if plane is not None:
@@ -407,19 +384,19 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
                 frame[["plane_x", "plane_y"]] = plane.in_plane(frac)
                 atoms.append(plane.atoms().assign(**keys))
             frames.append(frame.assign(**keys))
-            summary["maps"].append(map_summary(frame, crystal, chosen, symbol, z, model, record, graph))
+            summary["maps"].append(map_summary(frame, crystal, chosen, symbol, z, trained, graph))
     maps = pd.concat(frames, ignore_index=True)
-    write_parquet(maps, out_maps)
+    write_parquet(maps, outputs["maps"])
     write_parquet(pd.concat(atoms, ignore_index=True) if atoms else pd.DataFrame(
-        columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane", "role", "id", "probe", "probe_kind"]), out_atoms)
+        columns=["site", "Z", "plane_x", "plane_y", "distance_to_plane", "role", "id", "probe", "probe_kind"]), outputs["atoms"])
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["positions"] = int(len(maps))
-    write_json(summary, out_summary)
+    write_json(summary, outputs["summary"])
     log.info("probe maps: %d maps, %d positions in %.1f s", len(frames), len(maps), summary["seconds"])
     return summary
 
 
-def map_summary(frame: pd.DataFrame, crystal: Crystal, chosen: dict, symbol: str, z: int, model, record, graph) -> dict:
+def map_summary(frame: pd.DataFrame, crystal: Crystal, chosen: dict, symbol: str, z: int, trained: TrainedModel, graph: dict) -> dict:
     """Numbers a reader compares between an omission and its control: where the probe binds most strongly (the
     lowest contribution) and how far that is from a real site of its element, and the contributions the model gives
     the crystal's own atoms of that element (what a probe exactly at their sites would get)."""
@@ -435,7 +412,7 @@ def map_summary(frame: pd.DataFrame, crystal: Crystal, chosen: dict, symbol: str
         own = Crystal(crystal.lattice, crystal.frac_coords[sites], crystal.numbers[sites])
         distance, _ = nearest_atom_distance(own, best[["frac_x", "frac_y", "frac_z"]].to_numpy(dtype=float)[None, :])
         entry["minimum_to_nearest_site_of_probe_element"] = float(distance[0])
-        (_,), (contributions,) = predict_atoms(model, record, crystal_graphs([crystal], graph["cutoff"], graph["max_neighbors"]))
+        (_,), (contributions,) = predict_atoms(trained, [crystal], graph)
         entry["contribution_at_own_sites"] = float(contributions[sites].mean())
     return entry
 

@@ -18,13 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from matprobe import MatprobeError
-from matprobe.layout import RUN_KEYS, RUN_PATTERN, Layout, Run
+from matprobe.layout import DONE, RUN_FILES, RUN_KEYS, RUN_PATTERN, Layout, Run
 from matprobe.prepare.sets import SETS
 
-# The file a stage writes last for a run: a folder without it holds a run still in progress (or a failed one).
-DONE = {"models": "metrics.json", "landscape": "metrics.json", "attribution": "summary.json"}
-ATTRIBUTION_TABLES = ("atoms", "elements", "element_pca", "ig_atoms", "ig_elements", "trim", "trim_summary",
-                      "topology_correlations", "persistence_examples")
+# The attribution stage's tables, by their names in the layout (topology: the descriptor correlations; diagrams:
+# the persistence diagrams of example atoms)
+ATTRIBUTION_TABLES = tuple(name for name, filename in RUN_FILES["attribution"].items() if filename.endswith(".parquet"))
 
 
 def _valid_values(runs: pd.DataFrame, keys: dict) -> str:
@@ -60,7 +59,7 @@ class Results:
         template = self.layout.run_dir(stage)
         found = []
         for folder in (Path(self.layout.study_dir) / stage).glob(re.sub(r"\{\w+\}", "*", RUN_PATTERN)):
-            if stage in DONE and not (folder / DONE[stage]).exists():
+            if stage in DONE and not (folder / RUN_FILES[stage][DONE[stage]]).exists():
                 continue
             try:
                 found.append(Run.from_mapping(self.layout.parse(template, folder.as_posix())))
@@ -87,7 +86,8 @@ class Results:
         return self.layout.path(self.layout.run_dir(stage), self.run(run, **keys))
 
     def _file(self, stage: str, name: str, run: Run | None, keys: dict) -> Path:
-        path = self.folder(stage, run, **keys) / name
+        """A run's file of a stage, by its name in layout.RUN_FILES."""
+        path = self.folder(stage, run, **keys) / RUN_FILES[stage][name]
         if not path.exists():
             raise MatprobeError(f"{path}: not found (has its {stage} stage run?)")
         return path
@@ -126,26 +126,26 @@ class Results:
         return long.reset_index(drop=True)
 
     def metrics(self, run: Run | None = None, **keys) -> dict:
-        return json.loads(self._file("models", "metrics.json", run, keys).read_text())
+        return json.loads(self._file("models", "metrics", run, keys).read_text())
 
     def predictions(self, run: Run | None = None, **keys) -> pd.DataFrame:
         """id, set, y_true, y_pred, elements, with the run's keys as columns."""
         run = self.run(run, **keys)
-        return pd.read_parquet(self._file("models", "predictions.parquet", run, {})).assign(**run.keys())
+        return pd.read_parquet(self._file("models", "predictions", run, {})).assign(**run.keys())
 
     def history(self, run: Run | None = None, **keys) -> pd.DataFrame:
         run = self.run(run, **keys)
-        return pd.read_parquet(self._file("models", "history.parquet", run, {})).assign(**run.keys())
+        return pd.read_parquet(self._file("models", "history", run, {})).assign(**run.keys())
 
     def landscape_grid(self, run: Run | None = None, **keys) -> pd.DataFrame:
         """grid (1d/2d), alpha, beta, set, loss, mae, with the run's keys as columns."""
         run = self.run(run, **keys)
-        return pd.read_parquet(self._file("landscape", "grid.parquet", run, {})).assign(**run.keys())
+        return pd.read_parquet(self._file("landscape", "grid", run, {})).assign(**run.keys())
 
     def landscape_metrics(self, run: Run | None = None, **keys) -> pd.DataFrame:
         """The flatness metrics, one row per set, with the run-level divergences as columns."""
         run = self.run(run, **keys)
-        metrics = json.loads(self._file("landscape", "metrics.json", run, {}).read_text())
+        metrics = json.loads(self._file("landscape", "metrics", run, {}).read_text())
         frame = pd.DataFrame.from_dict(metrics["sets"], orient="index").rename_axis("set").reset_index()
         for key, value in metrics.items():
             if key.startswith("divergence_"):
@@ -155,15 +155,15 @@ class Results:
     def hessian(self, run: Run | None = None, **keys) -> pd.DataFrame:
         """Per set: top and smallest eigenvalue, trace (means and spreads over the estimator's runs)."""
         run = self.run(run, **keys)
-        stored = json.loads(self._file("landscape", "hessian.json", run, {}).read_text())
+        stored = json.loads(self._file("landscape", "hessian", run, {}).read_text())
         rows = [{"set": name, **{k: v for k, v in entry.items() if not isinstance(v, (dict, list))}}
                 for name, entry in stored["sets"].items()]
         return pd.DataFrame(rows).assign(**run.keys())
 
     def attributions(self, table: str = "atoms", run: Run | None = None, **keys) -> pd.DataFrame:
-        """One of the attribution stage's tables (ATTRIBUTION_TABLES: atoms, elements, ig_atoms, trim, ...)."""
+        """One of the attribution stage's tables (ATTRIBUTION_TABLES: atoms, elements, ig_atoms, trim, topology, ...)."""
         if table not in ATTRIBUTION_TABLES:
             raise MatprobeError(f"unknown attribution table {table!r}; one of {list(ATTRIBUTION_TABLES)}")
         run = self.run(run, **keys)
-        return pd.read_parquet(self._file("attribution", f"{table}.parquet", run, {})).assign(**run.keys())
+        return pd.read_parquet(self._file("attribution", table, run, {})).assign(**run.keys())
 
