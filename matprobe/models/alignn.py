@@ -1,0 +1,353 @@
+"""ALIGNN (Choudhary & DeCost, npj Comput. Mater. 7, 185 (2021)) behind the model seam, from the alignn package.
+
+The network is the package's own pure-PyTorch model, `alignn.models.alignn_atomwise_pure.ALIGNNAtomWisePure`,
+wrapped, not copied: `ALIGNN` builds it from an options dict with its force-field machinery switched off (no
+gradients, stress, bond-length penalty or ZBL term: the target is one scalar per crystal) and feeds it graphs made
+from the workflow's cached neighbour lists. ALIGNN's readout is a mean over atoms followed by one linear layer, so
+the linear layer applied to each atom's last-layer features gives atom contributions whose mean is exactly the
+prediction; no change to the model is needed.
+
+Inputs (`AngleGraphs`): the atom graph is the workflow's k-nearest-neighbour list (`matprobe.prepare.graphs`), the
+line graph joins bond A = (i -> j) to every bond B = (j -> k) leaving A's end atom j, with the cosine of the bond
+angle at j. The package's directions are kept: a bond runs from the centre atom i that chose its neighbour j
+(our `edge_index[1] -> edge_index[0]`, vector `edge_vec` = r_j - r_i), and the package's convolutions gather
+messages at the bond's end, j. Only bonds no longer than `three_body_cutoff` take part in angles, as in the
+package's pure-PyTorch graphs (its training default is 3.5 Å); the line graph of a whole dataset is computed in
+one vectorised pass (`line_graphs`) and can be cached beside the graphs (`build_line_graphs`).
+
+Defaults (`ALIGNNConfig`) are the package's pure-model defaults, ALIGNN's published ones scaled down for CPU:
+2 ALIGNN + 2 edge-gated layers of width 64 (published: 4 + 4 of width 256), embedding width 64, 80 radial bins
+on 0-8 Å and 40 angle bins on [-1, 1] (as published), CGCNN's 92 element features (as published); the cutoff (8 Å)
+and 12 nearest neighbours (as published) are the workflow's graph settings."""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from matprobe import MatprobeError
+from matprobe.inputs.features import MAX_Z
+
+with warnings.catch_warnings():
+    # alignn's pydantic settings classes use class-based `Config` (deprecated in pydantic 2), and torch-geometric's
+    # import calls torch.jit.script (deprecated in torch 2.13): both warn at import, which warnings-as-errors turns
+    # into failures. Only these two, only while importing.
+    warnings.filterwarnings("ignore", message=r"Support for class-based `config` is deprecated")
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+    from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig
+    from alignn.torch_graph_builder import TorchGraph
+    from torch_geometric.data import Batch, Data
+
+LINE_GRAPH_FORMAT = 1
+ALIGNN_FEATURE_WIDTH = 92  # CGCNN's one-hot element features, alignn's default `atom_features="cgcnn"`
+
+
+@functools.lru_cache(maxsize=1)
+def element_feature_table() -> Tensor:
+    """(MAX_Z + 1, 92): row Z holds the features alignn's graph builders give element Z (jarvis' CGCNN table,
+    looked up the way they look it up); row 0 is unused."""
+    from ase.data import chemical_symbols
+    from jarvis.core.specie import get_node_attributes
+
+    rows = np.zeros((MAX_Z + 1, ALIGNN_FEATURE_WIDTH), dtype=np.float32)
+    for z in range(1, MAX_Z + 1):
+        rows[z] = get_node_attributes(chemical_symbols[z], atom_features="cgcnn")
+    return torch.from_numpy(rows)
+
+
+# ---- the model -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ALIGNNConfig:
+    alignn_layers: int = 2  # ALIGNN layers: edge-gated convolution on the atom graph, then on the line graph
+    gcn_layers: int = 2  # edge-gated convolutions on the atom graph alone, after them
+    hidden: int = 64  # width of atom, bond and angle features
+    embedding: int = 64  # width of the middle layer of the bond and angle embeddings
+    edge_bins: int = 80  # Gaussian radial basis on 0-8 Å (fixed in the package)
+    angle_bins: int = 40  # Gaussian basis on the bond-angle cosine, -1 to 1
+    three_body_cutoff: float | None = 3.5  # Å; bonds longer than this join no angle (None: every bond of the graph)
+
+
+class ALIGNN(nn.Module):
+    """The seam's crystal model around the package's `ALIGNNAtomWisePure` (attribute `net`, so its state-dict keys
+    are the package's with a `net.` prefix). `forward(batch)` takes a batch of its `graph_kind`'s items."""
+
+    def __init__(self, config: ALIGNNConfig):
+        super().__init__()
+        self.config = config
+        package_config = ALIGNNAtomWisePureConfig(
+            name="alignn_atomwise_pure",
+            alignn_layers=config.alignn_layers,
+            gcn_layers=config.gcn_layers,
+            atom_input_features=ALIGNN_FEATURE_WIDTH,
+            edge_input_features=config.edge_bins,
+            triplet_input_features=config.angle_bins,
+            embedding_features=config.embedding,
+            hidden_features=config.hidden,
+            output_features=1,
+            # a scalar property, not a force field: no forces (gradwise_weight=0 also tells the package's
+            # trainer so), no stress, no short-bond penalty or ZBL repulsion added to the output, and the output
+            # is the per-atom mean, not multiplied by the number of atoms
+            calculate_gradient=False,
+            gradwise_weight=0.0,
+            stresswise_weight=0.0,
+            use_penalty=False,
+            use_zbl=False,
+            energy_mult_natoms=False,
+            # angle cosines come with the graphs (cached once per dataset) instead of being recomputed per pass
+            lg_on_fly=False,
+            # read only by the package's tensor-only entry point, which builds its own line graph; ours come built
+            **({} if config.three_body_cutoff is None else {"three_body_cutoff": config.three_body_cutoff}),
+        )
+        self.net = ALIGNNAtomWisePure(package_config)
+        # the package's own Z -> features buffer (meant for its tensor-only entry point): filled once here, it
+        # travels with the state dict
+        self.net._species_table.zero_()
+        self.net._species_table[: MAX_Z + 1] = element_feature_table()
+        # the last layer's atom features, what the linear head reads: kept by a hook, so that the prediction is
+        # the package's own forward pass, unchanged
+        last = (self.net.gcn_layers[-1] if len(self.net.gcn_layers) else
+                self.net.alignn_layers[-1] if len(self.net.alignn_layers) else self.net.atom_embedding)
+        last.register_forward_hook(self._keep_atoms)
+        self._atoms: Tensor | None = None
+        self.graph_kind = AngleGraphs(config.three_body_cutoff)  # what the seam reads to make this model's inputs
+
+    def _keep_atoms(self, module, inputs, output) -> None:
+        self._atoms = output[0] if isinstance(output, tuple) else output
+
+    def options(self) -> dict:
+        """The options that rebuild this model (`build(options)`)."""
+        return asdict(self.config)
+
+    def element_representation(self) -> Tensor:
+        """(MAX_Z + 1, hidden): the vector each element starts from (the atom embedding of its features)."""
+        return self.net.atom_embedding(self.net._species_table[: MAX_Z + 1])
+
+    def head(self, atoms: Tensor) -> Tensor:
+        """Atom contributions from atom features: the package's final linear layer, atom by atom."""
+        return self.net.fc(atoms).squeeze(-1)
+
+    def package_inputs(self, batch) -> tuple[TorchGraph, TorchGraph, None]:
+        """The (graph, line graph, lattice) triple the package's forward takes, from a batch of our items."""
+        num_graphs = int(batch.num_graphs)
+        counts = torch.bincount(batch.batch, minlength=num_graphs)
+        atom_graph = TorchGraph(
+            num_nodes=int(batch.z.shape[0]),
+            src=batch.edge_index[1],  # the centre atom i that chose the bond
+            dst=batch.edge_index[0],  # its neighbour j, where the package gathers
+            ndata={"atom_features": self.net._species_table[batch.z]},
+            edata={"r": batch.edge_vec},
+            batch_num_nodes=counts,
+        )
+        line_graph = TorchGraph(num_nodes=int(batch.edge_index.shape[1]), src=batch.lg_index[0], dst=batch.lg_index[1],
+                                edata={"h": batch.lg_cos})
+        return atom_graph, line_graph, None  # the lattice is read only for stress, which is off
+
+    def forward(self, batch) -> dict[str, Tensor]:
+        self._atoms = None
+        prediction = self.net(self.package_inputs(batch))["out"]
+        atoms, self._atoms = self._atoms, None
+        contributions = self.head(atoms)
+        num_graphs = int(batch.num_graphs)
+        zeros = torch.zeros(num_graphs, dtype=atoms.dtype, device=atoms.device)
+        counts = zeros.index_add(0, batch.batch, torch.ones_like(contributions))
+        latent = torch.zeros(num_graphs, atoms.shape[1], dtype=atoms.dtype, device=atoms.device).index_add(
+            0, batch.batch, atoms) / counts[:, None]
+        return {"prediction": prediction, "contributions": contributions, "atoms": atoms, "latent": latent}
+
+
+def build(options: dict) -> ALIGNN:
+    """An ALIGNN from its options (unknown options are an error, so typos cannot pass silently)."""
+    known = set(ALIGNNConfig.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise MatprobeError(f"model options {unknown}: not options of ALIGNN; choose from {sorted(known)}")
+    return ALIGNN(ALIGNNConfig(**options))
+
+
+# ---- line graphs --------------------------------------------------------------------------------------------
+
+
+def line_graphs(stored: dict, three_body_cutoff: float | None) -> dict:
+    """The line graphs of every crystal of a stored graph set (`matprobe.prepare.graphs.load_graphs`), in one
+    vectorised pass: for each bond A = (i -> j) no longer than `three_body_cutoff` (None: every bond), one
+    line-graph edge to every such bond B = (j -> k), with the angle cosine at j, cos = -r_A . r_B / (|r_A| |r_B|)
+    (alignn's convention: B may lead back to i, an angle of 0). Returns a dict of tensors: `lg_ptr` (per-crystal
+    offsets), `lg_index` (2, T) int32 bond indices local to each crystal (row 0: A, row 1: B), `lg_cos` (T,)
+    float32, and the settings and ids it belongs to."""
+    edge_ptr = stored["edge_ptr"].numpy().astype(np.int64)
+    node_ptr = stored["node_ptr"].numpy().astype(np.int64)
+    edge_crystal = np.repeat(np.arange(len(edge_ptr) - 1), np.diff(edge_ptr))
+    node_offset = node_ptr[edge_crystal]
+    edge_index = stored["edge_index"].numpy().astype(np.int64)
+    centre = edge_index[1] + node_offset
+    neighbour = edge_index[0] + node_offset
+    if centre.size and (np.diff(centre) < 0).any():
+        raise MatprobeError("graph set: bonds are not grouped by centre atom (not a matprobe graph file?)")
+    vectors = stored["edge_vec"].numpy().astype(np.float64)
+    lengths = np.linalg.norm(vectors, axis=1)
+    allowed = np.flatnonzero(lengths <= three_body_cutoff) if three_body_cutoff is not None else np.arange(centre.size)
+    # the allowed bonds leaving each atom are one contiguous run of `allowed` (bonds are grouped by centre)
+    atoms = np.arange(int(node_ptr[-1]))
+    first = np.searchsorted(centre[allowed], atoms, side="left")
+    last = np.searchsorted(centre[allowed], atoms, side="right")
+    starts, counts = first[neighbour[allowed]], (last - first)[neighbour[allowed]]
+    total = int(counts.sum())
+    bond_a = np.repeat(allowed, counts)
+    run_start = np.cumsum(counts) - counts
+    bond_b = allowed[np.repeat(starts - run_start, counts) + np.arange(total)]
+    cosines = -np.einsum("ij,ij->i", vectors[bond_a], vectors[bond_b]) / np.maximum(lengths[bond_a] * lengths[bond_b], 1e-12)
+    np.clip(cosines, -1.0, 1.0, out=cosines)
+    triplet_crystal = edge_crystal[bond_a]
+    lg_counts = np.bincount(triplet_crystal, minlength=len(edge_ptr) - 1)
+    local = np.stack([bond_a, bond_b]) - edge_ptr[triplet_crystal][None, :]
+    return {
+        "format": LINE_GRAPH_FORMAT,
+        "settings": {"three_body_cutoff": None if three_body_cutoff is None else float(three_body_cutoff),
+                     "graphs": dict(stored["settings"])},
+        "ids": list(stored["ids"]),
+        "edges": int(edge_ptr[-1]),
+        "lg_ptr": torch.from_numpy(np.concatenate([[0], np.cumsum(lg_counts)])),
+        "lg_index": torch.from_numpy(local.astype(np.int32)),
+        "lg_cos": torch.from_numpy(cosines.astype(np.float32)),
+    }
+
+
+def build_line_graphs(graphs_path: str | Path, out_path: str | Path, three_body_cutoff: float | None) -> dict:
+    """The cache stage: the line graphs of a stored graph set, written to `out_path` (loads weights_only)."""
+    from matprobe.io import write_torch
+    from matprobe.prepare.graphs import load_graphs
+
+    started = time.perf_counter()
+    lines = line_graphs(load_graphs(graphs_path), three_body_cutoff)
+    write_torch(lines, out_path)
+    return {"graphs": str(graphs_path), "three_body_cutoff": three_body_cutoff, "crystals": len(lines["ids"]),
+            "angles": int(lines["lg_cos"].numel()), "seconds": round(time.perf_counter() - started, 2)}
+
+
+def load_line_graphs(path: str | Path) -> dict:
+    """A cached line-graph set (weights_only: no code runs on load)."""
+    path = Path(path)
+    if not path.exists():
+        raise MatprobeError(f"{path}: line-graph file not found (run its build_line_graphs job first)")
+    try:
+        lines = torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise MatprobeError(f"{path}: not a readable line-graph file ({type(exc).__name__})") from None
+    if not isinstance(lines, dict) or lines.get("format") != LINE_GRAPH_FORMAT:
+        raise MatprobeError(f"{path}: not a matprobe line-graph file of format {LINE_GRAPH_FORMAT}")
+    return lines
+
+
+# ---- the graph kind -----------------------------------------------------------------------------------------
+
+
+class AngleGraph(Data):
+    """One crystal: z, edge_index (row 0 neighbour j, row 1 centre i, as every matprobe graph), edge_vec (r_j - r_i),
+    edge_dist, lg_index (bond pairs, local bond indices), lg_cos, y, item. Batching offsets lg_index by the
+    number of bonds of the crystals before it."""
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key == "lg_index":
+            return self.edge_index.shape[1]
+        return super().__inc__(key, value, *args, **kwargs)
+
+
+class AngleGraphs:
+    """ALIGNN's graph kind: atom graphs from the workflow's cached neighbour lists, with their line graphs.
+
+    `cache`: the line graphs of the whole stored set (`load_line_graphs`); without it the line graphs of the crystals
+    asked for are computed from their neighbour lists when their items are made (same numbers either way)."""
+
+    name = "angle"
+
+    def __init__(self, three_body_cutoff: float | None = 3.5, cache: dict | None = None):
+        self.three_body_cutoff = None if three_body_cutoff is None else float(three_body_cutoff)
+        self.cache = cache
+
+    def _checked_cache(self, stored: dict) -> dict:
+        lines = self.cache
+        if lines["settings"]["three_body_cutoff"] != self.three_body_cutoff:
+            raise MatprobeError(f"line-graph cache: made with three_body_cutoff {lines['settings']['three_body_cutoff']}, "
+                                f"the model needs {self.three_body_cutoff}; rebuild it")
+        if lines["ids"] != list(stored["ids"]) or lines["edges"] != int(stored["edge_ptr"][-1]):
+            raise MatprobeError("line-graph cache: made from another graph set than the one loaded; rebuild it")
+        return lines
+
+    def from_stored(self, stored: dict, ids: list[str], targets: np.ndarray) -> list[AngleGraph]:
+        position = {crystal_id: k for k, crystal_id in enumerate(stored["ids"])}
+        rows = [position[crystal_id] for crystal_id in ids]
+        if self.cache is not None:
+            lines, line_rows = self._checked_cache(stored), rows
+        else:  # only the crystals asked for, in one pass
+            lines, line_rows = line_graphs(select_crystals(stored, rows), self.three_body_cutoff), range(len(rows))
+        node_ptr, edge_ptr, lg_ptr = stored["node_ptr"], stored["edge_ptr"], lines["lg_ptr"]
+        items = []
+        for k, (g, line_row) in enumerate(zip(rows, line_rows)):
+            n0, n1, e0, e1 = int(node_ptr[g]), int(node_ptr[g + 1]), int(edge_ptr[g]), int(edge_ptr[g + 1])
+            t0, t1 = int(lg_ptr[line_row]), int(lg_ptr[line_row + 1])
+            items.append(AngleGraph(
+                z=stored["numbers"][n0:n1].long(),
+                edge_index=stored["edge_index"][:, e0:e1].long(),
+                edge_vec=stored["edge_vec"][e0:e1],
+                edge_dist=stored["edge_dist"][e0:e1],
+                lg_index=lines["lg_index"][:, t0:t1].long(),
+                lg_cos=lines["lg_cos"][t0:t1].clone(),  # not a view: an item must not keep a whole set's angles alive
+                y=torch.tensor([float(targets[k])], dtype=torch.float32),
+                item=torch.tensor([k]),
+                num_nodes=n1 - n0,
+            ))
+        return items
+
+    def from_crystals(self, crystals: list, graph_settings: dict) -> list[AngleGraph]:
+        """Items for crystals made or edited on the fly, built as the graph and line-graph stages build them
+        (targets unknown: zero, as the workflow's other graph kinds give them)."""
+        from matprobe.prepare.graphs import build_graph, collate_graphs
+
+        cutoff, k = float(graph_settings["cutoff"]), graph_settings.get("max_neighbors")
+        ids = [str(n) for n in range(len(crystals))]
+        stored = collate_graphs(ids, [build_graph(crystal, cutoff, k) for crystal in crystals],
+                                {"cutoff": cutoff, "max_neighbors": k})
+        return AngleGraphs(self.three_body_cutoff).from_stored(stored, ids, np.zeros(len(crystals)))
+
+    @staticmethod
+    def collate(items: list[AngleGraph]) -> Batch:
+        return Batch.from_data_list(items)
+
+
+def select_crystals(stored: dict, rows: list[int]) -> dict:
+    """The neighbour lists of some crystals of a stored set (by position, in the order given), as a stored set of
+    its own: what `line_graphs` reads."""
+    rows = np.asarray(rows, dtype=np.int64)
+    node_ptr, edge_ptr = stored["node_ptr"].numpy(), stored["edge_ptr"].numpy()
+    node_counts, edge_counts = node_ptr[rows + 1] - node_ptr[rows], edge_ptr[rows + 1] - edge_ptr[rows]
+    run_start = np.cumsum(edge_counts) - edge_counts
+    edges = torch.from_numpy(np.repeat(edge_ptr[rows] - run_start, edge_counts) + np.arange(int(edge_counts.sum())))
+    return {
+        "settings": dict(stored["settings"]),
+        "ids": [stored["ids"][g] for g in rows],
+        "node_ptr": torch.from_numpy(np.concatenate([[0], np.cumsum(node_counts)])),
+        "edge_ptr": torch.from_numpy(np.concatenate([[0], np.cumsum(edge_counts)])),
+        "edge_index": stored["edge_index"][:, edges],
+        "edge_vec": stored["edge_vec"][edges],
+    }
+
+
+# ---- comparison with the package's own graphs ---------------------------------------------------------------
+
+
+def jarvis_atoms(crystal):
+    """The jarvis `Atoms` of a `matprobe.inputs.structures.Crystal` (what alignn's own graph builders take)."""
+    from ase.data import chemical_symbols
+    from jarvis.core.atoms import Atoms
+
+    return Atoms(lattice_mat=np.asarray(crystal.lattice), coords=np.asarray(crystal.frac_coords),
+                 elements=[chemical_symbols[int(z)] for z in crystal.numbers], cartesian=False)
