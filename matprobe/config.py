@@ -288,10 +288,27 @@ def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:
     return {**config["model_options"][model], "node_features": config["graph"]["node_features"], "cutoff": float(config["graph"]["cutoff"])}
 
 
+# How a stage's jobs run, not what they compute: kept out of the rules' params (Snakemake re-runs a job whose params
+# change), so that another thread count, device or chunking re-plans nothing. A job reads them from the config
+# when it starts (`job_options`). `deterministic` selects deterministic kernels; results agree either way.
+RUNTIME_KEYS = {"training": ("threads", "device", "deterministic"),
+                "landscape": ("threads", "device", "compile", "points_per_pass", "chunks")}
+
+
+def stage_settings(config: dict[str, Any], section: str) -> dict[str, Any]:
+    """A stage's settings that change its results: its config section without the runtime keys."""
+    return {key: value for key, value in config[section].items() if key not in RUNTIME_KEYS.get(section, ())}
+
+
+def job_options(config: dict[str, Any], section: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a job of a stage runs with: the settings its rule passed, and the runtime keys as configured now."""
+    return {**settings, **{key: config[section][key] for key in RUNTIME_KEYS.get(section, ()) if key in config[section]}}
+
+
 def landscape_sampling_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The landscape options that decide directions, grids and Hessians: all but the flatness definitions, so that
-    changing how flatness is read off the grids re-runs only the cheap metrics jobs."""
-    return {key: value for key, value in config["landscape"].items() if key != "flatness"}
+    """The landscape settings that decide directions, grids and Hessians: all but the flatness definitions, so that
+    changing how flatness is read off the grids re-runs only the cheap metrics jobs (and none of the runtime keys)."""
+    return {key: value for key, value in stage_settings(config, "landscape").items() if key != "flatness"}
 
 
 def landscape_metric_options(config: dict[str, Any]) -> dict[str, Any]:

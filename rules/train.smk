@@ -10,7 +10,7 @@ rule train_model:
         **L.run_outputs("models"),
     params:
         model_options=lambda wildcards: model_options_for(config, wildcards.model),
-        training=config["training"],
+        training=stage_settings(config, "training"),
     threads: config["training"]["threads"]
     resources:
         mem_mb=scaled(3000, 3.0),

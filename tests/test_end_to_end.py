@@ -14,6 +14,13 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tiny_run):
     workdir, package, env, snakemake = tiny_run.workdir, tiny_run.package, tiny_run.env, tiny_run.snakemake
     plan = snakemake("-n")
     assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr  # every declared output exists
+    # how the jobs run (threads, device, deterministic kernels, compilation, points per pass) is not what they compute:
+    # changing it re-plans nothing (matprobe.config.RUNTIME_KEYS stay out of the rules' params)
+    (workdir / "runtime.yaml").write_text("training: {threads: 2, device: cpu, deterministic: false}\n"
+                                          "landscape: {threads: 2, device: cpu, compile: always, points_per_pass: 4}\n")
+    plan = subprocess.run(["snakemake", "-n", "--configfile", "tiny.yaml", "runtime.yaml"], cwd=workdir, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert plan.returncode == 0 and "Nothing to be done" in plan.stdout + plan.stderr, (plan.stdout + plan.stderr)[-3000:]
     study = workdir / "results/studies/default"
     for model in ("cgcnn", "schnet"):
         for split in ("omit-Fe", "omit-Fe-control"):

@@ -1,6 +1,7 @@
+from matprobe.config import job_options
 from matprobe.io import run_logged
 from matprobe.models.training import train_model
 
 i, w, p = snakemake.input, snakemake.wildcards, snakemake.params
 run_logged(snakemake.log[0], train_model, i.graphs, i.materials, i.split, dict(snakemake.output.items()), w.target, w.model,
-           p.model_options, p.training, int(w.seed), threads=snakemake.threads)
+           p.model_options, job_options(snakemake.config, "training", p.training), int(w.seed), threads=snakemake.threads)

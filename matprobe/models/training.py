@@ -124,7 +124,7 @@ class Trainer:
                                                                     eta_min=training["lr"] * 0.01)
         self.settings = {"target": target, "model": model_name, "options": stored_options(self.model, model_opts or {}),
                          "training": {k: v for k, v in training.items() if k not in NOT_IN_FINGERPRINT}, "seed": seed,
-                         "split": data.split["name"], "n_train": len(data.sets["train"])}
+                         "split": data.split.name, "n_train": len(data.sets["train"])}
         self.state = TrainingState(fingerprint(self.settings))
 
     # ---- fit ---------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class Trainer:
             item.y_std = (item.y - self.scale.mean) / self.scale.std
         epochs, patience = int(self.training["epochs"]), int(self.training["patience"])
         state = self.state
-        bar = tqdm(total=epochs, initial=state.epoch, desc=f"{self.model_name} {self.data.split['name']} {self.target}",
+        bar = tqdm(total=epochs, initial=state.epoch, desc=f"{self.model_name} {self.data.split.name} {self.target}",
                    unit="epoch", disable=not progress)
         while state.epoch < epochs and state.stale < patience:
             epoch = state.epoch + 1
@@ -212,7 +212,7 @@ class Trainer:
     @property
     def record(self) -> ModelRecord:
         return ModelRecord(self.model_name, self.settings["options"], self.target, self.scale.mean, self.scale.std,
-                           self.data.split["name"], self.seed, runtime_metadata(self.device))
+                           self.data.split.name, self.seed, runtime_metadata(self.device))
 
     def _predict(self, graphs: list) -> dict[str, np.ndarray]:
         out = TrainedModel(self.model, self.record, self.graphs).predict(graphs, self.training["batch_size"], self.device)
@@ -231,7 +231,7 @@ class Trainer:
             latents.append(pd.DataFrame({"id": crystal_set.ids, "set": set_name, "latent": list(out["latent"].astype(np.float32))}))
 
         split, state = self.data.split, self.state
-        metrics: dict = {"target": self.target, "model": self.model_name, "split": split["name"], "seed": self.seed,
+        metrics: dict = {"target": self.target, "model": self.model_name, "split": split.name, "seed": self.seed,
                          "best_epoch": state.best_epoch, "epochs_run": state.epoch, "dropped": self.data.dropped}
         for set_name, (crystal_set, y_pred, _) in outputs.items():
             metrics[set_name] = regression_metrics(crystal_set.y, y_pred)
@@ -239,7 +239,7 @@ class Trainer:
             metrics["ood_id_mae_ratio"] = metrics["ood_test"]["mae"] / metrics["id_test"]["mae"]
             crystal_set, y_pred, _ = outputs["ood_test"]
             per_element = {}
-            for element in split["omitted_elements"]:
+            for element in split.omitted_elements:
                 mask = np.array([element in e for e in crystal_set.elements], dtype=bool)
                 if mask.any():
                     per_element[element] = {"n": int(mask.sum()), "mae": float(np.mean(np.abs(y_pred[mask] - crystal_set.y[mask])))}

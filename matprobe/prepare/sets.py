@@ -15,6 +15,8 @@ from matprobe import MatprobeError
 if TYPE_CHECKING:  # torch is imported where graphs are built: split jobs, which read SETS, start faster without it
     from torch_geometric.data import Data
 
+    from matprobe.prepare.splits import Split
+
 # The four sets a split can have, in the order every table and figure lists them.
 SETS = ("train", "val", "id_test", "ood_test")
 TEST_SETS = ("id_test", "ood_test")
@@ -46,13 +48,13 @@ class CrystalSet:
 
 @dataclass
 class SplitData:
-    split: dict  # the split file's content (name, kind, definition, omitted_elements, sets, counts)
+    split: Split
     sets: dict[str, CrystalSet]  # the sets present, in SETS order
     dropped: dict[str, int]  # per set, crystals without a graph or a target value
 
     @property
     def omitted(self) -> list[str]:
-        return self.split["omitted_elements"] if self.split["kind"] != "random" else []
+        return self.split.held_out
 
 
 def graph_data(stored: dict, ids: list[str], targets: np.ndarray) -> list[Data]:
@@ -96,9 +98,9 @@ def load_split_data(graphs_path, materials_path, split_path, target: str, graph_
     elements = dict(zip(materials["id"], materials["elements"]))
     sets, dropped = {}, {}
     for set_name in SETS:
-        if set_name not in split["sets"]:
+        if set_name not in split.sets:
             continue
-        members = split["sets"][set_name]
+        members = split.sets[set_name]
         usable = [i for i in members if i in have_graph and np.isfinite(values.get(i, np.nan))]
         dropped[set_name] = len(members) - len(usable)
         y = np.array([values[i] for i in usable], dtype=np.float64)

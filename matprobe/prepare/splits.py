@@ -15,6 +15,7 @@ Everything is a function of the seed and the materials table."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 import logging
 from pathlib import Path
 
@@ -141,17 +142,36 @@ def expand_sweeps(definitions: list[dict], elements: pd.Series, min_ood: int) ->
     return concrete
 
 
-def load_split(path) -> dict:
+@dataclass(frozen=True)
+class Split:
+    """A split file as every stage reads it. `omitted_elements` is data written by the split job from the definition,
+    never parsed back from the name; `held_out` is what the split holds out (empty for random and file splits)."""
+
+    name: str
+    kind: str  # omission, control, random, file
+    definition: dict
+    omitted_elements: list[str]
+    sets: dict[str, list[str]]  # set name -> ids
+    counts: dict = field(default_factory=dict)
+    seed: int | None = None
+
+    @property
+    def held_out(self) -> list[str]:
+        return self.omitted_elements if self.kind != "random" else []
+
+
+def load_split(path) -> Split:
     """A split file written by the split job; a truncated or foreign one is one line naming it."""
     path = Path(path)
     try:
-        split = json.loads(path.read_text())
-        if not isinstance(split, dict) or not isinstance(split.get("sets"), dict):
+        stored = json.loads(path.read_text())
+        if not isinstance(stored, dict) or not isinstance(stored.get("sets"), dict):
             raise ValueError("no `sets`")
-    except (OSError, ValueError) as exc:
+        return Split(stored["name"], stored["kind"], stored.get("definition") or {}, list(stored.get("omitted_elements") or []),
+                     stored["sets"], stored.get("counts") or {}, stored.get("seed"))
+    except (OSError, ValueError, KeyError) as exc:
         raise MatprobeError(f"{path}: not a readable split file ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
                             "delete it and run `snakemake splits` to make it again") from None
-    return split
 
 
 # ---- splits read from a file ---------------------------------------------------------------------------------------
@@ -418,10 +438,10 @@ def split_stats(materials_path: str | Path, split_paths: list[str | Path], out_p
     rows = []
     for path in split_paths:
         split = load_split(path)
-        for set_name, members in split["sets"].items():
+        for set_name, members in split.sets.items():
             subset = indexed.loc[members]
-            row = {"split": split["name"], "kind": split["kind"], "set": set_name, "n": len(members)}
-            omitted = split["omitted_elements"]
+            row = {"split": split.name, "kind": split.kind, "set": set_name, "n": len(members)}
+            omitted = split.omitted_elements
             row["omitted"] = "-".join(omitted) if len(omitted) <= 3 else f"{len(omitted)} elements"
             row["n_with_omitted"] = int(sum(bool(set(e) & set(omitted)) for e in subset["elements"])) if omitted else 0
             if len(omitted) <= 3:  # named elements get a column each; whole groups and periods only the total

@@ -457,7 +457,7 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
     outputs = run_paths("attribution", outputs)
     trained = load_trained(model_path)
     data = attribution_sets(trained, graphs_path, materials_path, split_path, options)
-    summary: dict = {"split": data.split["name"], "omitted": data.omitted, "target": trained.record.target,
+    summary: dict = {"split": data.split.name, "omitted": data.omitted, "target": trained.record.target,
                      "contributions": write_contributions(trained, data, outputs)}
     capabilities, architecture = trained.capabilities, trained.record.architecture
     summary["element_representation"] = (

@@ -362,7 +362,7 @@ def compute_probe_maps(model_path, omission_predictions, omission_latents, split
     materials = materials.set_index("id")
     # held-out probes: the omitted elements the chosen OOD crystals contain (a group's absent members are not probed)
     in_ood = {e for chosen in selection if chosen["set"] == "ood_test" for e in materials.loc[chosen["id"], "elements"]}
-    held_out = [e for e in split["omitted_elements"] if e in in_ood] or split["omitted_elements"]
+    held_out = [e for e in split.omitted_elements if e in in_ood] or split.omitted_elements
     numbers = dict(zip(element_properties()["symbol"], element_properties().index))
     frames, atoms, summary, computed = [], [], {"crystals": selection, "maps": []}, {}
     for chosen in selection:
