@@ -40,6 +40,7 @@ include: "rules/landscapes.smk"
 include: "rules/attribution.smk"
 include: "rules/probe_maps.smk"
 include: "rules/knobs.smk"
+include: "rules/interventions.smk"
 include: "rules/figures.smk"
 include: "rules/atlas.smk"
 
@@ -55,6 +56,7 @@ rule all:
         rules.attributions.input,
         rules.probe_maps.input,
         rules.knobs_all.input,
+        rules.interventions_all.input,
         rules.figures.input,
         # The atlas compares omissions across the periodic table: only a config that sweeps ({omit_each: ...}) has one.
         rules.atlas.input if SWEEPING else [],

@@ -25,7 +25,7 @@ from pathlib import Path
 RESULTS = "results"
 RUN_KEYS = ("dataset", "target", "split", "model", "seed")
 # per-run folders of a study, one per stage; a figure folder per run holds that run's figures
-RUN_STAGES = ("models", "landscape", "attribution", "figures", "knobs", "probe_maps")
+RUN_STAGES = ("models", "landscape", "attribution", "figures", "knobs", "probe_maps", "interventions")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,9 +67,11 @@ RUN_FILES = {
               "summary": "summary.parquet", "checks": "checks.json"},
     "probe_maps": {"maps": "maps.parquet", "atoms": "plane_atoms.parquet", "summary": "summary.json",
                    "comparison": "comparison.json"},
+    "interventions": {"curves": "curves.parquet", "summary": "summary.parquet", "counts": "counts.json"},
 }
 # The file each stage writes last: a folder without it holds a run in progress (or a failed one).
-DONE = {"models": "metrics", "landscape": "metrics", "attribution": "summary", "knobs": "checks", "probe_maps": "summary"}
+DONE = {"models": "metrics", "landscape": "metrics", "attribution": "summary", "knobs": "checks", "probe_maps": "summary",
+        "interventions": "counts"}
 
 
 # The training job's resumable state, beside its outputs (not an output: a finished run may keep or lose it)

@@ -50,6 +50,7 @@ STAGE_NEEDS = {
     "attribution": ("contributions", "inputs", "elements"),
     "knobs": ("contributions", "atoms"),
     "probe_maps": ("contributions",),
+    "interventions": ("contributions",),
 }
 
 
