@@ -114,6 +114,7 @@ def validate_config(config: dict[str, Any], schema_path: Path | str = SCHEMA_PAT
     unknown = sorted(set(config.get("analysis_seeds") or []) - set(config.get("seeds", [])))
     if unknown:
         raise MatprobeError(f"config: analysis_seeds: {unknown} not among seeds {config.get('seeds')}")
+    _check_models(config)
     _check_datasets_and_targets(config)
     _check_splits(config)
     _check_elements(config)
@@ -284,8 +285,46 @@ def layout_for(config: dict[str, Any]) -> "Layout":
 
 
 def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:
-    """The options a model is built with: its config section plus the graph settings it must agree with."""
-    return {**config["model_options"][model], "node_features": config["graph"]["node_features"], "cutoff": float(config["graph"]["cutoff"])}
+    """The options a model is built with: for the built-in models their config section plus the graph settings they
+    must agree with; for the others their entry (its `factory` and `finished` say how, see model_source; they are
+    left in so that changing them re-runs the model's jobs)."""
+    options = dict(config["model_options"].get(model, {}))
+    if model in BUILT_IN_MODELS:
+        options.update(node_features=config["graph"]["node_features"], cutoff=float(config["graph"]["cutoff"]))
+    return options
+
+
+def factory_options(options: dict[str, Any]) -> dict[str, Any]:
+    """What a model's factory is called with: its options without the keys that say which factory and how."""
+    return {key: value for key, value in options.items() if key not in ("factory", "finished")}
+
+
+BUILT_IN_MODELS = ("cgcnn", "schnet")
+# registered with matprobe but living in their own modules: (factory, finished)
+REGISTERED_MODELS = {"alignn": ("matprobe.models.alignn:build", False), "chgnet": ("matprobe.models.chgnet:pretrained", True)}
+
+
+def model_source(config: dict[str, Any], model: str) -> tuple[str, bool]:
+    """(architecture, finished): what model.pt records to rebuild a model (a built-in name or a factory
+    package.module:function), and whether the workflow evaluates it without training."""
+    entry = config["model_options"].get(model, {})
+    if "factory" in entry:
+        return entry["factory"], bool(entry.get("finished", False))
+    if model in REGISTERED_MODELS:
+        factory, finished = REGISTERED_MODELS[model]
+        return factory, bool(entry.get("finished", finished))
+    return model, False
+
+
+def _check_models(config: dict[str, Any]) -> None:
+    """Each model is built in, registered or names a factory; a built-in entry takes no factory."""
+    for model in config["models"]:
+        entry = config["model_options"].get(model, {})
+        if model not in BUILT_IN_MODELS and model not in REGISTERED_MODELS and "factory" not in entry:
+            raise MatprobeError(f"config: models: {model!r} is not built in ({', '.join(BUILT_IN_MODELS)}), not registered "
+                                f"({', '.join(REGISTERED_MODELS)}) and model_options.{model} names no factory (package.module:function)")
+        if model in BUILT_IN_MODELS and ("factory" in entry or "finished" in entry):
+            raise MatprobeError(f"config: model_options.{model}: a built-in model takes no factory or finished; give your model another name")
 
 
 # How a stage's jobs run, not what they compute: kept out of the rules' params (Snakemake re-runs a job whose params

@@ -205,8 +205,8 @@ class CrystalModel(nn.Module):
             getattr(data, "atom_weight", None),
         )
 
-    def head(self, atoms: Tensor) -> Tensor:
-        """The atom-wise head: one contribution per representation."""
+    def head(self, atoms: Tensor, z: Tensor | None = None) -> Tensor:
+        """The atom-wise head: one contribution per representation (the element `z` enters through h already)."""
         return self.readout.net(atoms).squeeze(-1)
 
     def element_representation(self) -> Tensor:

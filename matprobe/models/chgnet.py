@@ -245,6 +245,12 @@ class CHGNetEnergy(nn.Module):
                                 "absolute energy whose reference depends on the element")
         return self.chgnet.mlp(atoms).squeeze(-1) + self.site_reference()[z]
 
+    def fit_to_training_set(self, items: Sequence[CHGNetItem], targets: np.ndarray, unlabelled: Sequence[CHGNetItem] = ()) -> dict:
+        """The workflow's hook for a finished model (training.train_model): the formation references fitted on the
+        split's training set; elements absent there from CHGNet's ground state among the split's single-element
+        crystals in `unlabelled` (structures only: no target of theirs is read)."""
+        return fit_references(self, items, targets, elemental=unlabelled)
+
     def forward(self, batch: CHGNetBatch) -> dict[str, Tensor]:
         atoms = self.representations(batch)
         contributions = self.head(atoms, batch.z)

@@ -23,6 +23,7 @@ Architectures are registered by name (cgcnn, schnet, alignn, chgnet) or named by
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,9 +254,12 @@ class TrainedModel:
                            self.record.to_physical(torch.cat(contributions).numpy()),
                            torch.cat(atoms).numpy() if keep_atoms else None, ptr)
 
-    def head(self, atoms: torch.Tensor) -> torch.Tensor:
-        """The atom-wise head on representations, physical units (float64)."""
-        return self.record.to_physical(self.module.head(atoms).reshape(-1).double())
+    def head(self, atoms: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The atom-wise head on representations of atoms of elements `z`, physical units (float64). Heads with a
+        per-element reference (CHGNet's site energies) need z; the others ignore it."""
+        takes_z = z is not None and "z" in inspect.signature(self.module.head).parameters
+        values = self.module.head(atoms, z) if takes_z else self.module.head(atoms)
+        return self.record.to_physical(values.reshape(-1).double())
 
 
 # ---- model files --------------------------------------------------------------------------------------------

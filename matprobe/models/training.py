@@ -113,10 +113,13 @@ class Trainer:
     """Fits one model on a split's train set with early stopping on val, then evaluates it on every set."""
 
     def __init__(self, data: SplitData, target: str, model_name: str, module: torch.nn.Module, training: dict, seed: int,
-                 device: torch.device, model_opts: dict | None = None):
-        """`module`: a fresh model (`new_module`, built under the run's seed) from `model_opts`."""
+                 device: torch.device, model_opts: dict | None = None, architecture: str | None = None, finished: bool = False):
+        """`module`: a fresh model (`new_module`, built under the run's seed) from `model_opts`; `architecture`: what
+        model.pt records to rebuild it (default `model_name`, a built-in); `finished`: a trained model, evaluated as it
+        is, its outputs already in target units."""
         self.data, self.target, self.model_name, self.training, self.seed, self.device = data, target, model_name, training, seed, device
-        self.scale = TargetScale.of(data.sets["train"].y)
+        self.architecture, self.finished = architecture or model_name, finished
+        self.scale = TargetScale(0.0, 1.0) if finished else TargetScale.of(data.sets["train"].y)
         self.model = module.to(device)
         self.graphs = graph_kind_of(module)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
@@ -211,7 +214,7 @@ class Trainer:
 
     @property
     def record(self) -> ModelRecord:
-        return ModelRecord(self.model_name, self.settings["options"], self.target, self.scale.mean, self.scale.std,
+        return ModelRecord(self.architecture, self.settings["options"], self.target, self.scale.mean, self.scale.std,
                            self.data.split.name, self.seed, runtime_metadata(self.device))
 
     def _predict(self, graphs: list) -> dict[str, np.ndarray]:
@@ -265,30 +268,77 @@ class Trainer:
 
 
 def train_model(graphs_path, materials_path, split_path, outputs, target: str, model_name: str, model_opts: dict,
-                training: dict, seed: int, threads: int = 1, progress: bool = True) -> dict:
+                training: dict, seed: int, threads: int = 1, progress: bool = True, architecture: str | None = None,
+                finished: bool = False) -> dict:
     """The training stage: train (or resume) one model and write its outputs (`outputs`: the rule's named outputs, or
-    a folder for the layout's names in it, layout.run_paths); returns its metrics."""
+    a folder for the layout's names in it, layout.run_paths); returns its metrics. `architecture`: a built-in name or
+    a factory package.module:function (default `model_name`); a `finished` model is not trained: it is fitted to the
+    training set only where it asks to be (`fit_to_training_set`, e.g. CHGNet's per-element references), then
+    evaluated and written like a trained one."""
     outputs = run_paths("models", outputs)
     out_dir = outputs["model"].parent
     out_dir.mkdir(parents=True, exist_ok=True)
     device = Runtime.from_options(training, threads).apply()
-    module = new_module(model_name, model_opts, seed)
+    architecture = architecture or model_name
+    module = new_module(architecture, model_opts, seed, model_name)
     data = load_split_data(graphs_path, materials_path, split_path, target, graph_kind_of(module))
     if any(data.dropped.values()):
         log.warning("dropped, without a graph or a %s value: %s", target, data.dropped)
+    check_contract(module, graph_kind_of(module), data.sets["train"].graphs[:4], model_name)
     if training.get("symmetry_reduction", True) and getattr(module, "accepts_atom_weight", False):
         reduce_symmetry(data)
-    trainer = Trainer(data, target, model_name, module, training, seed, device, model_opts)
-    trainer.fit(out_dir / CHECKPOINT_FILE, progress)
+    trainer = Trainer(data, target, model_name, module, training, seed, device, model_opts, architecture, finished)
+    if finished:
+        if callable(getattr(module, "fit_to_training_set", None)):
+            train = data.sets["train"]
+            others = [item for name, crystal_set in data.sets.items() if name != "train" for item in crystal_set.graphs]
+            log.info("%s fitted to the training set: %s", model_name, module.fit_to_training_set(train.graphs, train.y, others))
+    else:
+        trainer.fit(out_dir / CHECKPOINT_FILE, progress)
     evaluation = trainer.evaluate()
     trainer.write(evaluation, outputs)
     return evaluation.metrics
 
 
-def new_module(model_name: str, model_opts: dict, seed: int) -> torch.nn.Module:
-    """A freshly initialised model, its initial weights drawn under the run's seed."""
+def new_module(architecture: str, model_opts: dict, seed: int, model_name: str | None = None) -> torch.nn.Module:
+    """A freshly initialised model, its initial weights drawn under the run's seed; a factory that fails or returns
+    something else is one line naming the config entry."""
     torch.manual_seed(seed)
-    return build_module(model_name, model_opts)
+    try:
+        return build_module(architecture, model_opts)
+    except MatprobeError as error:
+        raise MatprobeError(f"config: model_options.{model_name or architecture}: {error}") from None
+    except Exception as error:  # a user's factory: whatever it raises, one line naming the entry
+        raise MatprobeError(f"config: model_options.{model_name or architecture}: its factory {architecture} failed "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})") from None
+
+
+def check_contract(module: torch.nn.Module, graphs, items: list, model_name: str, tolerance: float = 1e-4) -> None:
+    """Before any training: on a few crystals the module returns the seam's outputs (matprobe.models.seam), with one
+    contribution per atom whose crystal mean is the prediction; else one line naming the config entry."""
+    entry = f"config: model_options.{model_name}"
+    module.eval()
+    with torch.no_grad():
+        try:
+            batch = graphs.collate(items)
+            out = module(batch)
+        except Exception as error:  # a user's model: whatever it raises, one line
+            raise MatprobeError(f"{entry}: the model fails on {len(items)} training crystals ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0][:120] if str(error) else ''})") from None
+    missing = [key for key in ("prediction", "contributions", "atoms", "latent") if not isinstance(out, dict) or key not in out]
+    if missing:
+        raise MatprobeError(f"{entry}: its forward returns no {', '.join(missing)} (matprobe.models.seam: a dict of "
+                            "prediction, contributions, atoms, latent)")
+    prediction, contributions = out["prediction"].reshape(-1), out["contributions"].reshape(-1)
+    if prediction.shape[0] != batch.num_graphs or contributions.shape[0] != batch.batch.shape[0]:
+        raise MatprobeError(f"{entry}: {prediction.shape[0]} predictions for {batch.num_graphs} crystals, "
+                            f"{contributions.shape[0]} contributions for {batch.batch.shape[0]} atoms")
+    counts = torch.bincount(batch.batch, minlength=batch.num_graphs).to(contributions.dtype)
+    means = torch.zeros_like(prediction).index_add(0, batch.batch, contributions) / counts
+    gap = float((means - prediction).abs().max())
+    if not gap <= tolerance * max(1.0, float(prediction.abs().max())):
+        raise MatprobeError(f"{entry}: its contributions do not average to its prediction (largest gap {gap:.3g} on "
+                            f"{batch.num_graphs} training crystals); probes read them as the model's atom-wise terms")
 
 
 def stored_options(module: torch.nn.Module, model_opts: dict) -> dict:
