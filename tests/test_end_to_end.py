@@ -5,6 +5,8 @@ import subprocess
 import pandas as pd
 import pytest
 
+from matprobe.layout import RUN_FILES
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # the shared tiny run is made inside this test's time when it comes first
@@ -29,6 +31,11 @@ def test_whole_workflow_on_a_tiny_dataset_and_its_report(tiny_run):
             assert (study / "landscape" / base / "grid.parquet").exists()
             assert (study / "attribution" / base / "atoms.parquet").exists()
             assert (study / "figures" / base / "parity.png").stat().st_size > 10_000
+            # every file the layout names for a run is there: the rules declared it and the package wrote it under that name
+            for stage, files in RUN_FILES.items():
+                names = [name for name in files if not (stage == "probe_maps" and name == "comparison" and split.endswith("control"))]
+                missing = [files[name] for name in names if not (study / stage / base / files[name]).exists()]
+                assert not missing, (stage, base, missing)
     grid = pd.read_parquet(study / "landscape/tiny/formation_energy_per_atom/omit-Fe/cgcnn/seed0/grid.parquet")
     assert len(grid) == (5 + 25) * 4
     runs = pd.read_parquet(study / "summary/runs.parquet")
