@@ -37,6 +37,7 @@ PREDICTORS = {
     "basin_divergence": "landscape", "ood_grid_minimum_offset": "landscape", "top_eigenvalue_ratio": "landscape",
     "flat_radius_ratio": "landscape", "latent_knn_distance": "cheap", "n_ood": "count",
     "latent_distance_ratio": "baseline", "ood_over_id": "baseline", "bias_over_mae": "baseline", "same_sign_share": "baseline",
+    "output_sensitivity_ratio": "sensitivity", "gauss_newton_top_ratio": "sensitivity", "direction_spread_ratio": "sensitivity",
 }
 CHEAP = next(p for p, kind in PREDICTORS.items() if kind == "cheap")  # what a landscape quantity must beat to be worth its cost
 # Whether a predictor reads the held-out labels. Every landscape quantity here is a loss of the OOD set, so it does:
@@ -45,7 +46,15 @@ CHEAP = next(p for p, kind in PREDICTORS.items() if kind == "cheap")  # what a l
 LABELS = {"basin_divergence": "label-aware", "ood_grid_minimum_offset": "label-aware", "top_eigenvalue_ratio": "label-aware",
           "flat_radius_ratio": "label-aware", "latent_knn_distance": "label-free", "n_ood": "label-free",
           "latent_distance_ratio": "label-free", "ood_over_id": "label-aware", "bias_over_mae": "label-aware",
-          "same_sign_share": "label-aware"}
+          "same_sign_share": "label-aware", "output_sensitivity_ratio": "label-free", "gauss_newton_top_ratio": "label-free",
+          "direction_spread_ratio": "label-free"}
+# The geometry whose worth the hypothesis test asks about, each against the best baseline of its own label use: the
+# landscape quantities (losses of the OOD set: label-aware) and the output sensitivities (matprobe.probes.sensitivity:
+# how far the OOD outputs move with the weights, from the inputs alone: label-free), each an OOD value over the
+# model's own ID value. Where each sensitivity ratio comes from in sensitivity.json: (quantity per set).
+GEOMETRY = ("landscape", "sensitivity")
+SENSITIVITY = {"output_sensitivity_ratio": "gradient_norm_sq_mean", "gauss_newton_top_ratio": "gauss_newton_top_eigenvalue",
+               "direction_spread_ratio": "direction_spread_mean"}
 # the baselines of each kind: label-free (latent distance, raw and over the model's own ID distance; the element's
 # frequency, n_ood) and label-aware (OOD over ID error at the trained weights, |bias| / MAE, the share of same-signed
 # OOD residuals)
@@ -53,7 +62,7 @@ BASELINES = {labels: [p for p, kind in PREDICTORS.items() if kind in ("cheap", "
              for labels in ("label-free", "label-aware")}
 MEASURES = ["n_ood", "id_mae", "ood_mae", "ood_over_id", "ood_over_control", "ood_r2", "ood_bias", "latent_knn_distance",
             "basin_divergence", "ood_grid_minimum_offset", "top_eigenvalue_ratio", "flat_radius_ratio", "latent_distance_ratio",
-            "bias_over_mae"]
+            "bias_over_mae", *SENSITIVITY]
 
 
 def held_out(split: str) -> str:
@@ -137,6 +146,28 @@ def per_seed(runs: list[dict], metrics_paths: list, analysed: list[dict], landsc
 
 def _ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
+
+
+def add_sensitivity(seeds: pd.DataFrame, analysed: list[dict], sensitivity_paths: list) -> pd.DataFrame:
+    """The per-seed table with each analysed omission run's label-free geometry (sensitivity.json of its landscape:
+    `SENSITIVITY`), as the OOD set's value over the ID test set's of the same model; runs without one keep NaN."""
+    seeds = seeds.copy()
+    for column in SENSITIVITY:
+        if column not in seeds:
+            seeds[column] = np.nan
+    if seeds.empty:
+        return seeds
+    index = {tuple(row): k for k, row in zip(seeds.index, seeds[list(RUN_KEYS)].astype(str).itertuples(index=False))}
+    for run, path in zip(analysed, sensitivity_paths):
+        row = index.get(tuple(str(run[k]) for k in RUN_KEYS))
+        if row is None:
+            continue
+        sets = json.loads(Path(path).read_text())["sets"]
+        ood, ident = sets.get("ood_test", {}), sets.get("id_test", {})
+        for column, quantity in SENSITIVITY.items():
+            value = _ratio(ood.get(quantity), ident.get(quantity))
+            seeds.loc[row, column] = np.nan if value is None else value
+    return seeds
 
 
 # ---- paired scoring, the failure rule and the offset question ------------------------------------------------------
@@ -506,9 +537,9 @@ def hypothesis_table(atlas: pd.DataFrame, seed: int = 0, paired: pd.DataFrame | 
 
 
 def _baseline_columns(predictor, kind, values, baselines, failure, rng, resamples, y_draws) -> dict:
-    """A geometric predictor's gain over the best baseline of its own kind (label-aware or label-free); none for a
-    baseline itself."""
-    if kind != "landscape":
+    """A geometric predictor's gain (a landscape quantity's or an output sensitivity's) over the best baseline of its own
+    kind (label-aware or label-free); none for a baseline itself."""
+    if kind not in GEOMETRY:
         return {"best_baseline": "", "gain_over_baselines": np.nan, "baselines_ci_low": np.nan, "baselines_ci_high": np.nan,
                 "baselines_omissions": 0, "beats_baselines": False}
     gain, low, high, n, best = best_baseline_gain(values, baselines, failure, rng, resamples, y_draws)
@@ -518,11 +549,14 @@ def _baseline_columns(predictor, kind, values, baselines, failure, rng, resample
 
 def write_atlas(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list, out_atlas, out_seeds,
                 out_hypothesis, prediction_paths: list | None = None, materials_path=None, options: dict | None = None,
-                out_paired=None) -> pd.DataFrame:
+                out_paired=None, sensitivity_paths: list | None = None) -> pd.DataFrame:
     """The atlas's tables. With predictions, the materials table and config `atlas`: paired scoring, the calls and the
     offset question; the ratio that the hypothesis is tested on is then the paired one (the unpaired one is kept as
-    ood_over_control_unpaired), and its bootstrap redraws the crystals jointly across omissions."""
+    ood_over_control_unpaired), and its bootstrap redraws the crystals jointly across omissions. With the analysed
+    runs' sensitivity.json files (in `analysed` order): the label-free geometry among the predictors."""
     seeds = per_seed(runs, metrics_paths, analysed, landscape_paths)
+    if sensitivity_paths is not None:
+        seeds = add_sensitivity(seeds, analysed, sensitivity_paths)
     paired = None
     if prediction_paths is not None:
         by_run, paired = paired_runs(runs, prediction_paths, materials_path, options)
