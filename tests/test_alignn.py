@@ -1,6 +1,14 @@
-"""ALIGNN behind the model seam (matprobe.models.alignn): the alignn package's own model on our cached graphs."""
+"""ALIGNN behind the model seam (matprobe.models.alignn): the alignn package's own model on our cached graphs, and a
+checkpoint written by its own trainer loaded as a finished model (from_checkpoint)."""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +18,9 @@ import torch
 from matprobe import MatprobeError
 from matprobe.inputs.sources import EMBEDDED_FILE
 from matprobe.inputs.structures import Crystal
-from matprobe.models.alignn import (AngleGraphs, build, build_line_graphs, jarvis_atoms, line_graphs,
-                                    load_line_graphs)
+from matprobe.models.alignn import (AngleGraphs, build, build_line_graphs, from_checkpoint, jarvis_atoms, line_graphs,
+                                    load_line_graphs, package_graph_pair, package_model, stored_from_package_graph)
+from matprobe.models.seam import ModelRecord, load_trained
 from matprobe.prepare.graphs import build_graph, collate_graphs
 
 SETTINGS = {"cutoff": 8.0, "max_neighbors": 12}
@@ -67,21 +76,6 @@ def test_contributions_average_to_the_prediction(demo):
     assert not torch.allclose(shifted["prediction"], out["prediction"])
 
 
-def package_graph_as_stored(graph, crystal) -> dict:
-    """A one-crystal stored graph set holding exactly the bonds alignn's builder chose (its src is the centre)."""
-    numbers = crystal.numbers.astype(np.int16)
-    vectors = graph.edata["r"].detach().numpy().astype(np.float32)
-    return {
-        "settings": dict(SETTINGS), "ids": ["x"],
-        "node_ptr": torch.tensor([0, crystal.nsites]), "edge_ptr": torch.tensor([0, graph.num_edges]),
-        "numbers": torch.from_numpy(numbers), "pos": torch.from_numpy(crystal.cart_coords().astype(np.float32)),
-        "lattice": torch.from_numpy(crystal.lattice.astype(np.float32))[None],
-        "edge_index": torch.stack([graph.dst, graph.src]).to(torch.int32),
-        "edge_shift": graph.edata["images"].to(torch.int8),
-        "edge_dist": torch.from_numpy(np.linalg.norm(vectors, axis=1)), "edge_vec": torch.from_numpy(vectors),
-    }
-
-
 def bond_set(centre, neighbour, images) -> set:
     return set(zip(centre.tolist(), neighbour.tolist(), map(tuple, np.asarray(images).astype(int).tolist())))
 
@@ -113,7 +107,7 @@ def test_same_predictions_as_the_alignn_package(demo, three_body_cutoff):
         mine_full = build_graph(crystal, SETTINGS["cutoff"], SETTINGS["max_neighbors"])
         identical.append(bond_set(graph.src.numpy(), graph.dst.numpy(), graph.edata["images"].numpy()) ==
                          bond_set(mine_full["edge_index"][1], mine_full["edge_index"][0], mine_full["edge_shift"]))
-        rebuilt = kind.from_stored(package_graph_as_stored(graph, crystal), ["x"], np.zeros(1))[0]
+        rebuilt = kind.from_stored(stored_from_package_graph(graph, crystal, SETTINGS), ["x"], np.zeros(1))[0]
         assert set(zip(*rebuilt.lg_index.tolist())) == set(zip(line.src.tolist(), line.dst.tolist()))
         their_cos = dict(zip(zip(line.src.tolist(), line.dst.tolist()), line.edata["h"].tolist()))
         np.testing.assert_allclose([their_cos[pair] for pair in zip(*rebuilt.lg_index.tolist())], rebuilt.lg_cos.numpy(),
@@ -195,3 +189,138 @@ def test_cache_and_options_are_checked(demo):
         AngleGraphs(3.5, cache=lines).from_stored(stored_of(crystals[3:6]), ["c0"], np.zeros(1))
     with pytest.raises(MatprobeError, match="hiden"):
         build({"hiden": 32})
+
+
+# ---- a checkpoint written by alignn's own trainer -------------------------------------------------------------
+
+DEMO_TRAINING = Path(__file__).resolve().parents[1] / "docs" / "examples" / "alignn_demo" / "alignn_config.json"
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(demo, tmp_path_factory):
+    """best_model.pt and config.json written by alignn's own entry point (`train_for_folder`, what train_alignn.py
+    runs) after one epoch on 12 demo crystals, with the worked example's training config shrunk."""
+    with warnings.catch_warnings():
+        # the trainer's modules declare pydantic settings with a class-based `Config`, and it calls pydantic's
+        # deprecated `.dict()`: alignn's deprecations, not ours, and only these two while its trainer runs
+        warnings.filterwarnings("ignore", message=r"Support for class-based `config` is deprecated")
+        warnings.filterwarnings("ignore", message=r"The `dict` method is deprecated")
+        return _train_tiny_checkpoint(demo, tmp_path_factory)
+
+
+def _train_tiny_checkpoint(demo, tmp_path_factory) -> Path:
+    from alignn.train_alignn import train_for_folder
+
+    crystals, y = demo
+    folder = tmp_path_factory.mktemp("alignn")
+    records = [{"id": f"c{k}", "atoms": jarvis_atoms(c).to_dict(), "target": float(v)}
+               for k, (c, v) in enumerate(zip(crystals[:12], y[:12]))]
+    (folder / "dataset").mkdir()
+    (folder / "dataset" / "id_prop.json").write_text(json.dumps(records))
+    training = json.loads(DEMO_TRAINING.read_text())
+    training["model"].update(alignn_layers=1, gcn_layers=1, hidden_features=16, embedding_features=16,
+                             edge_input_features=20, triplet_input_features=10)
+    training.update(n_train=8, n_val=2, n_test=2, epochs=1, batch_size=4)
+    (folder / "training.json").write_text(json.dumps(training))
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()):
+        # what the trainer changes beyond its output folder, restored afterwards: its LMDB caches go to the working
+        # folder, it sets PYTHONHASHSEED and cuDNN's benchmark flag
+        patch.chdir(folder)
+        patch.setenv("PYTHONHASHSEED", "0")
+        patch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+        train_for_folder(root_dir=str(folder / "dataset"), config_name=str(folder / "training.json"),
+                         target_key="target", id_key="id", output_dir=str(folder / "checkpoint"))
+    return folder / "checkpoint"
+
+
+def test_a_checkpoint_of_alignns_trainer_predicts_as_alignn(demo, trained_checkpoint):
+    """from_checkpoint holds the trainer's weights and, on the same neighbour lists, predicts what alignn's own
+    model (rebuilt from config.json with best_model.pt, as its trainer's restart path does) predicts on its own
+    graphs; contributions still average to the prediction."""
+    from alignn.torch_graph_builder import batch_torch_graph_pairs
+
+    crystals, _ = demo
+    module = from_checkpoint({"checkpoint": str(trained_checkpoint / "best_model.pt")})
+    theirs, training = package_model(trained_checkpoint / "best_model.pt", trained_checkpoint / "config.json")
+    assert (module.config.hidden, module.config.alignn_layers, module.config.cutoff, module.config.three_body_cutoff) == (
+        16, 1, 8.0, 3.5)
+    saved = torch.load(trained_checkpoint / "best_model.pt", weights_only=True)
+    held = module.net.state_dict()
+    assert all(torch.equal(held[key], value) for key, value in saved.items() if key != "_species_table")
+    pairs = [package_graph_pair(crystal, training) for crystal in crystals]
+    kind = module.graph_kind
+    items = [kind.from_stored(stored_from_package_graph(graph, crystal, SETTINGS), ["x"], np.zeros(1))[0]
+             for (graph, _), crystal in zip(pairs, crystals)]
+    batch = kind.collate(items)
+    with torch.no_grad():
+        graph, line = batch_torch_graph_pairs(pairs)
+        reference = theirs((graph, line, None))["out"]
+        out = module(batch)
+    assert reference.std() > 0
+    torch.testing.assert_close(out["prediction"], reference, rtol=0, atol=1e-5)
+    counts = torch.bincount(batch.batch).to(torch.float32)
+    mean = torch.zeros(len(crystals)).index_add(0, batch.batch, out["contributions"]) / counts
+    torch.testing.assert_close(mean, reference, rtol=0, atol=1e-5)
+
+
+def test_its_model_file_rebuilds_without_the_checkpoint(demo, trained_checkpoint, tmp_path):
+    """model.pt records the architecture, not the path: the seam's load_trained rebuilds the module from the stored
+    options after the checkpoint is gone, with the same predictions, and still checks the graph settings."""
+    crystals, _ = demo
+    moved = tmp_path / "checkpoint"
+    shutil.copytree(trained_checkpoint, moved)
+    module = from_checkpoint({"checkpoint": str(moved / "best_model.pt"), "config": str(moved / "config.json")})
+    record = ModelRecord("matprobe.models.alignn:from_checkpoint", module.options(), "formation_energy_per_atom",
+                         0.0, 1.0, "omit-O", 0)
+    torch.save(record.model_file(module.state_dict()), tmp_path / "model.pt")
+    shutil.rmtree(moved)
+    trained = load_trained(tmp_path / "model.pt")
+    items = trained.graphs.from_crystals(crystals[:6], SETTINGS)
+    with torch.no_grad():
+        expected = module.eval()(module.graph_kind.collate(items))["prediction"].double().numpy()
+    np.testing.assert_allclose(trained.predict(items).prediction, expected, rtol=0, atol=1e-6)
+    assert trained.record.options["checkpoint"] == str(moved / "best_model.pt") and trained.record.options["checkpoint_sha256"]
+    with pytest.raises(MatprobeError, match=r"model option checkpoint .*cutoff 8.0 .*max_neighbors 12.*6.0"):
+        trained.graphs.from_crystals(crystals[:1], {"cutoff": 6.0, "max_neighbors": 12})
+
+
+def _damage(folder: Path, how: str) -> dict:
+    """Options naming a copy of a good checkpoint, damaged `how`."""
+    checkpoint, config = folder / "best_model.pt", folder / "config.json"
+    training = json.loads(config.read_text())
+    if how == "missing":
+        checkpoint.unlink()
+    elif how == "not torch":
+        checkpoint.write_bytes(b"a text file, not a state dict")
+    elif how == "nested":
+        torch.save({"model": torch.load(checkpoint, weights_only=True)}, checkpoint)
+    elif how == "other architecture":
+        training["model"]["hidden_features"] = 32
+    elif how == "no config":
+        config.unlink()
+    elif how == "classifier":
+        training["classification_threshold"] = 0.5
+    elif how == "force field":
+        training["model"].update(calculate_gradient=True, gradwise_weight=1.0)
+    if config.exists():
+        config.write_text(json.dumps(training))
+    return {"checkpoint": str(checkpoint)} if how != "unknown option" else {"checkpoint": str(checkpoint), "hiden": 32}
+
+
+@pytest.mark.parametrize("how, message", [
+    ("missing", r"model option checkpoint: .*best_model.pt: not found"),
+    ("not torch", r"model option checkpoint: .*not a readable state dict"),
+    ("nested", r"model option checkpoint: .*not a state dict of tensors"),
+    ("other architecture", r"model option checkpoint: .*does not fit the ALIGNN its config .*config.json describes "
+                           r"\(.*\(16,.*\(32,"),
+    ("no config", r"model option config: .*config.json: not found"),
+    ("classifier", r"model option config: .*a classifier"),
+    ("force field", r"model option config: .*force field"),
+    ("unknown option", r"\['hiden'\]: from_checkpoint takes `checkpoint`"),
+])
+def test_a_bad_checkpoint_is_one_line_naming_the_option(trained_checkpoint, tmp_path, how, message):
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(trained_checkpoint, folder)
+    with pytest.raises(MatprobeError, match=message) as error:
+        from_checkpoint(_damage(folder, how))
+    assert "\n" not in str(error.value)

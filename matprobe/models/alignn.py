@@ -18,7 +18,13 @@ one vectorised pass (`line_graphs`) and can be cached beside the graphs (`build_
 Defaults (`ALIGNNConfig`) are the package's pure-model defaults, ALIGNN's published ones scaled down for CPU:
 2 ALIGNN + 2 edge-gated layers of width 64 (published: 4 + 4 of width 256), embedding width 64, 80 radial bins
 on 0-8 Å and 40 angle bins on [-1, 1] (as published), CGCNN's 92 element features (as published); the cutoff (8 Å)
-and 12 nearest neighbours (as published) are the workflow's graph settings."""
+and 12 nearest neighbours (as published) are the workflow's graph settings. Also available: the package's attention
+convolutions (`conv_type`, `num_heads`) and its smooth cutoff envelope (`use_cutoff_function` and its settings).
+
+A model trained by the package's own trainer (`train_alignn.py`, `model.name = alignn_atomwise_pure`) is probed
+without training through `from_checkpoint` (a factory for `finished: true` config entries; docs/own-model.md): its
+architecture and graph settings come from the config.json the trainer wrote, its weights from best_model.pt, and the
+workflow's graph settings are checked against those it was trained on."""
 
 from __future__ import annotations
 
@@ -65,6 +71,17 @@ def element_feature_table() -> Tensor:
 # ---- the model -------------------------------------------------------------------------------------------------
 
 
+def package_model_config(**fields) -> ALIGNNAtomWisePureConfig:
+    """The package's model config; a value it refuses (pydantic's validation) is one line naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return ALIGNNAtomWisePureConfig(name="alignn_atomwise_pure", **fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise MatprobeError(f"ALIGNN option {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+
+
 @dataclass
 class ALIGNNConfig:
     alignn_layers: int = 2  # ALIGNN layers: edge-gated convolution on the atom graph, then on the line graph
@@ -74,6 +91,17 @@ class ALIGNNConfig:
     edge_bins: int = 80  # Gaussian radial basis on 0-8 Å (fixed in the package)
     angle_bins: int = 40  # Gaussian basis on the bond-angle cosine, -1 to 1
     three_body_cutoff: float | None = 3.5  # Å; bonds longer than this join no angle (None: every bond of the graph)
+    # the package's convolution: "alignn" (edge-gated, as published), "n_alignn" (node attention) or "t_alignn"
+    # (self-attention; Shao et al., Adv. Theory Simul. 2026), with `num_heads` heads (hidden must be a multiple)
+    conv_type: str = "alignn"
+    num_heads: int = 1
+    # the package's smooth cutoff envelope on bond lengths (off, as published): the envelope, from `inner_cutoff`
+    # Å with `cutoff_exponent`, replaces the length fed to the radial basis, or with `multiply_cutoff` scales its
+    # embedding
+    use_cutoff_function: bool = False
+    multiply_cutoff: bool = False
+    inner_cutoff: float = 3.0
+    cutoff_exponent: int = 5
 
 
 class ALIGNN(nn.Module):
@@ -83,8 +111,9 @@ class ALIGNN(nn.Module):
     def __init__(self, config: ALIGNNConfig):
         super().__init__()
         self.config = config
-        package_config = ALIGNNAtomWisePureConfig(
-            name="alignn_atomwise_pure",
+        if config.conv_type != "alignn" and config.hidden % config.num_heads:
+            raise MatprobeError(f"model option num_heads: {config.num_heads} heads do not divide hidden {config.hidden}")
+        package_config = package_model_config(
             alignn_layers=config.alignn_layers,
             gcn_layers=config.gcn_layers,
             atom_input_features=ALIGNN_FEATURE_WIDTH,
@@ -93,6 +122,12 @@ class ALIGNN(nn.Module):
             embedding_features=config.embedding,
             hidden_features=config.hidden,
             output_features=1,
+            conv_type=config.conv_type,
+            num_heads=config.num_heads,
+            use_cutoff_function=config.use_cutoff_function,
+            multiply_cutoff=config.multiply_cutoff,
+            inner_cutoff=config.inner_cutoff,
+            exponent=config.cutoff_exponent,
             # a scalar property, not a force field: no forces (gradwise_weight=0 also tells the package's
             # trainer so), no stress, no short-bond penalty or ZBL repulsion added to the output, and the output
             # is the per-atom mean, not multiplied by the number of atoms
@@ -118,7 +153,12 @@ class ALIGNN(nn.Module):
                 self.net.alignn_layers[-1] if len(self.net.alignn_layers) else self.net.atom_embedding)
         last.register_forward_hook(self._keep_atoms)
         self._atoms: Tensor | None = None
-        self.graph_kind = AngleGraphs(config.three_body_cutoff)  # what the seam reads to make this model's inputs
+        # what the seam reads to make this model's inputs; a checkpoint's also checks the workflow's graph settings
+        # against those it was trained on
+        trained_on = ({"cutoff": config.cutoff, "max_neighbors": config.max_neighbors}
+                      if isinstance(config, CheckpointConfig) else None)
+        self.graph_kind = AngleGraphs(config.three_body_cutoff, trained_on=trained_on,
+                                      source=f"model option checkpoint ({config.checkpoint})" if trained_on else "")
 
     def _keep_atoms(self, module, inputs, output) -> None:
         self._atoms = output[0] if isinstance(output, tuple) else output
@@ -171,6 +211,174 @@ def build(options: dict) -> ALIGNN:
     if unknown:
         raise MatprobeError(f"model options {unknown}: not options of ALIGNN; choose from {sorted(known)}")
     return ALIGNN(ALIGNNConfig(**options))
+
+
+# ---- a checkpoint written by the alignn package's own trainer ------------------------------------------------
+
+
+@dataclass
+class CheckpointConfig(ALIGNNConfig):
+    """An ALIGNN trained by the alignn package: its architecture (the fields of ALIGNNConfig, read from its
+    config.json), the graphs it was trained on, and where its weights came from (provenance; never read again)."""
+
+    checkpoint: str = ""  # best_model.pt, as the config named it
+    config: str = ""  # its config.json
+    checkpoint_sha256: str = ""
+    cutoff: float = 8.0  # Å, the atom graph's cutoff it was trained with
+    max_neighbors: int | None = 12  # the nearest neighbours kept per atom
+
+
+def from_checkpoint(options: dict) -> ALIGNN:
+    """The factory of a finished ALIGNN (`factory: matprobe.models.alignn:from_checkpoint`, `finished: true`): a
+    model trained by the alignn package's own entry point (`train_alignn.py`, `alignn.train.train_dgl`) with
+    `model.name = alignn_atomwise_pure`, behind the seam with its weights.
+
+    Options, as a config names them: `checkpoint`, the state dict its trainer saved (best_model.pt), and `config`,
+    the config.json its trainer wrote beside it (default: that file). The architecture, the graph settings (cutoff,
+    max_neighbors, three_body_cutoff) and what its output means are read from config.json; the weights must fit
+    that architecture exactly. A checkpoint that is missing, not a state dict, or does not fit its config is one line
+    naming the option `checkpoint`; a config.json that is missing, not alignn's, or describes a model whose output is
+    not one scalar property per crystal (a classifier, several outputs, a log or logit link, a target multiplication
+    factor, atom features other than CGCNN's, graphs other than its pure-torch k-nearest ones, a force field whose
+    output adds ZBL repulsion) is one line naming the option `config`.
+
+    What model.pt records (`ALIGNN.options()`): the architecture, the graph settings and the provenance
+    (`CheckpointConfig`), not a path to read again. The seam rebuilds the module from those options and loads
+    model.pt's weights into it (`load_trained`), so probe jobs need neither the checkpoint nor alignn's config.json:
+    they may run elsewhere (a cluster node, another checkout) or after the file was moved or overwritten, and no file
+    outside the workflow, which Snakemake does not track, decides what a probe computes. Options that carry `checkpoint_sha256`
+    are such a record and are rebuilt without reading any file (the weights are then the caller's to load).
+
+    Outputs are in the checkpoint's own units, trained on whatever target its dataset held: train it on the
+    workflow's target (docs/examples/alignn_demo does so for formation energy per atom)."""
+    from matprobe.inputs.download import sha256_of
+
+    options = dict(options)
+    if "checkpoint_sha256" in options:  # a record written by the workflow: rebuild, read nothing
+        known = set(CheckpointConfig.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise MatprobeError(f"model options {unknown}: not options of a recorded ALIGNN checkpoint; choose from {sorted(known)}")
+        return ALIGNN(CheckpointConfig(**options))
+    unknown = sorted(set(options) - {"checkpoint", "config"})
+    if unknown:
+        raise MatprobeError(f"model options {unknown}: from_checkpoint takes `checkpoint` (the best_model.pt alignn's "
+                            "trainer wrote) and `config` (its config.json; default: the one beside the checkpoint)")
+    if not options.get("checkpoint"):
+        raise MatprobeError("model option checkpoint: missing; name the best_model.pt that alignn's trainer wrote")
+    checkpoint = Path(str(options["checkpoint"]))
+    config_path = Path(str(options.get("config") or checkpoint.with_name("config.json")))
+    training = read_training_config(config_path)
+    weights = read_state_dict(checkpoint)
+    config = CheckpointConfig(**architecture_of(training, config_path), checkpoint=str(options["checkpoint"]),
+                              config=str(config_path), checkpoint_sha256=sha256_of(checkpoint))
+    module = ALIGNN(config)
+    # The package's species table is a buffer its training path never reads (its graphs carry the features); ours
+    # holds the same CGCNN features by element and is what our inputs read, so it is kept. Heads the scalar output
+    # does not read (atom-wise or additional outputs) are left out, so that no landscape direction moves them.
+    weights = {key: value for key, value in weights.items()
+               if key != "_species_table" and not key.startswith(("fc_atomwise.", "fc_additional_output."))}
+    expected = {key: value for key, value in module.net.state_dict().items() if key != "_species_table"}
+    problem = state_dict_mismatch(weights, expected)
+    if problem:
+        raise MatprobeError(f"model option checkpoint: {checkpoint}: does not fit the ALIGNN its config {config_path} "
+                            f"describes ({problem})")
+    module.net.load_state_dict(weights, strict=False)  # every key but the species table, checked just above
+    return module.eval()
+
+
+def read_training_config(path: Path) -> dict:
+    """The TrainingConfig alignn's trainer wrote (config.json), as a dict; one line naming the option if unreadable."""
+    import json
+
+    try:
+        training = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MatprobeError(f"model option config: {path}: not found (alignn's trainer writes config.json beside "
+                            "best_model.pt; name it with `config` if it lies elsewhere)") from None
+    except (OSError, ValueError) as exc:
+        raise MatprobeError(f"model option config: {path}: not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(training, dict) or not isinstance(training.get("model"), dict):
+        raise MatprobeError(f"model option config: {path}: not the config.json of alignn's trainer (no `model` section)")
+    return training
+
+
+def architecture_of(training: dict, path: Path) -> dict:
+    """The ALIGNNConfig fields and graph settings of a model alignn's trainer trained, from its config.json; a model
+    whose output is not one scalar per crystal, or whose inputs the workflow cannot make, is refused in one line."""
+    model = training["model"]
+    where = f"model option config: {path}"
+    if model.get("name") != "alignn_atomwise_pure":
+        raise MatprobeError(f"{where}: model.name is {model.get('name')!r}; from_checkpoint loads alignn_atomwise_pure "
+                            "models (the package's pure-PyTorch ALIGNN)")
+    refusals = [
+        (training.get("atom_features", "cgcnn") != "cgcnn", f"atom_features {training.get('atom_features')!r}, not 'cgcnn'"),
+        (training.get("neighbor_strategy") != "pure_torch",
+         f"neighbor_strategy {training.get('neighbor_strategy')!r}, not 'pure_torch' (the k nearest neighbours within the "
+         "cutoff, the workflow's graphs)"),
+        (model.get("atom_input_features", ALIGNN_FEATURE_WIDTH) != ALIGNN_FEATURE_WIDTH,
+         f"model.atom_input_features {model.get('atom_input_features')}, not the {ALIGNN_FEATURE_WIDTH} CGCNN features"),
+        (training.get("classification_threshold") is not None or model.get("classification", False), "a classifier"),
+        (model.get("output_features", 1) != 1, f"{model.get('output_features')} outputs, not one"),
+        (model.get("link", "identity") != "identity", f"model.link {model.get('link')!r}: its output is not the mean of "
+                                                       "atom contributions"),
+        (training.get("target_multiplication_factor") not in (None, 1, 1.0),
+         f"target_multiplication_factor {training.get('target_multiplication_factor')}: its outputs are scaled targets"),
+    ]
+    # the package adds ZBL repulsion to the output of a force field (gradients on, and use_zbl on or left unset)
+    gradients = bool(model.get("calculate_gradient", True)) and model.get("gradwise_weight", 1.0) != 0
+    zbl = model.get("use_zbl")
+    refusals.append((gradients and (gradients if zbl is None else bool(zbl)),
+                     "a force field whose output adds ZBL repulsion (set gradwise_weight 0 or use_zbl false)"))
+    for refused, why in refusals:
+        if refused:
+            raise MatprobeError(f"{where}: {why}; from_checkpoint loads models of one scalar property per crystal")
+    defaults = ALIGNNConfig()
+    return {
+        "alignn_layers": int(model.get("alignn_layers", defaults.alignn_layers)),
+        "gcn_layers": int(model.get("gcn_layers", defaults.gcn_layers)),
+        "hidden": int(model.get("hidden_features", defaults.hidden)),
+        "embedding": int(model.get("embedding_features", defaults.embedding)),
+        "edge_bins": int(model.get("edge_input_features", defaults.edge_bins)),
+        "angle_bins": int(model.get("triplet_input_features", defaults.angle_bins)),
+        # its graph builder's: the trainer's three_body_cutoff, every bond when unset (alignn.graphs)
+        "three_body_cutoff": None if training.get("three_body_cutoff") is None else float(training["three_body_cutoff"]),
+        "conv_type": str(model.get("conv_type", defaults.conv_type)),
+        "num_heads": int(model.get("num_heads", defaults.num_heads)),
+        "use_cutoff_function": bool(model.get("use_cutoff_function", defaults.use_cutoff_function)),
+        "multiply_cutoff": bool(model.get("multiply_cutoff", defaults.multiply_cutoff)),
+        "inner_cutoff": float(model.get("inner_cutoff", defaults.inner_cutoff)),
+        "cutoff_exponent": int(model.get("exponent", defaults.cutoff_exponent)),
+        "cutoff": float(training.get("cutoff", 8.0)),
+        "max_neighbors": None if training.get("max_neighbors") is None else int(training["max_neighbors"]),
+    }
+
+
+def read_state_dict(path: Path) -> dict:
+    """A state dict saved with torch.save (weights_only: no code runs on load); one line naming the option if not."""
+    if not path.is_file():
+        raise MatprobeError(f"model option checkpoint: {path}: not found")
+    try:
+        weights = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # truncated, pickled code, another format: torch raises many kinds
+        raise MatprobeError(f"model option checkpoint: {path}: not a readable state dict ({type(exc).__name__})") from None
+    if not isinstance(weights, dict) or not weights or not all(isinstance(v, Tensor) for v in weights.values()):
+        raise MatprobeError(f"model option checkpoint: {path}: not a state dict of tensors (alignn's trainer saves "
+                            "`model.state_dict()` as best_model.pt)")
+    return weights
+
+
+def state_dict_mismatch(found: dict, expected: dict) -> str:
+    """The first difference between two state dicts' keys and shapes, in words; empty if they fit."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing:
+        return f"{len(missing)} weights missing, e.g. {missing[0]}"
+    if unexpected:
+        return f"{len(unexpected)} weights the architecture lacks, e.g. {unexpected[0]}"
+    for key, value in expected.items():
+        if tuple(found[key].shape) != tuple(value.shape):
+            return f"{key} is {tuple(found[key].shape)}, the architecture's is {tuple(value.shape)}"
+    return ""
 
 
 # ---- line graphs --------------------------------------------------------------------------------------------
@@ -265,13 +473,28 @@ class AngleGraphs:
     """ALIGNN's graph kind: atom graphs from the workflow's cached neighbour lists, with their line graphs.
 
     `cache`: the line graphs of the whole stored set (`load_line_graphs`); without it the line graphs of the crystals
-    asked for are computed from their neighbour lists when their items are made (same numbers either way)."""
+    asked for are computed from their neighbour lists when their items are made (same numbers either way).
+    `trained_on`: the graph settings (cutoff, max_neighbors) a finished model was trained on; graphs made with other
+    settings are refused in one line that begins with `source`."""
 
     name = "angle"
 
-    def __init__(self, three_body_cutoff: float | None = 3.5, cache: dict | None = None):
+    def __init__(self, three_body_cutoff: float | None = 3.5, cache: dict | None = None, trained_on: dict | None = None,
+                 source: str = ""):
         self.three_body_cutoff = None if three_body_cutoff is None else float(three_body_cutoff)
         self.cache = cache
+        self.trained_on = trained_on
+        self.source = source
+
+    def _check_settings(self, settings: dict) -> None:
+        if self.trained_on is None:
+            return
+        wanted = (float(self.trained_on["cutoff"]), self.trained_on["max_neighbors"])
+        given = (float(settings["cutoff"]), settings.get("max_neighbors"))
+        if given != wanted:
+            raise MatprobeError(f"{self.source}: trained on graphs of cutoff {wanted[0]} Å and max_neighbors {wanted[1]}, "
+                                f"the workflow's have {given[0]} Å and {given[1]}; set graph: {{cutoff: {wanted[0]}, "
+                                f"max_neighbors: {'null' if wanted[1] is None else wanted[1]}}} to probe it")
 
     def _checked_cache(self, stored: dict) -> dict:
         lines = self.cache
@@ -283,6 +506,7 @@ class AngleGraphs:
         return lines
 
     def from_stored(self, stored: dict, ids: list[str], targets: np.ndarray) -> list[AngleGraph]:
+        self._check_settings(stored["settings"])
         position = {crystal_id: k for k, crystal_id in enumerate(stored["ids"])}
         rows = [position[crystal_id] for crystal_id in ids]
         if self.cache is not None:
@@ -313,6 +537,7 @@ class AngleGraphs:
         from matprobe.prepare.graphs import build_graph, collate_graphs
 
         cutoff, k = float(graph_settings["cutoff"]), graph_settings.get("max_neighbors")
+        self._check_settings({"cutoff": cutoff, "max_neighbors": k})
         ids = [str(n) for n in range(len(crystals))]
         stored = collate_graphs(ids, [build_graph(crystal, cutoff, k) for crystal in crystals],
                                 {"cutoff": cutoff, "max_neighbors": k})
@@ -351,3 +576,41 @@ def jarvis_atoms(crystal):
 
     return Atoms(lattice_mat=np.asarray(crystal.lattice), coords=np.asarray(crystal.frac_coords),
                  elements=[chemical_symbols[int(z)] for z in crystal.numbers], cartesian=False)
+
+
+def package_model(checkpoint: str | Path, config_path: str | Path) -> tuple[ALIGNNAtomWisePure, dict]:
+    """alignn's own model of a checkpoint, rebuilt as its trainer's restart path rebuilds one (the model class from
+    config.json's model section, the checkpoint's state dict as it is), in eval mode, with the training config."""
+    training = read_training_config(Path(config_path))
+    net = ALIGNNAtomWisePure(ALIGNNAtomWisePureConfig(**training["model"]))
+    net.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
+    return net.eval(), training
+
+
+def package_graph_pair(crystal, training: dict):
+    """The (graph, line graph) alignn's trainer builds for a crystal with its config.json's settings (the path
+    `alignn.graphs.Graph.atom_dgl_multigraph` takes for neighbor_strategy pure_torch)."""
+    from alignn.torch_graph_builder import build_pure_torch_graph
+
+    cutoff = float(training["cutoff"])
+    three_body = training.get("three_body_cutoff")
+    return build_pure_torch_graph(jarvis_atoms(crystal), two_body_cutoff=cutoff,
+                                  three_body_cutoff=cutoff if three_body is None else float(three_body),
+                                  max_neighbors=training.get("max_neighbors"), atom_features="cgcnn")
+
+
+def stored_from_package_graph(graph, crystal, settings: dict) -> dict:
+    """A one-crystal stored graph set (`matprobe.prepare.graphs` layout) holding exactly the bonds alignn's builder
+    chose (its src is the centre atom, our edge_index row 1): for items on the package's own neighbour lists, where
+    its tie-breaking among equidistant 12th neighbours differs from the workflow's."""
+    vectors = graph.edata["r"].detach().numpy().astype(np.float32)
+    return {
+        "settings": dict(settings), "ids": ["x"],
+        "node_ptr": torch.tensor([0, crystal.nsites]), "edge_ptr": torch.tensor([0, graph.num_edges]),
+        "numbers": torch.from_numpy(crystal.numbers.astype(np.int16)),
+        "pos": torch.from_numpy(crystal.cart_coords().astype(np.float32)),
+        "lattice": torch.from_numpy(np.asarray(crystal.lattice, dtype=np.float32))[None],
+        "edge_index": torch.stack([graph.dst, graph.src]).to(torch.int32),
+        "edge_shift": graph.edata["images"].to(torch.int8),
+        "edge_dist": torch.from_numpy(np.linalg.norm(vectors, axis=1)), "edge_vec": torch.from_numpy(vectors),
+    }
