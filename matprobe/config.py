@@ -345,9 +345,16 @@ def job_options(config: dict[str, Any], section: str, settings: dict[str, Any]) 
 
 
 def landscape_sampling_options(config: dict[str, Any]) -> dict[str, Any]:
-    """The landscape settings that decide directions, grids and Hessians: all but the flatness definitions, so that
-    changing how flatness is read off the grids re-runs only the cheap metrics jobs (and none of the runtime keys)."""
-    return {key: value for key, value in stage_settings(config, "landscape").items() if key != "flatness"}
+    """The landscape settings that decide directions, grids and Hessians: all but the flatness definitions and the
+    sensitivity settings, so that changing how flatness is read off the grids re-runs only the cheap metrics jobs, and
+    changing the sensitivity settings only the sensitivity jobs (and none of the runtime keys)."""
+    return {key: value for key, value in stage_settings(config, "landscape").items() if key not in ("flatness", "sensitivity")}
+
+
+def landscape_sensitivity_options(config: dict[str, Any]) -> dict[str, Any]:
+    """What the label-free geometry of a landscape depends on: the sets and directions it reads (the sampling settings)
+    and its own settings."""
+    return {**landscape_sampling_options(config), "sensitivity": config["landscape"]["sensitivity"]}
 
 
 def landscape_metric_options(config: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ RUN_FILES = {
     "models": {"model": "model.pt", "metrics": "metrics.json", "predictions": "predictions.parquet",
                "latents": "latents.parquet", "history": "history.parquet"},
     "landscape": {"directions": "directions.pt", "grid": "grid.parquet", "hessian": "hessian.json",
-                  "metrics": "metrics.json"},
+                  "metrics": "metrics.json", "sensitivity": "sensitivity.json"},
     "attribution": {"atoms": "atoms.parquet", "elements": "elements.parquet", "element_pca": "element_pca.parquet",
                     "ig_atoms": "ig_atoms.parquet", "ig_elements": "ig_elements.parquet", "trim": "trim.parquet",
                     "trim_summary": "trim_summary.parquet", "topology": "topology_correlations.parquet",

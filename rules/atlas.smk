@@ -16,6 +16,8 @@ rule atlas_tables:
     input:
         metrics=lambda w: run_files("models", "metrics", dataset=w.dataset),
         landscapes=lambda w: run_files("landscape", "metrics", analysed_runs({"omission"}), w.dataset),
+        # label-free geometry of the same runs, in the same order
+        sensitivity=lambda w: run_files("landscape", "sensitivity", analysed_runs({"omission"}), w.dataset),
         # paired scoring: every model's per-crystal predictions, and the table for families and atomic fractions
         predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
         materials=L.materials,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, layout_for, stage_settings,
+from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_options, landscape_sampling_options, landscape_sensitivity_options, layout_for, stage_settings,
                              model_options_for, runs)
 from matprobe.inputs.sources import local_inputs, remote_files
 from matprobe.layout import RUN_FILES, Run

@@ -94,6 +94,31 @@ rule landscape_hessian:
         "../workflow_scripts/landscape_hessian.py"
 
 
+rule landscape_sensitivity:
+    input:
+        directions=L.run_file("landscape", "directions"),
+        model=L.run_file("models", "model"),
+        model_verified=verified(L.run_file("models", "model")),
+        **run_inputs(),
+    output:
+        L.run_file("landscape", "sensitivity"),
+    params:
+        options=landscape_sensitivity_options(config),
+    threads: config["landscape"]["threads"]
+    resources:
+        mem_mb=scaled(3000, 3.0),
+        runtime=by_attempt(60),
+        **GPU_RESOURCES,
+    log:
+        L.log(LANDSCAPE_DIR, "sensitivity.log"),
+    benchmark:
+        L.benchmark(LANDSCAPE_DIR, "sensitivity.tsv")
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/landscape_sensitivity.py"
+
+
 rule landscape_metrics:
     input:
         grid=L.run_file("landscape", "grid"),
@@ -117,3 +142,4 @@ rule landscape_metrics:
 rule landscapes:
     input:
         lambda w: run_files("landscape", "metrics", analysed_runs()),
+        lambda w: run_files("landscape", "sensitivity", analysed_runs()),

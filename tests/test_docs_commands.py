@@ -27,6 +27,8 @@ TEMPLATES = {
     ("docs/own-data.md", "snakemake --cores all --configfile your.yaml"): "your.yaml: the reader's config",
     ("docs/own-data.md", "snakemake splits --cores all --configfile config/examples/published-split.yaml"):
         "reads the reader's copy of CDVAE's perov_5 files (data/perov_5/*.csv), which the repository does not ship",
+    ("docs/own-model.md", "snakemake --cores all --configfile docs/examples/alignn_demo/config.yaml"):
+        "the checkpoint it names is written by docs/examples/alignn_demo/train_with_alignn.py; the workflow copy has no docs/",
 }
 
 # Options that say how a plan runs, not what it is: dropped before the dry run (snakemake's argument names).

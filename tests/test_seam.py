@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import REPO
 from matprobe import MatprobeError
 from matprobe.config import model_options_for, model_source, validate_config
 from matprobe.models.seam import CrystalGraphs, ModelRecord, TrainedModel, build_module, load_trained
@@ -160,3 +161,12 @@ def test_the_config_names_models_by_factory_and_refuses_unknown_ones():
     bad["model_options"] = {"cgcnn": {"factory": "my_models:build"}}
     with pytest.raises(MatprobeError, match="model_options"):
         validate_config(bad)
+
+
+def test_the_own_model_page_factory_meets_the_seam(small, tmp_path, monkeypatch):
+    example = REPO / "docs" / "examples" / "my_model" / "my_net.py"
+    assert example.read_text() in (REPO / "docs" / "own-model.md").read_text()  # quoted verbatim
+    monkeypatch.syspath_prepend(str(example.parent))
+    metrics = _train(small, tmp_path / "run", "my_net:build", {"hidden": 8})
+    assert np.isfinite(metrics["ood_test"]["mae"])
+    assert load_trained(tmp_path / "run" / "model.pt").capabilities == {"contributions", "atoms"}

@@ -25,7 +25,9 @@ LABELS = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offse
           "top_eigenvalue_ratio": "top Hessian eigenvalue, OOD / ID", "flat_radius_ratio": "flat radius, OOD / ID",
           "latent_knn_distance": "latent kNN distance of OOD crystals", "n_ood": "OOD materials",
           "latent_distance_ratio": "latent kNN distance, OOD / ID", "ood_over_id": "OOD MAE / ID MAE (trained weights)",
-          "bias_over_mae": "|OOD bias| / OOD MAE", "same_sign_share": "share of same-signed OOD residuals"}
+          "bias_over_mae": "|OOD bias| / OOD MAE", "same_sign_share": "share of same-signed OOD residuals",
+          "output_sensitivity_ratio": "mean ||∇θ f||², OOD / ID", "gauss_newton_top_ratio": "top Gauss–Newton eigenvalue, OOD / ID",
+          "direction_spread_ratio": "output change along the directions, OOD / ID"}
 
 
 def _box(ax, symbols) -> None:
@@ -110,7 +112,8 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
         for index, (predictor, kind) in enumerate(PREDICTORS.items()):
             col = index % per_row
             ax = axes[row * lines + index // per_row, col]
-            colour = {"landscape": "C0", "cheap": "C2", "count": "0.4", "baseline": "C2" if LABEL_USE[predictor] == "label-free" else "C3"}[kind]
+            colour = {"landscape": "C0", "sensitivity": "C4", "cheap": "C2", "count": "0.4",
+                      "baseline": "C2" if LABEL_USE[predictor] == "label-free" else "C3"}[kind]
             ax.scatter(frame[predictor], frame["ood_over_control"], s=14, color=colour)
             if len(interval) == 2:  # the paired ratio's family-bootstrap interval
                 ax.errorbar(frame[predictor], frame["ood_over_control"], fmt="none", ecolor=colour, elinewidth=0.6, alpha=0.6,
@@ -121,7 +124,7 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.6, 2, 4 rather than 6×10⁻¹, 2×10⁰
             ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-            if predictor in ("n_ood", "top_eigenvalue_ratio") and (frame[predictor] > 0).any():  # none: no log axis to set
+            if predictor in ("n_ood", "top_eigenvalue_ratio", "gauss_newton_top_ratio") and (frame[predictor] > 0).any():  # none: no log axis to set
                 ax.set_xscale("log")
             ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
             stats = hypothesis[(hypothesis["target"] == target) & (hypothesis["model"] == model) & (hypothesis["predictor"] == predictor)]
@@ -142,8 +145,9 @@ def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
             axes[row * lines + index // per_row, index % per_row].axis("off")
     fig.suptitle("Does landscape geometry predict which omissions fail? Each point an omission; Spearman ρ with its bootstrap "
                  "95 % interval over omissions (crystals redrawn jointly across omissions);\nbars: each ratio's paired 95 % "
-                 "interval (blue: landscape quantities, which read the held-out labels; green: label-free baselines; red: "
-                 "label-aware baselines; grey: the count). A landscape quantity is judged against the best baseline of its kind",
+                 "interval (blue: landscape quantities, which read the held-out labels; purple: output sensitivities, which do "
+                 "not; green: label-free baselines; red: label-aware baselines; grey: the count). Each geometric quantity is "
+                 "judged against the best baseline of its kind",
                  fontsize=9)
     fig.tight_layout()
     save(fig, out_png)

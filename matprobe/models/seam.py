@@ -22,6 +22,7 @@ Architectures are registered by name (cgcnn, schnet, alignn, chgnet) or named by
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from torch_geometric.data import Batch
 
 from matprobe import MatprobeError
 from matprobe.models.architectures import MODELS as BUILT_IN, build_model, regular_neighbors
+from matprobe.prepare.graphs import build_graph, collate_graphs
+from matprobe.prepare.sets import graph_data
 
 MODEL_FILE_KEYS = ("state_dict", "weights_sha256", "model", "options", "target", "target_mean", "target_std", "split",
                    "seed", "metadata")
@@ -66,14 +69,10 @@ class CrystalGraphs:
     name = "crystal"
 
     def from_stored(self, stored: dict, ids: Sequence[str], targets: np.ndarray) -> list:
-        from matprobe.prepare.sets import graph_data
-
         return graph_data(stored, list(ids), targets)
 
     def from_crystals(self, crystals, graph_settings: dict) -> list:
         """Graphs of (edited) crystals, built exactly as the graph stage builds them."""
-        from matprobe.prepare.graphs import build_graph, collate_graphs
-
         ids = [str(k) for k in range(len(crystals))]
         cutoff, k = float(graph_settings["cutoff"]), graph_settings.get("max_neighbors")
         stored = collate_graphs(ids, [build_graph(c, cutoff, k) for c in crystals], {})
@@ -161,8 +160,6 @@ class ModelRecord:
 
     def model_file(self, state_dict: dict) -> dict:
         """The dict model.pt holds (plain containers and tensors: it loads with weights_only=True)."""
-        from matprobe.models.training import weights_checksum
-
         return {"state_dict": state_dict, "weights_sha256": weights_checksum(state_dict), "model": self.architecture,
                 "options": self.options, "target": self.target, "target_mean": self.mean, "target_std": self.std,
                 "split": self.split, "seed": self.seed, "metadata": self.metadata}
@@ -265,11 +262,19 @@ class TrainedModel:
 # ---- model files --------------------------------------------------------------------------------------------
 
 
+def weights_checksum(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor of a state dict, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_trained(path, device="cpu") -> TrainedModel:
     """The trained model in model.pt (weights_only: no code runs on load), its weights checked against the checksum
     its record carries, so that a damaged file never loads silently."""
-    from matprobe.models.training import weights_checksum
-
     try:
         stored = torch.load(path, weights_only=True, map_location="cpu")
         record = ModelRecord.from_model_file(stored)

@@ -378,13 +378,3 @@ def runtime_metadata(device) -> dict:
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
     return meta
-
-
-def weights_checksum(state_dict: dict) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of every tensor of a state dict, in order."""
-    digest = hashlib.sha256()
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
+from vesin import NeighborList
 
 from matprobe import MatprobeError
 from matprobe.inputs.data import load_materials
@@ -33,8 +35,6 @@ ISOLATED_ATOM = "isolated_atom"
 def neighbour_list(crystal: Crystal, cutoff: float, max_neighbors: int | None):
     """Edges (center i, neighbour j, image shift S, distance d, vector D = r_j + S·L - r_i), sorted by
     center, then by the tie-breaking key; at most `max_neighbors` per center."""
-    from vesin import NeighborList
-
     points = crystal.cart_coords()
     calculator = NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, shifts, d, vectors = calculator.compute(points=points, box=crystal.lattice, periodic=True, quantities="ijSdD")
@@ -112,8 +112,6 @@ def build_graphs(
     progress: bool = True,
 ) -> dict:
     """Build the graphs of every crystal of a materials table and store them in one file."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
     table = load_materials(materials_path, columns=["id", "lattice", "frac_coords", "numbers"])
     work = ((r.id, r.lattice, r.frac_coords, r.numbers, cutoff, max_neighbors) for r in table.itertuples(index=False))

@@ -151,7 +151,7 @@ def element_embedding_analysis(model, elements_seen: set[str], elements_in_data:
                              "relative_distance": float(np.mean(near) / median_pair) if near else None,
                              "nearest_in_representation": nearest}
     summary = {"explained_variance_ratio": explained.tolist(), "properties": explained_by, "omitted": placement,
-               "representation": model.encoder.kind}
+               "representation": getattr(getattr(model, "encoder", None), "kind", "learned")}
     return frame, summary
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
 
 from torch.func import functional_call, vmap
 from tqdm import tqdm
@@ -219,8 +220,6 @@ class LandscapeEvaluator:
 def naive_point_loss(model, state_dict: dict, data_lists: dict, batch_size: int, mean: float, std: float) -> dict[str, float]:
     """The reference libraries' way, kept as the baseline and the check: load a perturbed state dict, loop over
     freshly collated batches, eager mode, one point at a time."""
-    from torch_geometric.loader import DataLoader
-
     model.load_state_dict(state_dict)
     model.eval()
     out = {}

@@ -61,9 +61,18 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import spglib
 from numba import njit
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
+from tqdm import tqdm
+from vesin import NeighborList
 
 from matprobe import MatprobeError
+from matprobe.inputs.data import load_materials
+from matprobe.inputs.features import element_properties
+from matprobe.inputs.structures import Crystal
+from matprobe.io import write_json, write_parquet
 from matprobe.parallel import parallel_map
 
 log = logging.getLogger("matprobe.probes.path_homology")
@@ -174,9 +183,6 @@ def _faces(paths: np.ndarray, regular: bool):
 def _forest_births(nodes: int, u: np.ndarray, v: np.ndarray, birth: np.ndarray) -> np.ndarray:
     """Sorted births of the edges of a minimum spanning forest: the number born by t is the number of
     vertices less the number of connected components of the graph of the edges born by t."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import minimum_spanning_tree
-
     if u.size == 0:
         return np.zeros(0)
     # one edge per pair, its earliest birth (a sparse matrix would add duplicates up)
@@ -829,8 +835,6 @@ DECIMALS = 6  # distances and positions are rounded to 1e-6 Å so that symmetric
 def neighbourhoods(crystal, radius: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each atom: (atomic numbers, Cartesian positions centred on it) of itself and of every atom
     and periodic image within `radius`, the centre first."""
-    from vesin import NeighborList
-
     i, j, vectors = NeighborList(cutoff=float(radius), full_list=True).compute(
         points=crystal.cart_coords(), box=crystal.lattice, periodic=True, quantities="ijD")
     by_centre = np.argsort(i, kind="stable")
@@ -847,8 +851,6 @@ def neighbourhoods(crystal, radius: float) -> list[tuple[np.ndarray, np.ndarray]
 def _electronegativity() -> np.ndarray:
     """Pauling electronegativity indexed by Z; elements without one (noble gases) get +inf, so that they
     come after every element that has one: they hold on to electrons at least as hard as any."""
-    from matprobe.inputs.features import element_properties
-
     table = element_properties()["electronegativity"]
     values = np.full(int(table.index.max()) + 1, np.inf)
     values[table.index.to_numpy()] = np.where(np.isfinite(table.to_numpy()), table.to_numpy(), np.inf)
@@ -914,8 +916,6 @@ def symmetry_classes(crystal, symprec: float = 1e-3) -> np.ndarray:
     coordinates are rounded: at spglib's default (1e-5 Å) much of their symmetry goes unseen. Colour
     refinement (matprobe.prepare.graphs.equivalent_atoms) is not used: it compares distances to the k nearest
     neighbours only, while the digraph depends on the whole geometry of the neighbourhood, angles included."""
-    import spglib
-
     with warnings.catch_warnings():
         # spglib 2.5+ warns that it will raise instead of returning None on failure; both are handled here
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -993,8 +993,6 @@ def crystal_descriptors(crystal, radius: float, step: float, max_dim: int, order
 
 def _crystal_row(args):
     row_id, lattice, frac_coords, numbers, radius, step, max_dim, order, max_paths = args
-    from matprobe.inputs.structures import Crystal
-
     crystal = Crystal.from_row({"lattice": lattice, "frac_coords": frac_coords, "numbers": numbers})
     try:
         means, curves, by_element, orbits, per_atom = crystal_descriptors(crystal, radius, step, max_dim, order, max_paths)
@@ -1019,12 +1017,6 @@ def compute_path_homology(materials_path, out_path, out_elements, out_summary, r
     optional): id, site and the descriptor_names columns of every atom. out_summary (JSON): counts, parameters,
     seconds. A neighbourhood with more than max_paths allowed paths stops the run with one line naming the
     crystal, the atom and the count (PathSpaceTooLarge) before its memory is taken."""
-    from tqdm import tqdm
-
-    from matprobe.inputs.data import load_materials
-    from matprobe.inputs.features import element_properties
-    from matprobe.io import write_json, write_parquet
-
     if order not in ORDERS:
         raise MatprobeError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     if max_dim < 0:

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
+from vesin import NeighborList
 
 from matprobe.inputs.data import load_materials
 from matprobe.io import write_json, write_parquet
@@ -34,8 +36,6 @@ MIN_PERSISTENCE = 1e-3  # Å: shorter bars are numerical ties of degenerate (sym
 
 def neighbourhood_clouds(crystal: Crystal, radius: float) -> list[np.ndarray]:
     """For each atom, the Cartesian positions (centred on it) of every atom and image within `radius`."""
-    from vesin import NeighborList
-
     points = crystal.cart_coords()
     i, vectors = NeighborList(cutoff=float(radius), full_list=True).compute(points=points, box=crystal.lattice, periodic=True, quantities="iD")
     clouds = []
@@ -92,8 +92,6 @@ def compute_topology(materials_path, out_path, out_summary, radius: float = 5.0,
                      out_atoms=None) -> pd.DataFrame:
     """Descriptors of every crystal of a materials table (one row per crystal, columns DESCRIPTORS: the mean over its
     atoms), and with `out_atoms` each atom's own (id, site, DESCRIPTORS; what the knobs read as attributes)."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
     table = load_materials(materials_path, columns=["id", "lattice", "frac_coords", "numbers"])
     work = ((r.id, r.lattice, r.frac_coords, r.numbers, radius) for r in table.itertuples(index=False))
