@@ -175,6 +175,7 @@ class Predictions:
     contributions: np.ndarray  # float64 (atoms,)
     atoms: np.ndarray | None  # float32 (atoms, H), when asked for
     atom_ptr: np.ndarray  # (crystals + 1,)
+    numbers: np.ndarray  # (atoms,) atomic numbers, in the order of the per-atom arrays
 
     def per_crystal(self, values: np.ndarray) -> list[np.ndarray]:
         return np.split(values, self.atom_ptr[1:-1])
@@ -235,7 +236,7 @@ class TrainedModel:
         """Predictions, latents, contributions (and representations) of `items` in physical units: the one batched
         inference loop every stage uses."""
         self.module.eval()
-        predictions, latents, contributions, atoms, counts = [], [], [], [], []
+        predictions, latents, contributions, atoms, counts, numbers = [], [], [], [], [], []
         for batch in self.batches(items, batch_size, device):
             out = self.outputs(batch)
             predictions.append(out["prediction"].double().cpu())
@@ -244,12 +245,13 @@ class TrainedModel:
             if keep_atoms:
                 atoms.append(out["atoms"].cpu())
             counts.append(torch.bincount(batch.batch.cpu(), minlength=batch.num_graphs))
+            numbers.append(batch.z.cpu())
         if not predictions:
-            return Predictions(np.zeros(0), np.zeros((0, 0), np.float32), np.zeros(0), None, np.zeros(1, np.int64))
+            return Predictions(np.zeros(0), np.zeros((0, 0), np.float32), np.zeros(0), None, np.zeros(1, np.int64), np.zeros(0, np.int64))
         ptr = np.concatenate([[0], np.cumsum(torch.cat(counts).numpy())])
         return Predictions(self.record.to_physical(torch.cat(predictions).numpy()), torch.cat(latents).numpy(),
                            self.record.to_physical(torch.cat(contributions).numpy()),
-                           torch.cat(atoms).numpy() if keep_atoms else None, ptr)
+                           torch.cat(atoms).numpy() if keep_atoms else None, ptr, torch.cat(numbers).numpy())
 
     def head(self, atoms: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """The atom-wise head on representations of atoms of elements `z`, physical units (float64). Heads with a

@@ -83,10 +83,9 @@ def atom_contributions(trained: TrainedModel, sets, batch_size: int = 64) -> tup
         crystal = np.repeat(np.arange(len(crystal_set)), sizes)
         means = np.bincount(crystal, weights=out.contributions, minlength=len(crystal_set)) / sizes
         worst = max(worst, float(np.abs(means - out.prediction).max()))
-        numbers = torch.cat([graph.z for graph in crystal_set.graphs])
         frames.append(pd.DataFrame({"id": np.asarray(crystal_set.ids, dtype=object)[crystal], "set": set_name,
                                     "site": np.arange(len(crystal)) - out.atom_ptr[crystal],
-                                    "element": _symbols(numbers), "contribution": out.contributions}))
+                                    "element": _symbols(out.numbers), "contribution": out.contributions}))
     return pd.concat(frames, ignore_index=True), worst
 
 
