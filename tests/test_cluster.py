@@ -18,7 +18,7 @@ seeds: [0, 1]
 splits: [{omit: Fe}, {random: true}]
 split_options: {controls: false}
 """
-GPU_RULES = ("train_model", "landscape_chunk", "landscape_hessian", "landscape_directions")
+GPU_RULES = ("train_model", "landscape_chunk", "landscape_hessian", "landscape_directions", "landscape_sensitivity")
 PROFILE = REPO / "profiles" / "slurm"
 
 
