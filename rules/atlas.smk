@@ -20,6 +20,8 @@ rule atlas_tables:
         sensitivity=lambda w: run_files("landscape", "sensitivity", analysed_runs({"omission"}), w.dataset),
         # paired scoring: every model's per-crystal predictions, and the table for families and atomic fractions
         predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
+        # the split files, whose held-out elements the paired scoring reads (never parsed back from a split's name)
+        splits=lambda w: sorted({str(L.path(L.split, dataset=w.dataset, split=run.split)) for run in all_runs() if run.dataset == w.dataset}),
         materials=L.materials,
     output:
         atlas=f"{ATLAS_DIR}/atlas.parquet",

@@ -188,6 +188,8 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
 
 OPTIONS = {"failure_threshold": 1.5, "min_paired": 20, "family": "chemical_system", "bootstrap_resamples": 500, "seed": 0,
            "offset": {"k": [1, 3, 10, 30], "draws": 20, "small_k": 10, "partial": 0.5}}
+# the held-out elements of the synthetic omission, as its split file records them
+OMITTED = {"omit-Na": ["Na"]}
 
 
 def _synthetic(tmp_path, omission_residual, n_ood=120, n_paired=60, seed=0, families_per=1):
@@ -220,7 +222,7 @@ def _synthetic(tmp_path, omission_residual, n_ood=120, n_paired=60, seed=0, fami
 
 def test_an_omission_and_its_control_are_scored_on_the_same_crystals_with_a_family_bootstrap(tmp_path):
     runs, paths, materials, materials_path = _synthetic(tmp_path, lambda f, rng: rng.normal(0, 0.4, len(f)))
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = by_run.iloc[0]
     # the pairs are the control's OOD set, and the omission is scored on exactly those crystals, not on its own 120
     assert sorted(paired["id"]) == sorted(f"m{k}" for k in range(60)) and row["n_paired"] == 60
@@ -269,7 +271,7 @@ def test_a_threshold_at_or_below_one_and_a_small_k_outside_k_are_refused_in_one_
 def test_an_error_that_is_one_energy_per_held_out_atom_is_called_only_an_offset(tmp_path):
     # the omission is off by 2 eV per Na atom (plus the control's noise): a few labelled crystals remove it
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.1, 0.1], len(f)))
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = by_run.iloc[0]
     assert row["offset_slope"] == pytest.approx(2.0, abs=0.05) and row["offset_r2"] > 0.8  # 0.0625 of 0.0725
     assert row["offset_k10"] == pytest.approx(-2.0, abs=0.1)  # the energy added per held-out atom
@@ -293,35 +295,35 @@ def _seeds_for(runs, by_run):
 def test_the_offset_call_tells_an_offset_from_a_wrong_bonding_model_and_from_no_gap(tmp_path):
     # errors that no energy per atom explains: the sign is random, independent of the fraction
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: rng.choice([-0.6, 0.6], len(f)))
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["call"] == "fails" and row["offset_call"] == "not an offset" and row["recal_k10"] > 5
     # half offset, half noise beyond the control's: partly
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.3, 0.3], len(f)))
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["offset_call"] == "partly" and 1.5 < row["recal_k10"] < 0.5 * (1 + row["ood_over_control"])
     # as good as the control on the same crystals: nothing to explain
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: rng.choice([-0.1, 0.1], len(f)))
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["offset_call"] == "no gap" and row["call"] == "passes"
 
 
 def test_too_few_paired_crystals_and_too_large_a_k_are_counted_and_named_not_a_crash(tmp_path):
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f, n_paired=25)
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["n_paired"] == 25 and row["call"] == "fails"
     assert row["offset_k_skipped"] == "k=10 (n=25), k=30 (n=25)"  # each k that would leave < min_paired (20) to score
     assert np.isnan(row["recal_k10"]) and row["offset_call"] == "too few crystals"  # small_k could not be scored: said so
     assert np.isfinite(row["recal_k3"])
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f, n_paired=12)
-    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["n_paired"] == 12 and row["call"] == "too few paired"
     # an omission whose control has no predictions: nothing paired, a call that says so
-    by_run, paired = paired_runs(runs[:1], paths[:1], materials_path, OPTIONS)
+    by_run, paired = paired_runs(runs[:1], paths[:1], materials_path, OPTIONS, OMITTED)
     assert by_run.iloc[0]["n_paired"] == 0 and paired.empty
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
     assert row["n_paired"] == 0 and row["call"] == "too few paired"
@@ -331,7 +333,7 @@ def test_errors_are_pooled_over_seeds_on_the_crystals_paired_at_every_seed(tmp_p
     frames = []
     for seed, scale in ((0, 1.0), (1, 3.0)):
         runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng, s=scale: 0.1 * s * np.ones(len(f)), seed=seed)
-        frames.append(paired_runs(runs, paths, materials_path, OPTIONS)[1])
+        frames.append(paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)[1])
     paired = pd.concat(frames, ignore_index=True)
     pooled = pooled_errors(paired)
     assert len(pooled) == 60 and pooled["omission_error"].to_numpy() == pytest.approx(0.2)  # mean of 0.1 and 0.3
@@ -354,8 +356,10 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.1, 0.1], len(f)))
     metrics = [_metrics(tmp_path, run["split"], 0, 0.5 if run["split"] == "omit-Na" else 0.1) for run in runs]
     out = {name: tmp_path / f"{name}.parquet" for name in ("atlas", "seeds", "hypothesis", "paired")}
+    split = tmp_path / "omit-Na.json"
+    split.write_text(json.dumps({"name": "omit-Na", "kind": "omission", "omitted_elements": ["Na"], "sets": {}}))
     atlas = write_atlas(runs, metrics, [], [], out["atlas"], out["seeds"], out["hypothesis"], paths, materials_path, OPTIONS,
-                        out["paired"])
+                        out["paired"], split_paths=[split, split])
     written = pd.read_parquet(out["atlas"]).iloc[0]
     assert written["call"] == atlas.iloc[0]["call"] == "fails" and written["offset_call"] == "only an offset"
     assert written["ood_over_control_unpaired"] == pytest.approx(5.0)  # the two models' own OOD sets, kept for comparison

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import warnings
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ import pandas as pd
 from matprobe import MatprobeError
 from matprobe.io import write_parquet
 from matprobe.layout import RUN_KEYS
-from matprobe.prepare.splits import CONTROL_SUFFIX, omitted_elements, split_base, split_kind
+from matprobe.prepare.splits import CONTROL_SUFFIX, load_split, split_base, split_kind
 
 # what may predict failure, and what each is
 PREDICTORS = {
@@ -75,7 +76,8 @@ def _run_rng(seed: int, run: dict) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32("|".join(str(run[k]) for k in RUN_KEYS).encode())])
 
 
-def paired_runs(runs: list[dict], prediction_paths: list, materials_path, options: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def paired_runs(runs: list[dict], prediction_paths: list, materials_path, options: dict,
+                omitted: Mapping[str, list[str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per omission run (a seed): the paired ratio with its family-bootstrap interval and sizes, the offset fit (a) on
     its whole OOD set, and the few-shot recalibration (b) on the paired crystals; and the paired crystals themselves
     (the run's keys, id, family, fraction, y_true and both predictions). An omission without its control's
@@ -89,7 +91,7 @@ def paired_runs(runs: list[dict], prediction_paths: list, materials_path, option
         run = dict(zip(RUN_KEYS, key))
         if split_kind(run["split"]) != "omission":
             continue
-        symbols = tuple(held_out_elements(run["split"]))
+        symbols = tuple(omitted[run["split"]])
         if symbols not in fractions:
             fractions[symbols] = atomic_fraction(materials, list(symbols))
         fraction = fractions[symbols]
@@ -179,13 +181,9 @@ def check_options(options: dict) -> None:
         raise MatprobeError(f"config: atlas.offset.small_k is {offset['small_k']}, not one of atlas.offset.k {offset['k']}")
 
 
-def held_out_elements(split: str) -> list[str]:
-    """The element symbols an omission's name holds out: [Fe] for omit-Fe, [O, S, Se, Te, Po, Lv] for omit-group16."""
-    name = held_out(split)
-    for prefix, key in (("group", "omit_group"), ("period", "omit_period")):
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
-            return omitted_elements({key: int(name[len(prefix):])})
-    return omitted_elements({"omit": name.split("-")})
+def omitted_by_split(split_paths) -> dict[str, list[str]]:
+    """Each split's held-out elements as its split file records them (never parsed back from its name)."""
+    return {split.name: split.omitted_elements for split in map(load_split, dict.fromkeys(map(str, split_paths)))}
 
 
 def crystal_families(materials: pd.DataFrame, family: str) -> pd.Series:
@@ -549,17 +547,18 @@ def _baseline_columns(predictor, kind, values, baselines, failure, rng, resample
 
 def write_atlas(runs: list[dict], metrics_paths: list, analysed: list[dict], landscape_paths: list, out_atlas, out_seeds,
                 out_hypothesis, prediction_paths: list | None = None, materials_path=None, options: dict | None = None,
-                out_paired=None, sensitivity_paths: list | None = None) -> pd.DataFrame:
+                out_paired=None, sensitivity_paths: list | None = None, split_paths: list | None = None) -> pd.DataFrame:
     """The atlas's tables. With predictions, the materials table and config `atlas`: paired scoring, the calls and the
     offset question; the ratio that the hypothesis is tested on is then the paired one (the unpaired one is kept as
     ood_over_control_unpaired), and its bootstrap redraws the crystals jointly across omissions. With the analysed
-    runs' sensitivity.json files (in `analysed` order): the label-free geometry among the predictors."""
+    runs' sensitivity.json files (in `analysed` order): the label-free geometry among the predictors. `split_paths`:
+    the split files, whose held-out elements the paired scoring reads."""
     seeds = per_seed(runs, metrics_paths, analysed, landscape_paths)
     if sensitivity_paths is not None:
         seeds = add_sensitivity(seeds, analysed, sensitivity_paths)
     paired = None
     if prediction_paths is not None:
-        by_run, paired = paired_runs(runs, prediction_paths, materials_path, options)
+        by_run, paired = paired_runs(runs, prediction_paths, materials_path, options, omitted_by_split(split_paths or []))
         seeds = seeds.rename(columns={"ood_over_control": "ood_over_control_unpaired"})
         if len(by_run):
             seeds = seeds.merge(by_run, on=list(RUN_KEYS), how="left")
