@@ -88,6 +88,25 @@ def write_torch(obj: Any, path: os.PathLike | str) -> None:
         torch.save(obj, tmp)
 
 
+def read_torch_dict(path: os.PathLike | str, what: str, format_version: int, how_to_make: str) -> dict:
+    """A dict of tensors that a stage wrote with write_torch, loaded weights_only (no code runs on load) and checked
+    for its format; a missing, unreadable or foreign file is one line naming it (`what`: "graph", "line-graph")."""
+    import torch
+
+    from matprobe import MatprobeError
+
+    path = Path(path)
+    if not path.exists():
+        raise MatprobeError(f"{path}: {what} file not found ({how_to_make})")
+    try:
+        stored = torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise MatprobeError(f"{path}: not a readable {what} file ({type(exc).__name__})") from None
+    if not isinstance(stored, dict) or stored.get("format") != format_version:
+        raise MatprobeError(f"{path}: not a matprobe {what} file of format {format_version}")
+    return stored
+
+
 def setup_logging(log_path: os.PathLike | str | None = None, level: int = logging.INFO) -> logging.Logger:
     """Log to a rule's log file (and stderr), one format for all stages."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]

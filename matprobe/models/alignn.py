@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from matprobe import MatprobeError
 from matprobe.inputs.features import MAX_Z
+from matprobe.io import read_torch_dict, write_torch
 
 with warnings.catch_warnings():
     # alignn's pydantic settings classes use class-based `Config` (deprecated in pydantic 2), and torch-geometric's
@@ -431,7 +432,6 @@ def line_graphs(stored: dict, three_body_cutoff: float | None) -> dict:
 
 def build_line_graphs(graphs_path: str | Path, out_path: str | Path, three_body_cutoff: float | None) -> dict:
     """The cache stage: the line graphs of a stored graph set, written to `out_path` (loads weights_only)."""
-    from matprobe.io import write_torch
     from matprobe.prepare.graphs import load_graphs
 
     started = time.perf_counter()
@@ -443,16 +443,7 @@ def build_line_graphs(graphs_path: str | Path, out_path: str | Path, three_body_
 
 def load_line_graphs(path: str | Path) -> dict:
     """A cached line-graph set (weights_only: no code runs on load)."""
-    path = Path(path)
-    if not path.exists():
-        raise MatprobeError(f"{path}: line-graph file not found (run its build_line_graphs job first)")
-    try:
-        lines = torch.load(path, weights_only=True)
-    except Exception as exc:
-        raise MatprobeError(f"{path}: not a readable line-graph file ({type(exc).__name__})") from None
-    if not isinstance(lines, dict) or lines.get("format") != LINE_GRAPH_FORMAT:
-        raise MatprobeError(f"{path}: not a matprobe line-graph file of format {LINE_GRAPH_FORMAT}")
-    return lines
+    return read_torch_dict(path, "line-graph", LINE_GRAPH_FORMAT, "run its build_line_graphs job first")
 
 
 # ---- the graph kind -----------------------------------------------------------------------------------------

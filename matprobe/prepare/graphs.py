@@ -23,7 +23,7 @@ from vesin import NeighborList
 
 from matprobe import MatprobeError
 from matprobe.inputs.data import load_materials
-from matprobe.io import write_json, write_parquet, write_torch
+from matprobe.io import read_torch_dict, write_json, write_parquet, write_torch
 from matprobe.layout import GRAPH_FORMAT
 from matprobe.models.architectures import regular_neighbors
 from matprobe.parallel import parallel_map
@@ -156,16 +156,7 @@ def _collect(row_id, graph, problem, ids, graphs, rejected):
 
 def load_graphs(path: str | Path) -> dict:
     """Load a stored graph set (weights_only: no code runs on load)."""
-    path = Path(path)
-    if not path.exists():
-        raise MatprobeError(f"{path}: graph file not found (run `snakemake graphs` first)")
-    try:
-        stored = torch.load(path, weights_only=True)
-    except Exception as exc:
-        raise MatprobeError(f"{path}: not a readable graph file ({type(exc).__name__})") from None
-    if not isinstance(stored, dict) or stored.get("format") != GRAPH_FORMAT:
-        raise MatprobeError(f"{path}: not a matprobe graph file of format {GRAPH_FORMAT}")
-    return stored
+    return read_torch_dict(path, "graph", GRAPH_FORMAT, "run `snakemake graphs` first")
 
 
 # ---- symmetry-reduced graphs ------------------------------------------------------------------------------
