@@ -82,6 +82,14 @@ def pair_files(stage, name):
     return lambda w: [run_file(stage, name, Run(w.dataset, w.target, split, w.model, int(w.seed))) for split in pair_splits(w.split)]
 
 
+def pair_split_files(wildcards):
+    """The split files of the omission-control pair a run belongs to (omission first; both runs list them in that
+    order, so both draw the same sample), or the run's own split where it has no pair."""
+    base, _ = split_base(wildcards.split)
+    splits = pair_splits(base) if split_kind(base) == "omission" else [wildcards.split]
+    return [str(L.path(L.split, dataset=wildcards.dataset, split=split)) for split in splits]
+
+
 def omission_file(stage, name):
     """Input function: a file of the omission a run belongs to (itself for an omission, its omission for a control)."""
     return lambda w: run_file(stage, name, Run(w.dataset, w.target, split_base(w.split)[0], w.model, int(w.seed)))

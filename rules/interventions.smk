@@ -5,14 +5,6 @@
 INTERVENTION_DIR = L.run_dir("interventions")
 
 
-def pair_split_files(wildcards):
-    """The split files of the omission-control pair a run belongs to (omission first; both runs list them in that
-    order, so both draw the same sample), or the run's own split where it has no pair."""
-    base, _ = split_base(wildcards.split)
-    splits = pair_splits(base) if split_kind(base) == "omission" else [wildcards.split]
-    return [str(L.path(L.split, dataset=wildcards.dataset, split=split)) for split in splits]
-
-
 rule interventions:
     input:
         model=L.run_file("models", "model"),
