@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO
 from matprobe import MatprobeError
 from matprobe.config import model_options_for, model_source, validate_config
-from matprobe.models.seam import CrystalGraphs, ModelRecord, TrainedModel, build_module, load_trained
+from matprobe.models.seam import CrystalGraphs, ModelRecord, TrainedModel, build_module, load_trained, resolve_factory
 from matprobe.models.training import check_contract, train_model
 from matprobe.prepare.sets import load_split_data
 from matprobe.probes.attribution import run_attribution
@@ -142,6 +142,15 @@ def test_a_missing_capability_is_refused_in_one_line():
     assert trained.missing("knobs") == ["atoms"]
     with pytest.raises(MatprobeError, match="the knobs stage needs atom representations and the head that reads them"):
         trained.require("knobs")
+
+
+def test_the_config_knows_the_built_in_and_registered_models_the_seam_builds():
+    from matprobe.config import BUILT_IN_MODELS
+    from matprobe.models.architectures import MODELS
+
+    assert set(BUILT_IN_MODELS) == set(MODELS)  # config.py names them without importing torch
+    for name in ("alignn", "chgnet"):
+        assert callable(resolve_factory(name))
 
 
 def test_the_config_names_models_by_factory_and_refuses_unknown_ones():

@@ -35,6 +35,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from matprobe import MatprobeError
+from matprobe.config import REGISTERED_MODELS
 from matprobe.models.architectures import MODELS as BUILT_IN, build_model, regular_neighbors
 from matprobe.prepare.graphs import build_graph, collate_graphs
 from matprobe.prepare.sets import graph_data
@@ -97,8 +98,9 @@ def graph_kind_of(module: nn.Module):
 
 
 def _registered() -> dict[str, str]:
-    """Architectures that come with matprobe but live in their own modules (imported only when used)."""
-    return {"alignn": "matprobe.models.alignn:build", "chgnet": "matprobe.models.chgnet:pretrained"}
+    """Architectures that come with matprobe but live in their own modules (imported only when used), as the config
+    registers them (config.REGISTERED_MODELS, read at planning time without torch)."""
+    return {name: factory for name, (factory, _) in REGISTERED_MODELS.items()}
 
 
 def resolve_factory(architecture: str) -> Callable[[dict], nn.Module]:
