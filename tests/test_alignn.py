@@ -76,6 +76,92 @@ def test_contributions_average_to_the_prediction(demo):
     assert not torch.allclose(shifted["prediction"], out["prediction"])
 
 
+def _trained_on_demo(demo, options, std=1.0):
+    """A tiny ALIGNN behind the seam (targets standardised by `std`) and the demo crystals as two test sets."""
+    from matprobe.models.seam import TrainedModel
+    from matprobe.prepare.sets import CrystalSet
+
+    crystals, y = demo
+    torch.manual_seed(3)
+    trained = TrainedModel(build({**TINY, **options}), ModelRecord("alignn", options, "formation_energy_per_atom", -1.0, std, "omit-O", 0))
+    ids = [f"c{k}" for k in range(len(crystals))]
+    items = trained.graphs.from_stored(stored_of(crystals, ids), ids, y)
+    sets = {name: CrystalSet(name, ids[part], y[part], [[] for _ in ids[part]], items[part])
+            for name, part in (("id_test", slice(0, 10)), ("ood_test", slice(10, 16)))}
+    return trained, sets
+
+
+@pytest.mark.parametrize("options", [{}, {"use_cutoff_function": True}, {"use_cutoff_function": True, "multiply_cutoff": True}],
+                         ids=["plain", "envelope-fed", "envelope-scaled"])
+def test_its_forward_split_at_its_inputs_is_its_forward(demo, options):
+    """The seam's input split (node_inputs, edge_inputs, forward_with_inputs) gives the package's own forward pass
+    exactly, with the bonds' radial basis of its length or of the cutoff envelope as the package expands them; so
+    does a landscape's call with the expansion precomputed."""
+    trained, sets = _trained_on_demo(demo, options)
+    model = trained.module
+    assert "inputs" in trained.capabilities
+    batch = trained.graphs.collate(sets["id_test"].graphs)
+    with torch.no_grad():
+        own = model(batch)
+        edge_inputs = model.edge_inputs(batch.edge_dist)
+        split = model.forward_with_inputs(batch, model.node_inputs(batch.z), edge_inputs)
+        landscape = model(batch, edge_inputs, batch.neighbors)
+    assert edge_inputs.shape == (batch.edge_index.shape[1], TINY["edge_bins"])
+    for name in ("prediction", "contributions", "atoms", "latent"):
+        assert torch.equal(split[name], own[name]) and torch.equal(landscape[name], own[name]), name
+    with torch.no_grad():  # the inputs given are the ones used
+        switched_off = model.forward_with_inputs(batch, model.node_inputs(batch.z), torch.zeros_like(edge_inputs))
+    assert not torch.allclose(switched_off["prediction"], own["prediction"])
+
+
+def test_integrated_gradients_on_its_inputs_are_complete(demo):
+    from matprobe.probes.attribution import integrated_gradients
+
+    trained, sets = _trained_on_demo(demo, {}, std=0.5)
+    atoms, residuals = integrated_gradients(trained, sets, "zeros", steps=16)
+    assert len(atoms) == sum(int(item.num_nodes) for s in sets.values() for item in s.graphs)
+    assert len(residuals) == 16 and atoms["attribution"].abs().max() > 1e-3  # not trivially complete
+    assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
+
+
+def test_trim_runs_in_distance_bands_and_says_why_not_in_element_properties(demo, tmp_path):
+    """Bands of the bond length: a crystal's attributions add up to f(x) - f(every bond's expansion switched off).
+    Its element features are jarvis' CGCNN table, not the physical layout: no property space, said in one line; nor,
+    with the cutoff envelope feeding the radial basis, distance bands."""
+    from types import SimpleNamespace
+
+    from matprobe.probes.attribution import trim_attributions, write_trim
+
+    trained, sets = _trained_on_demo(demo, {}, std=0.5)
+    bands = [0.0, 2.5, 3.5, 8.0]
+    trim = trim_attributions(trained, sets, "distance_bands", bands, steps=16)
+    assert len(trim) == 16 * 3 and set(trim["name"]) == {"0-2.5 Å", "2.5-3.5 Å", "3.5-8 Å"}
+    model, expected = trained.module, {}
+    for crystal_set in sets.values():
+        batch = trained.graphs.collate(crystal_set.graphs)
+        with torch.no_grad():
+            node_inputs, edge_inputs = model.node_inputs(batch.z), model.edge_inputs(batch.edge_dist)
+            change = (model.forward_with_inputs(batch, node_inputs, edge_inputs)["prediction"]
+                      - model.forward_with_inputs(batch, node_inputs, torch.zeros_like(edge_inputs))["prediction"]) * 0.5
+        expected.update(zip(crystal_set.ids, change.tolist()))
+    totals = trim.groupby("id")["attribution"].sum()
+    np.testing.assert_allclose(totals.to_numpy(), [expected[i] for i in totals.index], rtol=1e-3, atol=1e-5)
+    assert totals.abs().max() > 1e-3
+
+    outputs = {"trim": tmp_path / "trim.parquet", "trim_summary": tmp_path / "trim_summary.parquet"}
+    options = {"ig_steps": 4, "distance_bands": bands}
+    summary = write_trim(trained, SimpleNamespace(sets=sets), outputs, options)
+    assert summary["spaces"] == ["distance_bands"] and list(summary["not_available"]) == ["properties"]
+    assert "not the physical element features" in summary["not_available"]["properties"]
+    assert set(pd.read_parquet(outputs["trim"])["space"]) == {"distance_bands"}
+
+    enveloped, sets = _trained_on_demo(demo, {"use_cutoff_function": True})
+    summary = write_trim(enveloped, SimpleNamespace(sets=sets), outputs, options)
+    assert summary["spaces"] == [] and set(summary["not_available"]) == {"properties", "distance_bands"}
+    assert "not an expansion of the bond length" in summary["not_available"]["distance_bands"]
+    assert pd.read_parquet(outputs["trim"]).empty and pd.read_parquet(outputs["trim_summary"]).empty
+
+
 def bond_set(centre, neighbour, images) -> set:
     return set(zip(centre.tolist(), neighbour.tolist(), map(tuple, np.asarray(images).astype(int).tolist())))
 

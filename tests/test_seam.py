@@ -144,6 +144,52 @@ def test_a_missing_capability_is_refused_in_one_line():
         trained.require("knobs")
 
 
+def test_an_own_model_with_inputs_gets_integrated_gradients_and_trim_says_which_spaces_it_lacks(small, tmp_path):
+    """The `inputs` capability is node_inputs, edge_inputs and forward_with_inputs(batch, node_inputs, edge_inputs);
+    TRIM's domain spaces need more (node_input_layout, edge_input_centres), and a model without them is told so in
+    one line per space, not stopped."""
+    from types import SimpleNamespace
+
+    from matprobe.probes.attribution import integrated_gradients, write_trim
+
+    class Inputs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(101, 4)
+            self.out = torch.nn.Linear(4, 1)
+
+        def node_inputs(self, z):
+            return self.embed(z)
+
+        def edge_inputs(self, edge_dist):
+            return torch.exp(-edge_dist)[:, None]
+
+        def forward_with_inputs(self, batch, node_inputs, edge_inputs):
+            source, target = batch.edge_index
+            h = node_inputs + torch.tanh(torch.zeros_like(node_inputs).index_add(0, target, edge_inputs * node_inputs[source]))
+            contributions = self.out(h).squeeze(-1)
+            counts = torch.bincount(batch.batch, minlength=batch.num_graphs).to(h.dtype)
+            prediction = torch.zeros(batch.num_graphs).index_add(0, batch.batch, contributions) / counts
+            latent = torch.zeros(batch.num_graphs, 4).index_add(0, batch.batch, h) / counts[:, None]
+            return {"prediction": prediction, "contributions": contributions, "atoms": h, "latent": latent}
+
+        def forward(self, batch):
+            return self.forward_with_inputs(batch, self.node_inputs(batch.z), self.edge_inputs(batch.edge_dist))
+
+    torch.manual_seed(0)
+    trained = TrainedModel(Inputs(), ModelRecord("mine", {}, TARGET, 0.0, 2.0, "omit-O", 0))
+    assert trained.capabilities == {"contributions", "inputs"}
+    sets = load_split_data(small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", TARGET, trained.graphs).sets
+    sets = {name: sets[name].take(range(8)) for name in ("id_test", "ood_test")}
+    atoms, residuals = integrated_gradients(trained, sets, "zeros", steps=16)
+    assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
+    outputs = {"trim": tmp_path / "trim.parquet", "trim_summary": tmp_path / "trim_summary.parquet"}
+    summary = write_trim(trained, SimpleNamespace(sets=sets), outputs, {"ig_steps": 4, "distance_bands": [0, 3, 8]})
+    assert summary["spaces"] == [] and set(summary["not_available"]) == {"properties", "distance_bands"}
+    assert all(reason.startswith("mine's ") and "\n" not in reason for reason in summary["not_available"].values())
+    assert pd.read_parquet(outputs["trim"]).empty
+
+
 def test_the_config_knows_the_built_in_and_registered_models_the_seam_builds():
     from matprobe.config import BUILT_IN_MODELS
     from matprobe.models.architectures import MODELS

@@ -21,6 +21,13 @@ on 0-8 Å and 40 angle bins on [-1, 1] (as published), CGCNN's 92 element featur
 and 12 nearest neighbours (as published) are the workflow's graph settings. Also available: the package's attention
 convolutions (`conv_type`, `num_heads`) and its smooth cutoff envelope (`use_cutoff_function` and its settings).
 
+Input-space attribution (the seam's `inputs` capability: integrated gradients, TRIM) differentiates what the
+package embeds: per atom its 92 CGCNN element features (`node_inputs`), per bond the radial basis of its length
+(`edge_inputs`, the package's `RBFExpansion`); `forward_with_inputs` runs the package's forward pass with those in
+place of its own, the line graph of bond angles read from the batch as always. The element features are jarvis'
+CGCNN table, not matprobe's physical feature layout, so TRIM has distance bands for ALIGNN but no element-property
+space (nor distance bands where the cutoff envelope, not the length, feeds the radial basis).
+
 A model trained by the package's own trainer (`train_alignn.py`, `model.name = alignn_atomwise_pure`) is probed
 without training through `from_checkpoint` (a factory for `finished: true` config entries; docs/own-model.md): its
 architecture and graph settings come from the config.json the trainer wrote, its weights from best_model.pt, and the
@@ -48,7 +55,7 @@ with warnings.catch_warnings():
     # into failures. Only these two, only while importing.
     warnings.filterwarnings("ignore", message=r"Support for class-based `config` is deprecated")
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
-    from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig
+    from alignn.models.alignn_atomwise_pure import ALIGNNAtomWisePure, ALIGNNAtomWisePureConfig, cutoff_function_based_edges
     from alignn.torch_graph_builder import TorchGraph
     from torch_geometric.data import Batch, Data
 
@@ -154,6 +161,10 @@ class ALIGNN(nn.Module):
                 self.net.alignn_layers[-1] if len(self.net.alignn_layers) else self.net.atom_embedding)
         last.register_forward_hook(self._keep_atoms)
         self._atoms: Tensor | None = None
+        # edge inputs given to forward_with_inputs take the place of the package's radial basis by a hook on it, so
+        # that everything after the basis is still the package's own forward pass
+        self.net.edge_embedding[0].register_forward_hook(self._substitute_edge_inputs)
+        self._edge_inputs: Tensor | None = None
         # what the seam reads to make this model's inputs; a checkpoint's also checks the workflow's graph settings
         # against those it was trained on
         trained_on = ({"cutoff": config.cutoff, "max_neighbors": config.max_neighbors}
@@ -163,6 +174,9 @@ class ALIGNN(nn.Module):
 
     def _keep_atoms(self, module, inputs, output) -> None:
         self._atoms = output[0] if isinstance(output, tuple) else output
+
+    def _substitute_edge_inputs(self, module, inputs, output) -> Tensor | None:
+        return self._edge_inputs  # None keeps the package's own expansion
 
     def options(self) -> dict:
         """The options that rebuild this model (`build(options)`)."""
@@ -176,15 +190,39 @@ class ALIGNN(nn.Module):
         """Atom contributions from atom features: the package's final linear layer, atom by atom."""
         return self.net.fc(atoms).squeeze(-1)
 
-    def package_inputs(self, batch) -> tuple[TorchGraph, TorchGraph, None]:
-        """The (graph, line graph, lattice) triple the package's forward takes, from a batch of our items."""
+    def node_inputs(self, z: Tensor) -> Tensor:
+        """(atoms, 92): the CGCNN element features the package's atom embedding reads."""
+        return self.net._species_table[z]
+
+    def edge_inputs(self, edge_dist: Tensor) -> Tensor:
+        """(bonds, edge_bins): the radial basis the package expands each bond into, of its length, or of the cutoff
+        envelope of its length where the envelope feeds the basis (`use_cutoff_function` without
+        `multiply_cutoff`)."""
+        config = self.net.config
+        if config.use_cutoff_function and not config.multiply_cutoff:
+            edge_dist = cutoff_function_based_edges(edge_dist, inner_cutoff=config.inner_cutoff, exponent=config.exponent)
+        return self.net.edge_embedding[0](edge_dist)
+
+    def node_input_layout(self) -> None:
+        """None: jarvis' CGCNN features are not matprobe's physical feature layout (TRIM has no property space)."""
+        return None
+
+    def edge_input_centres(self) -> Tensor | None:
+        """The bond length (Å) each edge-input column is centred on; None where the basis expands the cutoff
+        envelope instead, whose columns are no distances."""
+        config = self.net.config
+        return None if config.use_cutoff_function and not config.multiply_cutoff else self.net.edge_embedding[0].centers
+
+    def package_inputs(self, batch, atom_features: Tensor | None = None) -> tuple[TorchGraph, TorchGraph, None]:
+        """The (graph, line graph, lattice) triple the package's forward takes, from a batch of our items (with
+        `atom_features` in place of the elements' own)."""
         num_graphs = int(batch.num_graphs)
         counts = torch.bincount(batch.batch, minlength=num_graphs)
         atom_graph = TorchGraph(
             num_nodes=int(batch.z.shape[0]),
             src=batch.edge_index[1],  # the centre atom i that chose the bond
             dst=batch.edge_index[0],  # its neighbour j, where the package gathers
-            ndata={"atom_features": self.net._species_table[batch.z]},
+            ndata={"atom_features": self.node_inputs(batch.z) if atom_features is None else atom_features},
             edata={"r": batch.edge_vec},
             batch_num_nodes=counts,
         )
@@ -192,9 +230,20 @@ class ALIGNN(nn.Module):
                                 edata={"h": batch.lg_cos})
         return atom_graph, line_graph, None  # the lattice is read only for stress, which is off
 
-    def forward(self, batch) -> dict[str, Tensor]:
-        self._atoms = None
-        prediction = self.net(self.package_inputs(batch))["out"]
+    def forward(self, batch, edge_inputs: Tensor | None = None, neighbors: int | None = None) -> dict[str, Tensor]:
+        """`edge_inputs` may be passed precomputed (`edge_inputs(batch.edge_dist)`): the radial basis has no
+        parameters, so callers that evaluate one batch many times (loss landscapes) expand once; by default the
+        package expands the bonds itself. `neighbors`, the crystal graphs' convolution fast path, is not ALIGNN's."""
+        return self.forward_with_inputs(batch, self.node_inputs(batch.z), edge_inputs)
+
+    def forward_with_inputs(self, batch, node_inputs: Tensor, edge_inputs: Tensor | None) -> dict[str, Tensor]:
+        """The outputs on `batch` with these node inputs (atoms, 92) and edge inputs (bonds, edge_bins; None: the
+        package's own expansion of the bonds), the line graph the batch's: what attribution differentiates."""
+        self._atoms, self._edge_inputs = None, edge_inputs
+        try:
+            prediction = self.net(self.package_inputs(batch, node_inputs))["out"]
+        finally:
+            self._edge_inputs = None
         atoms, self._atoms = self._atoms, None
         contributions = self.head(atoms)
         num_graphs = int(batch.num_graphs)
@@ -451,7 +500,7 @@ def load_line_graphs(path: str | Path) -> dict:
 
 class AngleGraph(Data):
     """One crystal: z, edge_index (row 0 neighbour j, row 1 centre i, as every matprobe graph), edge_vec (r_j - r_i),
-    edge_dist, lg_index (bond pairs, local bond indices), lg_cos, y, item. Batching offsets lg_index by the
+    edge_dist (|edge_vec|), lg_index (bond pairs, local bond indices), lg_cos, y, item. Batching offsets lg_index by the
     number of bonds of the crystals before it."""
 
     def __inc__(self, key, value, *args, **kwargs):
@@ -509,11 +558,14 @@ class AngleGraphs:
         for k, (g, line_row) in enumerate(zip(rows, line_rows)):
             n0, n1, e0, e1 = int(node_ptr[g]), int(node_ptr[g + 1]), int(edge_ptr[g]), int(edge_ptr[g + 1])
             t0, t1 = int(lg_ptr[line_row]), int(lg_ptr[line_row + 1])
+            edge_vec = stored["edge_vec"][e0:e1]
             items.append(AngleGraph(
                 z=stored["numbers"][n0:n1].long(),
                 edge_index=stored["edge_index"][:, e0:e1].long(),
-                edge_vec=stored["edge_vec"][e0:e1],
-                edge_dist=stored["edge_dist"][e0:e1],
+                edge_vec=edge_vec,
+                # the length as the package computes it from edge_vec (the stored one is rounded from float64 and
+                # differs in the last bit), so that edge inputs made from edge_dist are the package's own
+                edge_dist=torch.norm(edge_vec, dim=1),
                 lg_index=lines["lg_index"][:, t0:t1].long(),
                 lg_cos=lines["lg_cos"][t0:t1].clone(),  # not a view: an item must not keep a whole set's angles alive
                 y=torch.tensor([float(targets[k])], dtype=torch.float32),
@@ -536,7 +588,9 @@ class AngleGraphs:
 
     @staticmethod
     def collate(items: list[AngleGraph]) -> Batch:
-        return Batch.from_data_list(items)
+        batch = Batch.from_data_list(items)
+        batch.neighbors = 0  # no convolution fast path (seam.CrystalGraphs); landscapes pass it along
+        return batch
 
 
 def select_crystals(stored: dict, rows: list[int]) -> dict:

@@ -8,7 +8,8 @@ reads); `element_representation()` returns the vector the model gives each eleme
 
 The forward pass is split at its inputs, so that attribution can differentiate with respect to them:
 `node_inputs(z)` (physical feature rows or learned embeddings) and `edge_inputs(dist)` (the radial
-basis expansion of distances), then `forward_from_inputs`."""
+basis expansion of distances), then `forward_with_inputs(batch, node_inputs, edge_inputs)`, the model seam's
+form, which runs `forward_from_inputs` on the batch's graph tensors."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models.schnet import InteractionBlock, ShiftedSoftplus
 
-from matprobe.inputs.features import MAX_Z, node_feature_table
+from matprobe.inputs.features import MAX_Z, node_feature_table, physical_feature_layout
 
 # Gaussian tails underflow into float32 denormals, which make CPU matrix products several times slower
 # (shared/notes/performance.md: 4.4x in training). Values this small carry no information: zero them.
@@ -185,8 +186,26 @@ class CrystalModel(nn.Module):
     def edge_inputs(self, edge_dist: Tensor) -> Tensor:
         return self.expansion(edge_dist)
 
+    def node_input_layout(self) -> list[tuple[str, slice]] | None:
+        """(property, columns) of the node inputs when they are the physical element features (TRIM's property
+        space); None for a learned embedding, whose columns mean no property."""
+        return physical_feature_layout() if self.encoder.kind == "physical" else None
+
+    def edge_input_centres(self) -> Tensor:
+        """The distance (Å) each edge-input column is centred on (TRIM's distance bands)."""
+        return self.expansion.centres
+
+    def forward_with_inputs(self, batch, node_inputs: Tensor, edge_inputs: Tensor) -> dict[str, Tensor]:
+        """The outputs on `batch` with these node and edge inputs (the model seam's form, what attribution
+        differentiates); the fast path and atom weights are what the batch carries."""
+        return self.forward_from_inputs(node_inputs, edge_inputs, batch.edge_index, batch.edge_dist, batch.batch,
+                                        batch.num_graphs, getattr(batch, "neighbors", None),
+                                        getattr(batch, "atom_weight", None))
+
     def forward_from_inputs(self, node_inputs, edge_inputs, edge_index, edge_dist, batch, num_graphs, neighbors=None,
                             atom_weight=None) -> dict[str, Tensor]:
+        """The same pass from the graph's tensors one by one (`batch`: each atom's crystal); subclasses that
+        compute differently override this, and `forward` and `forward_with_inputs` follow."""
         atoms = self.interact(self.encoder.embed(node_inputs), edge_inputs, edge_index, edge_dist, neighbors, atom_weight)
         prediction, contributions, latent = self.readout(atoms, batch, num_graphs, atom_weight)
         # "atoms": each atom's representation, what the atom-wise head reads (the generative knobs model it)

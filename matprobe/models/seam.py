@@ -16,6 +16,13 @@ one batched pass (`predict`), the head in physical units (`head`), and the param
 model cannot give (no input-space attribution without node and edge inputs, no element table without an element
 encoder) is a missing *capability*: the stages that need it say so in one line at planning time (`requires`).
 
+Input-space attribution (the `inputs` capability) differentiates the forward pass split at its inputs:
+`node_inputs(z)` (atoms, F), `edge_inputs(edge_dist)` (bonds, G), and `forward_with_inputs(batch, node_inputs,
+edge_inputs)`, the outputs on the batch with those inputs in place of its own. The whole batch goes in, so that a
+model reads whatever else it needs from it (ALIGNN its line graph of bond angles). TRIM's domain spaces also need,
+where a model has them, `node_input_layout()` (the node inputs' columns per element property, in the physical
+feature layout) and `edge_input_centres()` (the distance in Å each edge-input column is centred on).
+
 Architectures are registered by name (cgcnn, schnet, alignn, chgnet) or named by a factory `package.module:function`
 (docs/own-model.md): the factory takes the options dict and returns the module; the module's class may carry a
 `graph_kind` attribute (default: the workflow's crystal graphs)."""
@@ -65,7 +72,7 @@ STAGE_NEEDS = {
 class CrystalGraphs:
     """The workflow's neighbour-list graphs as PyG `Data` (CGCNN, SchNet and any model that reads them): z,
     edge_index, edge_dist, y; a batch also carries `neighbors` (k when every atom has exactly k edges in order, the
-    convolutions' fast path; see architectures.regular_neighbors)."""
+    convolutions' fast path, else 0; see architectures.regular_neighbors)."""
 
     name = "crystal"
 
@@ -81,7 +88,8 @@ class CrystalGraphs:
 
     def collate(self, items: list) -> Batch:
         batch = Batch.from_data_list(items)
-        batch.neighbors = regular_neighbors(batch.edge_index, batch.num_nodes)
+        # 0 rather than None for no fast path: PyG drops an attribute set to None, and landscapes read this one
+        batch.neighbors = regular_neighbors(batch.edge_index, batch.num_nodes) or 0
         return batch
 
 
@@ -200,7 +208,7 @@ class TrainedModel:
         module, found = self.module, {"contributions"}
         if callable(getattr(module, "head", None)):
             found.add("atoms")
-        if all(callable(getattr(module, name, None)) for name in ("node_inputs", "edge_inputs", "forward_from_inputs")):
+        if all(callable(getattr(module, name, None)) for name in ("node_inputs", "edge_inputs", "forward_with_inputs")):
             found.add("inputs")
         if callable(getattr(module, "element_representation", None)):
             found.add("elements")

@@ -27,7 +27,7 @@ import torch
 from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 
-from matprobe.inputs.features import element_properties, physical_feature_layout
+from matprobe.inputs.features import element_properties
 from matprobe.layout import run_paths
 from matprobe.io import write_json, write_parquet
 from matprobe.models.seam import TrainedModel, load_trained
@@ -39,6 +39,7 @@ from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.attribution")
 DEFAULT_BANDS = [0.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
+TRIM_SPACES = ("properties", "distance_bands")
 
 
 def _test_batches(trained: TrainedModel, sets, batch_size):
@@ -53,13 +54,6 @@ def _test_batches(trained: TrainedModel, sets, batch_size):
                 node_inputs = model.node_inputs(batch.z).detach()
                 edge_inputs = model.edge_inputs(batch.edge_dist)
             yield set_name, sets[set_name].ids, start, batch, node_inputs, edge_inputs
-
-
-def _forward(model, batch, node_inputs=None, edge_inputs=None):
-    node_inputs = model.node_inputs(batch.z) if node_inputs is None else node_inputs
-    edge_inputs = model.edge_inputs(batch.edge_dist) if edge_inputs is None else edge_inputs
-    return model.forward_from_inputs(node_inputs, edge_inputs, batch.edge_index, batch.edge_dist, batch.batch,
-                                     batch.num_graphs, batch.neighbors)
 
 
 def _symbols(z: torch.Tensor) -> list[str]:
@@ -175,15 +169,15 @@ def integrated_gradients(trained: TrainedModel, sets, baseline: str = "zeros", s
             raise ValueError(f"unknown integrated-gradients baseline {baseline!r}")
 
         def summed(x):  # (k, N, F) -> (k,): each copy's summed predictions
-            return torch.stack([_forward(model, batch, node_inputs=xi, edge_inputs=edge_inputs)["prediction"].sum() for xi in x])
+            return torch.stack([model.forward_with_inputs(batch, xi, edge_inputs)["prediction"].sum() for xi in x])
 
         attributions = IntegratedGradients(summed).attribute(inputs[None], baselines=base[None], n_steps=steps,
                                                              method="gausslegendre",
                                                              internal_batch_size=max(1, min(steps, steps_per_pass)))[0]
         per_atom = attributions.sum(dim=1).detach() * std
         with torch.no_grad():
-            f_x = _forward(model, batch, node_inputs=inputs, edge_inputs=edge_inputs)["prediction"] * std
-            f_base = _forward(model, batch, node_inputs=base, edge_inputs=edge_inputs)["prediction"] * std
+            f_x = model.forward_with_inputs(batch, inputs, edge_inputs)["prediction"] * std
+            f_base = model.forward_with_inputs(batch, base, edge_inputs)["prediction"] * std
         per_crystal = torch.zeros(batch.num_graphs).index_add(0, batch.batch, per_atom)
         residuals.extend((per_crystal - (f_x - f_base)).abs().tolist())
         site = torch.arange(batch.num_nodes) - batch.ptr[batch.batch]
@@ -206,21 +200,21 @@ def trim_attributions(trained: TrainedModel, sets, space: str, bands=DEFAULT_BAN
     variable s in [0, 1] that switches that block of the inputs on (physical units); `steps_per_pass` as in
     integrated_gradients."""
     model, std = trained.module, trained.record.std
+    if trim_space_unavailable(trained, space):
+        return pd.DataFrame(columns=["id", "set", "space", "name", "attribution"])
     if space == "properties":
-        if model.encoder.kind != "physical":
-            return pd.DataFrame(columns=["id", "set", "space", "name", "attribution"])
-        layout = physical_feature_layout()
+        layout = model.node_input_layout()
         names = [name for name, _ in layout]
-        masks = torch.zeros(len(layout), model.encoder.table.shape[1])
+        with torch.no_grad():
+            width = model.node_inputs(torch.ones(1, dtype=torch.long)).shape[1]
+        masks = torch.zeros(len(layout), width)
         for k, (_, columns) in enumerate(layout):
             masks[k, columns] = 1.0
-    elif space == "distance_bands":
-        centres = model.expansion.centres
+    else:
+        centres = model.edge_input_centres()
         names = [f"{low:g}-{high:g} Å" for low, high in zip(bands[:-1], bands[1:])]
         masks = torch.stack([((centres >= low) & (centres < high)).float() for low, high in zip(bands[:-1], bands[1:])])
         masks[-1] += (centres >= bands[-1]).float()  # the last centre sits on the cutoff
-    else:
-        raise ValueError(f"unknown TRIM space {space!r}")
 
     rows = []
     for set_name, ids, start, batch, node_inputs, edge_inputs in _test_batches(trained, sets, batch_size):
@@ -232,10 +226,10 @@ def trim_attributions(trained: TrainedModel, sets, space: str, bands=DEFAULT_BAN
             for s in copies:
                 if space == "properties":
                     x = node_inputs * (s[batch.batch] @ masks)
-                    outputs.append(_forward(model, batch, node_inputs=x, edge_inputs=edge_inputs)["prediction"])
+                    outputs.append(model.forward_with_inputs(batch, x, edge_inputs)["prediction"])
                 else:
                     e = edge_inputs * (s[edge_crystal] @ masks)
-                    outputs.append(_forward(model, batch, node_inputs=node_inputs, edge_inputs=e)["prediction"])
+                    outputs.append(model.forward_with_inputs(batch, node_inputs, e)["prediction"])
             return torch.cat(outputs)
 
         ones = torch.ones(batch.num_graphs, len(names))
@@ -247,6 +241,25 @@ def trim_attributions(trained: TrainedModel, sets, space: str, bands=DEFAULT_BAN
             for k, name in enumerate(names):
                 rows.append({"id": ids[start + b], "set": set_name, "space": space, "name": name, "attribution": float(attributions[b, k])})
     return pd.DataFrame(rows)
+
+
+def trim_space_unavailable(trained: TrainedModel, space: str) -> str | None:
+    """Why a model's inputs cannot be read in a TRIM space, in one line; None when they can. Element properties
+    need node inputs in the physical feature layout (`node_input_layout()`), distance bands edge inputs that
+    expand the bond length (`edge_input_centres()`); a model without the method, or whose method returns None,
+    has not."""
+    module, architecture = trained.module, trained.record.architecture
+    if space == "properties":
+        layout = getattr(module, "node_input_layout", None)
+        if not callable(layout) or layout() is None:
+            return f"{architecture}'s node inputs are not the physical element features, so they have no element-property columns"
+    elif space == "distance_bands":
+        centres = getattr(module, "edge_input_centres", None)
+        if not callable(centres) or centres() is None:
+            return f"{architecture}'s edge inputs are not an expansion of the bond length, so they have no distance bands"
+    else:
+        raise ValueError(f"unknown TRIM space {space!r}")
+    return None
 
 
 def trim_summary(trim: pd.DataFrame) -> pd.DataFrame:
@@ -397,13 +410,21 @@ def write_integrated_gradients(trained: TrainedModel, data: SplitData, outputs: 
             "completeness_mean_abs_residual": float(residuals.mean()) if len(residuals) else None}
 
 
-def write_trim(trained: TrainedModel, data: SplitData, outputs: Mapping, options: dict) -> None:
-    """4. trim and trim_summary: attributions in element-property and distance-band space."""
-    trim = pd.concat([trim_attributions(trained, data.sets, "properties", steps=options["ig_steps"]),
-                      trim_attributions(trained, data.sets, "distance_bands", options["distance_bands"], steps=options["ig_steps"])],
-                     ignore_index=True)
+def write_trim(trained: TrainedModel, data: SplitData, outputs: Mapping, options: dict) -> dict:
+    """4. trim and trim_summary: attributions in element-property and distance-band space, each space the model's
+    inputs can be read in; the summary names the others and why."""
+    frames, unavailable = [], {}
+    for space in TRIM_SPACES:
+        reason = trim_space_unavailable(trained, space)
+        if reason:
+            unavailable[space] = reason
+            log.info("TRIM in %s space not computed: %s", space, reason)
+            continue
+        frames.append(trim_attributions(trained, data.sets, space, options["distance_bands"], steps=options["ig_steps"]))
+    trim = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "set", "space", "name", "attribution"])
     write_parquet(trim, outputs["trim"])
     write_parquet(trim_summary(trim), outputs["trim_summary"])
+    return {"spaces": [space for space in TRIM_SPACES if space not in unavailable], "not_available": unavailable}
 
 
 def write_unavailable(outputs: Mapping, names: tuple[str, ...], reason: str) -> dict:
@@ -464,7 +485,7 @@ def run_attribution(model_path, graphs_path, materials_path, split_path, predict
         else write_unavailable(outputs, ("element_pca",), f"{architecture} has no element representation"))
     if "inputs" in capabilities:
         summary["integrated_gradients"] = write_integrated_gradients(trained, data, outputs, options)
-        write_trim(trained, data, outputs, options)
+        summary["trim"] = write_trim(trained, data, outputs, options)
     else:
         summary["integrated_gradients"] = write_unavailable(
             outputs, ("ig_atoms", "ig_elements", "trim", "trim_summary"), f"{architecture} has no node and edge inputs to differentiate")
