@@ -12,7 +12,7 @@ import pytest
 from conftest import rocksalt
 from matprobe import MatprobeError
 from matprobe.inputs.data import normalise_dataset
-from matprobe.inputs.sources import read_materials_project
+from matprobe.inputs.sources import EMBEDDED_FILE, read_materials_project
 
 BAD_CIF = "data_broken\n_cell_length_a 3.0\nloop_\n_atom_site_label\n"
 
@@ -228,6 +228,33 @@ def test_embedded_demo_normalises_completely(tmp_path):
     assert len(table) == 3938 and len(rejected) == 0
     assert table["id"].is_unique
     assert summary["elements"]["Fe"] > 100 and summary["elements"]["O"] > 1000
+    # the package's own table, keyed by no machine's path: the same summary wherever matprobe is installed
+    assert summary["input_sha256"] == {"embedded:flla_2015.parquet": hashlib.sha256(EMBEDDED_FILE.read_bytes()).hexdigest()}
+
+
+def test_input_checksums_are_keyed_by_portable_names(tmp_path, monkeypatch, crystals):
+    """summary.json names an input by its path relative to the working directory, or else by source and file name
+    (with parent folders where two names alike would collide), never by a machine's absolute path."""
+    from matprobe.inputs.data import portable_keys
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    root = write_cgcnn_folder(elsewhere / "cg", crystals)
+    with tarfile.open(elsewhere / "set.tar.gz", "w:gz") as tar:
+        tar.add(root, arcname="set")
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "set.tar.gz").write_bytes((elsewhere / "set.tar.gz").read_bytes())
+    (work / "linked").symlink_to(elsewhere)  # a data folder linked in from another disk keeps its name here
+    monkeypatch.chdir(work)
+    digest = hashlib.sha256((elsewhere / "set.tar.gz").read_bytes()).hexdigest()
+    for path, key in (("data/set.tar.gz", "data/set.tar.gz"), (work / "data" / "set.tar.gz", "data/set.tar.gz"),
+                      ("linked/set.tar.gz", "linked/set.tar.gz"), (elsewhere / "set.tar.gz", "cgcnn_dir:set.tar.gz")):
+        spec = {"source": "cgcnn_dir", "path": str(path), "columns": ["formation_energy_per_atom", "band_gap"]}
+        assert normalise(tmp_path, "cg", spec)[2]["input_sha256"] == {key: digest}, path
+    # two files of one name outside the working directory stay apart, each with its checksum
+    (elsewhere / "other").mkdir()
+    (elsewhere / "other" / "set.tar.gz").write_bytes(b"not the same")
+    keys = portable_keys({elsewhere / "set.tar.gz": "a", elsewhere / "other" / "set.tar.gz": "b"}, "matbench")
+    assert keys == {"matbench:elsewhere/set.tar.gz": "a", "matbench:other/set.tar.gz": "b"}
 
 
 def test_a_dataset_in_one_file_per_set_reads_as_one_table_and_keeps_its_published_sets(tmp_path, crystals):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -182,6 +183,28 @@ def refused_value_counts(refused: list[dict]) -> dict:
     return counts
 
 
+def portable_keys(checksums: dict[Path, str], source: str, workdir: str | Path | None = None) -> dict[str, str]:
+    """The input checksums of summary.json keyed by names that mean the same on any machine: a file under the
+    workflow's working directory by its path relative to it, any other (matprobe's own embedded table, a download
+    cache elsewhere) by `{source}:{file name}`, with as many parent folders as tell two such files apart."""
+    workdir = Path(workdir if workdir is not None else Path.cwd()).resolve()
+    package = Path(__file__).resolve().parent.parent
+    keys, outside = {}, {}
+    for path, checksum in checksums.items():
+        # as written (a symlinked data folder keeps the name it has in the config), else with links followed
+        candidates = (Path(os.path.abspath(workdir / path)), (workdir / path).resolve())
+        inside = [c for c in candidates if c.is_relative_to(workdir) and not c.is_relative_to(package)]
+        if inside:
+            keys[inside[0].relative_to(workdir).as_posix()] = checksum
+        else:  # matprobe's own files count as outside even in a checkout that is also the working directory
+            outside[candidates[1]] = checksum
+    depth = 1
+    while len({path.parts[-depth:] for path in outside}) < len(outside):
+        depth += 1
+    keys.update({f"{source}:{'/'.join(path.parts[-depth:])}": checksum for path, checksum in outside.items()})
+    return keys
+
+
 def normalise_dataset(
     name: str,
     spec: dict,
@@ -220,8 +243,8 @@ def normalise_dataset(
         "dataset": name,
         "source": spec["source"],
         # provenance, and a way to tell a re-copied file (newer, so Snakemake plans a re-run) from a changed one
-        "input_sha256": {**{str(path): checksum for path, checksum in checksums.items()},
-                         **{path: sha256_of(path) for path in local_inputs(spec) if Path(path).is_file()}},
+        "input_sha256": portable_keys({**checksums, **{Path(path): sha256_of(path) for path in local_inputs(spec)
+                                                       if Path(path).is_file()}}, spec["source"]),
         "read": n_read,
         "accepted": len(table),
         "rejected": len(rejected_frame),
