@@ -114,6 +114,50 @@ def test_its_forward_split_at_its_inputs_is_its_forward(demo, options):
     assert not torch.allclose(switched_off["prediction"], own["prediction"])
 
 
+def test_landscape_points_batched_per_pass_equal_one_at_a_time(demo, caplog):
+    """The package scatters in place, which vmap cannot batch: asked for several points per pass, the landscape
+    evaluates ALIGNN one point per pass, says so once, and gives the losses of points_per_pass=1; a model that does
+    not declare it falls back on vmap's error in its first pass, with the same losses."""
+    from matprobe.probes.landscape import EvalSet, LandscapeEvaluator, PreparedBatch, direction_parameters, random_directions
+
+    trained, sets = _trained_on_demo(demo, {}, std=0.5)
+    model, record = trained.module, trained.record
+    assert model.supports_vmap is False
+    prepared = {}
+    for name, crystal_set in sets.items():
+        batches = []
+        for batch in trained.batches(crystal_set.graphs, 4):  # several batches per set, as in prepare_sets
+            with torch.no_grad():
+                extra = (model.edge_inputs(batch.edge_dist), batch.neighbors)
+            batches.append(PreparedBatch(batch, record.to_standardised(batch.y), extra))
+        prepared[name] = EvalSet(name, crystal_set.ids, batches)
+    weights = direction_parameters(model)
+    d1, d2 = random_directions(weights, "filter", seed=0)
+    points = [(0.0, 0.0), (0.1, -0.05), (-0.2, 0.2)]
+    one = LandscapeEvaluator(model, prepared, weights, d1, d2, points_per_pass=1).evaluate(points)
+    caplog.set_level("INFO", logger="matprobe.probes.landscape")
+    declared = LandscapeEvaluator(model, prepared, weights, d1, d2, points_per_pass=3)
+    assert declared.points_per_pass == 1
+    model.supports_vmap = True  # as a model of one's own that does not say it
+    try:
+        undeclared = LandscapeEvaluator(model, prepared, weights, d1, d2, points_per_pass=3)
+        assert undeclared.points_per_pass == 3
+        tried = undeclared.evaluate(points)
+        assert undeclared.points_per_pass == 1
+    finally:
+        del model.supports_vmap
+    said = [r for r in caplog.records if "cannot be vmapped" in r.getMessage()]
+    assert len(said) == 2 and "supports_vmap = False" in said[0].getMessage() and "scatter_add_" in said[1].getMessage()
+    for values in (declared.evaluate(points), tried):
+        for row, expected in zip(values, one):
+            assert row.keys() == expected.keys() == {"id_test", "ood_test"}
+            for name in row:
+                assert row[name] == pytest.approx(expected[name], rel=1e-6, abs=1e-6)
+    assert len({round(row["id_test"], 6) for row in one}) == 3  # the points are told apart
+    for name, w in weights.items():  # the trained weights are back in place
+        assert torch.equal(dict(model.named_parameters())[name].detach(), w)
+
+
 def test_integrated_gradients_on_its_inputs_are_complete(demo):
     from matprobe.probes.attribution import integrated_gradients
 

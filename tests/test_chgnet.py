@@ -201,6 +201,10 @@ def test_vmap_over_parameter_sets_matches_one_at_a_time(model, items):
         apart = torch.stack([functional_call(model, {n: p * s for n, p in params.items()}, (batch,), strict=False)["prediction"]
                              for s in scales])
     assert torch.allclose(together, apart, atol=1e-5)
+    # so the landscape vmaps it as asked (unlike ALIGNN, whose class opts out with supports_vmap = False)
+    from matprobe.probes.landscape import points_per_pass_for
+
+    assert points_per_pass_for(model, 16) == 16
 
 
 def test_bad_options_and_isolated_atoms_are_one_line_errors():

@@ -88,6 +88,24 @@ def test_chunked_grid_merges_to_the_one_job_grid(small, tiny_model, tmp_path):
     assert len(merged) == len(grid_points(OPTIONS)) * 4 and set(merged["set"]) == {"train", "val", "id_test", "ood_test"}
 
 
+def test_a_model_that_cannot_be_vmapped_is_evaluated_one_point_per_pass(small, tiny_model, tmp_path, monkeypatch, caplog):
+    """points_per_pass > 1 on a model whose class sets supports_vmap = False (ALIGNN): one point per pass, said once
+    in the chunk's log, the same grid as points_per_pass 1."""
+    from matprobe.models.architectures import MODELS
+
+    paths = {k: small / k for k in ("graphs.pt", "materials.parquet", "omit-O.json")}
+    args = (tiny_model, paths["graphs.pt"], paths["materials.parquet"], paths["omit-O.json"])
+    compute_directions(*args, tmp_path / "directions.pt", OPTIONS)
+    one = evaluate_chunk(*args, tmp_path / "directions.pt", tmp_path / "one.parquet", OPTIONS, 0, 4, progress=False)
+    monkeypatch.setattr(MODELS["cgcnn"][0], "supports_vmap", False, raising=False)
+    caplog.set_level("INFO", logger="matprobe.probes.landscape")
+    batched = evaluate_chunk(*args, tmp_path / "directions.pt", tmp_path / "three.parquet", {**OPTIONS, "points_per_pass": 3},
+                             0, 4, progress=False)
+    said = [r.getMessage() for r in caplog.records if "cannot be vmapped" in r.getMessage()]
+    assert len(said) == 1 and "one per pass, not 3" in said[0]
+    pd.testing.assert_frame_equal(batched, one)
+
+
 def _exact_hessian(model, eval_set, weights):
     def loss(vector):
         params = unflatten(vector, weights)

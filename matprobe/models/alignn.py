@@ -116,6 +116,10 @@ class ALIGNN(nn.Module):
     """The seam's crystal model around the package's `ALIGNNAtomWisePure` (attribute `net`, so its state-dict keys
     are the package's with a `net.` prefix). `forward(batch)` takes a batch of its `graph_kind`'s items."""
 
+    # the package's message passing sums with an in-place scatter_add_ into a fresh tensor, which torch.func's vmap
+    # over parameter sets cannot batch: landscapes evaluate it one point per pass (landscape.points_per_pass_for)
+    supports_vmap = False
+
     def __init__(self, config: ALIGNNConfig):
         super().__init__()
         self.config = config

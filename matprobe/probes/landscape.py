@@ -148,6 +148,17 @@ def orthogonalise(direction: dict, against: dict) -> dict:
 # ---- loss of one parameter point --------------------------------------------------------------------
 
 
+def points_per_pass_for(model, requested: int) -> int:
+    """The points per pass a model can take: `requested`, or 1 for a model whose class says it cannot be vmapped
+    over parameter sets (`supports_vmap = False`: ALIGNN, whose package scatters in place), said in one line."""
+    requested = max(1, int(requested))
+    if requested > 1 and not getattr(model, "supports_vmap", True):
+        log.info("%s cannot be vmapped over parameter sets (supports_vmap = False): landscape points are evaluated "
+                 "one per pass, not %d", type(model).__name__, requested)
+        return 1
+    return requested
+
+
 class LandscapeEvaluator:
     """Loss (MAE on standardised targets) of every set at points theta0 + alpha*d1 + beta*d2."""
 
@@ -157,7 +168,8 @@ class LandscapeEvaluator:
         self.sets = sets
         self.weights, self.d1 = weights, d1
         self.d2 = d2 if d2 is not None else {n: torch.zeros_like(w) for n, w in weights.items()}
-        self.points_per_pass = max(1, int(points_per_pass))
+        self.points_per_pass = points_per_pass_for(model, points_per_pass)
+        self.vmap_checked = False  # whether a vmapped pass has succeeded: a model's first one decides (evaluate)
         self.parameters = dict(model.named_parameters())
         self.forward = torch.compile(model, dynamic=True) if compile_model else model
 
@@ -176,7 +188,20 @@ class LandscapeEvaluator:
         if self.points_per_pass > 1:
             results = []
             for start in range(0, len(points), self.points_per_pass):
-                results.extend(self._evaluate_vmapped(points[start : start + self.points_per_pass]))
+                try:
+                    results.extend(self._evaluate_vmapped(points[start : start + self.points_per_pass]))
+                except RuntimeError as exc:
+                    # a model that does not declare supports_vmap = False but does what vmap cannot (an in-place
+                    # scatter, .item()): its first pass fails before any loss is kept, so evaluating one point per
+                    # pass from here gives the same values; a failure after a pass has succeeded is a real error
+                    if self.vmap_checked or not str(exc).startswith("vmap"):
+                        raise
+                    log.warning("%s cannot be vmapped over parameter sets (%s); landscape points are evaluated one "
+                                "per pass (set supports_vmap = False on its class to skip this try)",
+                                type(self.model).__name__, str(exc).splitlines()[0][:200])
+                    self.points_per_pass = 1
+                    return self.evaluate(points)  # nothing kept yet: no pass has succeeded
+                self.vmap_checked = True
             return results
         results = []
         try:
@@ -323,8 +348,8 @@ def evaluate_chunk(model_path, graphs_path, materials_path, split_path, directio
         raise MatprobeError(f"{directions_path}: its evaluation sets differ from this run's (landscape settings changed?)")
     weights = {name: dict(model.named_parameters())[name].detach().clone() for name in saved["names"]}
     per_pass = options["points_per_pass"]
-    if per_pass == "auto":
-        per_pass = 16 if device.type == "cuda" else 1
+    # resolved before the compile choice below, so that a model evaluated one point per pass is treated as such
+    per_pass = points_per_pass_for(model, (16 if device.type == "cuda" else 1) if per_pass == "auto" else per_pass)
     compile_model = options["compile"] == "always" or (options["compile"] == "auto" and device.type == "cpu" and per_pass == 1)
     evaluator = LandscapeEvaluator(model, sets, weights, saved["d1"], saved["d2"],
                                    compile_model=compile_model, points_per_pass=per_pass)
