@@ -63,7 +63,7 @@ RUN_FILES = {
                     "trim_summary": "trim_summary.parquet", "topology": "topology_correlations.parquet",
                     "diagrams": "persistence_examples.parquet", "betti_curves": "betti_curves.parquet",
                     "summary": "summary.json"},
-    "knobs": {"model": "knob_model.pt", "atoms": "atoms.parquet", "responses": "responses.parquet",
+    "knobs": {"model": "knob_model.pt", "atoms": "atoms.parquet", "responses": "responses.parquet", "crystal": "crystal_agreement.parquet",
               "summary": "summary.parquet", "checks": "checks.json"},
     "probe_maps": {"maps": "maps.parquet", "atoms": "plane_atoms.parquet", "summary": "summary.json",
                    "comparison": "comparison.json"},

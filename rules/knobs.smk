@@ -1,4 +1,5 @@
-# Stage 5c: generative knobs, per analysed model (it reads the atom-level topological descriptors of the dataset).
+# Stage 5c: generative knobs, per analysed model (it reads the atom-level topological descriptors of the dataset, and
+# the same run's physical interventions, the crystal's answer its knobs are checked against).
 
 KNOB_DIR = L.run_dir("knobs")
 
@@ -10,6 +11,7 @@ rule knobs:
         **run_inputs(),
         ph_atoms=f"{L.topology_dir}/ph_atoms.parquet",
         directed_atoms=f"{L.path_homology_dir}/path_homology_atoms.parquet",
+        intervention_curves=L.run_file("interventions", "curves"),
     output:
         **L.run_outputs("knobs"),
     params:
@@ -33,6 +35,7 @@ rule knob_figures:
         summaries=pair_files("knobs", "summary"),
         responses=pair_files("knobs", "responses"),
         checks=pair_files("knobs", "checks"),
+        crystal=pair_files("knobs", "crystal"),
         atoms=L.run_file("knobs", "atoms"),
         code=figure_code("knobs"),
     output:
@@ -40,7 +43,9 @@ rule knob_figures:
                labels={"figure": "knob responses"}),
         latent=report(f"{L.run_dir('figures')}/knob_latent_map.png", caption="../report/knob_latent_map.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
                labels={"figure": "knob latent map"}),
-        pdfs=[f"{L.run_dir('figures')}/{name}.pdf" for name in ("knob_responses", "knob_latent_map")],
+        crystal=report(f"{L.run_dir('figures')}/knob_crystal.png", caption="../report/knob_crystal.rst", category="4 Attribution", subcategory=RUN_CATEGORY,
+               labels={"figure": "knobs against the crystal"}),
+        pdfs=[f"{L.run_dir('figures')}/{name}.pdf" for name in ("knob_responses", "knob_latent_map", "knob_crystal")],
     params:
         splits=lambda w: pair_splits(w.split),
     threads: 1

@@ -133,12 +133,16 @@ def test_a_per_run_figure_names_its_run_above_everything_it_draws(tmp_path):
 def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, monkeypatch):
     from matprobe.figures import knobs
 
-    attributes = ["electronegativity", "coordination", "radius", "h1_total_persistence"]
+    attributes = ["electronegativity", "coordination", "radius", "h1_total_persistence", "mean_bond_length"]
     paths = {}
     for split, fidelity in (("omit-O", 0.95), ("omit-O-control", 0.5)):
         check = {"attributes": attributes, "encoded_threshold": 0.3, "fidelity_goal": 0.8,
-                 "encoded_r2": {"electronegativity": 0.9, "coordination": 0.9, "radius": 0.1, "h1_total_persistence": 0.9},
-                 "fidelity_r2": {"electronegativity": 0.95, "coordination": 0.95, "radius": 0.9, "h1_total_persistence": fidelity}}
+                 "encoded_r2": {"electronegativity": 0.9, "coordination": 0.9, "radius": 0.1, "h1_total_persistence": 0.9, "mean_bond_length": 0.9},
+                 "fidelity_r2": {"electronegativity": 0.95, "coordination": 0.95, "radius": 0.9, "h1_total_persistence": fidelity,
+                                 "mean_bond_length": 0.9},
+                 # a knob that works by its own checks but turns the contribution against the crystal's shell stretch
+                 "crystal": {"knobs": {"mean_bond_length": {"intervention": "shell_stretch", "verdict": "disagrees", "spearman": -0.21, "n": 14},
+                                       "coordination": {"intervention": "substitution", "verdict": "agrees", "spearman": 0.6, "n": 14}}}}
         (tmp_path / f"{split}.json").write_text(json.dumps(check))
         rows = [{"set": s, "atoms": "all", "attribute": a, "value": v, "contribution": v * 0.1}
                 for s in ("id_test", "ood_test") for a in attributes for v in (0.0, 1.0, 2.0)]
@@ -155,8 +159,9 @@ def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, m
     assert all(len(ax.get_lines()) == 4 for ax in panels)  # ID and OOD of the omission and its control
     (table,) = [artist for ax in fig.axes for artist in ax.tables]
     cells = {(r, c): cell.get_text().get_text() for (r, c), cell in table.get_celld().items()}
-    assert [cells[(r, 0)].split(" (")[0] for r in (1, 2)] == ["radius", "h1 total persistence"]
+    assert [cells[(r, 0)].split(" (")[0] for r in (1, 2, 3)] == ["radius", "h1 total persistence", "mean bond length"]
     assert cells[(1, 4)].startswith("the model's h does not encode it") and cells[(2, 1)] == "omit-O-control" and cells[(2, 3)] == "0.50"
+    assert cells[(3, 4)] == "disagrees with the crystal's shell stretch (Spearman -0.21 over 14 atoms)"
 
 
 def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(tmp_path):
@@ -182,3 +187,21 @@ def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(
                           n_paired=[490, 36, 12, 80], n_families=[443, 34, 11, 70], call="fails")
     text = {cell["symbol"]: cell["text"] for cell in _atlas_view(paired)["panels"][0]["cells"]}["O"]
     assert "MAE on the 490 paired crystals (443 chemical systems): 1.100, control's 0.280" in text and "call: fails" in text
+
+
+def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():
+    from matprobe.report.views import _knob_view
+
+    keys = {"dataset": "demo", "target": "formation_energy_per_atom", "split": "omit-O", "model": "cgcnn", "seed": 0}
+    knobs = ["coordination", "mean_bond_length", "h1_total_persistence"]
+    responses = {split: pd.DataFrame([{"set": s, "atoms": "all", "attribute": a, "step": k, "value": float(k), "contribution": 0.1 * k,
+                                       "concept_contribution": 0.05 * k} for s in ("id_test", "ood_test") for a in knobs for k in range(3)])
+                 for split in ("omit-O", "omit-O-control")}
+    verdicts = {"coordination": (True, "not judged"), "mean_bond_length": (True, "disagrees"), "h1_total_persistence": (False, "not judged")}
+    summaries = {split: pd.DataFrame([{"set": s, "attribute": a, "fidelity": 0.9 if works else 0.4, "knob_works": works,
+                                       "agrees_with_crystal": verdict} for s in ("id_test", "ood_test") for a, (works, verdict) in verdicts.items()])
+                 for split in responses}
+    view = _knob_view(responses, summaries, keys)
+    assert [panel["title"] for panel in view["panels"]] == ["coordination"]
+    assert "mean bond length: disagrees with the crystal's interventions in omit-O" in view["note"]
+    assert "h1 total persistence: fails its checks in omit-O (fidelity R² 0.40)" in view["note"]

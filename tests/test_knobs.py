@@ -11,26 +11,31 @@ from matprobe.probes.knobs import KnobTraining, environment_attributes, fit_knob
 
 
 def test_a_knob_recovers_the_one_attribute_the_head_reads():
+    from matprobe.probes.knobs import AtomArrays
+
     rng = np.random.default_rng(0)
     n = 3000
-    a = rng.normal(size=(n, 3)) * [1.0, 2.0, 0.5] + [0.0, 5.0, 1.0]
-    nuisance = rng.normal(size=(n, 5))
-    mixing = np.linalg.qr(rng.normal(size=(8, 8)))[0]
-    h = np.concatenate([a, nuisance], axis=1) @ mixing  # every attribute is in h, mixed with what no attribute explains
-    readout = torch.as_tensor(mixing.T[:, 0], dtype=torch.float32)  # recovers a[:, 0] from h exactly
+    context = rng.normal(size=(n, 2)) * [1.0, 0.5] + [2.0, 0.0]
+    knobs = rng.normal(size=(n, 3)) * [1.0, 2.0, 0.5] + [0.0, 5.0, 1.0]
+    nuisance = rng.normal(size=(n, 4))
+    mixing = np.linalg.qr(rng.normal(size=(9, 9)))[0]
+    h = np.concatenate([knobs, context, nuisance], axis=1) @ mixing  # context and knobs in h, mixed with what neither explains
+    readout = torch.as_tensor(mixing.T[:, 0], dtype=torch.float32)  # recovers knob 0 from h exactly
 
-    def head(x):  # contribution = 2 × attribute 0, whatever else h holds
+    def head(x, numbers=None):  # contribution = 2 × knob 0, whatever else h holds
         return 2.0 * (x @ readout)
 
-    guide, _ = fit_regressor(h, a, seed=1, epochs=60)
-    model, history = fit_knob_model(h, a, KnobTraining(epochs=40, z_dim=5), guide)
-    values = sweep_values(a, 7)
-    curves = knob_responses(model, head, h[:200], a[:200], values)
-    recovered = slopes(values, curves).mean(axis=0)
+    guide, _ = fit_regressor(h, knobs, seed=1, epochs=60)
+    model, history = fit_knob_model(h, context, knobs, KnobTraining(max_steps=2000, warmup=600, z_dim=5), guide)
+    assert history["steps"] <= 2000 and history["history"][-1]["step"] == history["steps"]
+    values = sweep_values(knobs, 7)
+    atoms = AtomArrays(h[:200], context[:200], knobs[:200], np.ones(200, dtype=np.int64))
+    recovered = slopes(values, knob_responses(model, head, atoms, values)).mean(axis=0)
     assert recovered[0] == pytest.approx(2.0, rel=0.15), recovered
     assert abs(recovered[1]) < 0.1 and abs(recovered[2]) < 0.3, recovered  # the others read flat
-    _, from_z = fit_regressor(model.encode(torch.as_tensor(h, dtype=torch.float32))[0].detach().numpy(), a, epochs=60)
-    assert np.all(from_z < 0.3), from_z  # the adversary kept the attributes out of z
+    z = model.encode(torch.as_tensor(h, dtype=torch.float32), torch.as_tensor(context, dtype=torch.float32))[0].detach().numpy()
+    _, from_z = fit_regressor(z, np.concatenate([context, knobs], axis=1), epochs=60)
+    assert np.all(from_z < 0.3), from_z  # the adversary kept context and knobs out of z
 
 
 def test_environment_attributes_of_rocksalt(crystals):
@@ -47,22 +52,61 @@ def test_environment_attributes_of_rocksalt(crystals):
 
 
 def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
-    from matprobe.probes.knobs import run_knobs
-
-    options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "epochs": 15, "z_dim": 4, "fidelity_weight": 1.0,
-               "seed": 0}
-    checks = run_knobs(tiny_model, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", (), tmp_path, options)
-    saved = json.loads((tmp_path / "checks.json").read_text())
-    assert saved["reconstruction_r2"] == checks["reconstruction_r2"]
-    for key in ("fidelity_r2", "disentanglement_r2", "encoded_r2"):
-        assert set(saved[key]) == set(saved["attributes"]) >= {"electronegativity", "coordination"}
-    assert saved["realism"]["ratio"] > 0
     import pandas as pd
 
-    summary = pd.read_parquet(tmp_path / "summary.parquet")
+    from matprobe.probes.interventions import run_interventions
+    from matprobe.probes.knobs import KNOB_ATTRIBUTES, run_knobs
+
+    edits = {"edits": ["shell_stretch", "substitution"], "crystals": 6, "atoms_per_group": 2, "max_atoms": 40, "min_distance": 0.5,
+             "seed": 0, "strain": {"max_percent": 6.0, "points": 5, "fit_points": 5},
+             "shell_stretch": {"max_percent": 5.0, "points": 5, "max_repeats": 3}, "substitution": {"reach": 1}}
+    crystal = {name: tmp_path / f"{name}.parquet" for name in ("curves", "summary")} | {"counts": tmp_path / "counts.json"}
+    run_interventions(tiny_model, small / "materials.parquet", [small / "omit-O.json"], crystal, edits, {"cutoff": 8.0, "max_neighbors": 12})
+    options = {"train_crystals": 120, "test_crystals": 40, "sweep_atoms": 40, "steps": 5, "max_steps": 400, "z_dim": 4,
+               "fidelity_weight": 3.0, "seed": 0}
+    knobs = tmp_path / "knobs"
+    checks = run_knobs(tiny_model, small / "graphs.pt", small / "materials.parquet", small / "omit-O.json", (), crystal["curves"],
+                       knobs, options)
+    saved = json.loads((knobs / "checks.json").read_text())
+    assert saved["reconstruction_r2"] == checks["reconstruction_r2"]
+    assert set(saved["attributes"]) <= set(KNOB_ATTRIBUTES) and "coordination" in saved["attributes"]
+    assert "electronegativity" not in saved["attributes"]  # the element is context, not a knob
+    for key in ("fidelity_r2", "encoded_r2"):
+        assert set(saved[key]) == set(saved["attributes"])
+    assert set(saved["disentanglement_r2"]) == set(saved["attributes"]) | set(saved["context"])
+    assert saved["realism"]["ratio"] > 0 and saved["training"]["steps"] <= 400
+    summary = pd.read_parquet(knobs / "summary.parquet")
     assert set(summary["set"]) == {"train", "id_test", "ood_test"} and "held_out" in set(summary["atoms"])  # O atoms apart
-    responses = pd.read_parquet(tmp_path / "responses.parquet")
+    responses = pd.read_parquet(knobs / "responses.parquet")
     assert responses.groupby(["set", "atoms", "attribute", "id", "site"])["step"].nunique().eq(5).all()
+    # every atom the crystal edited is edited through the knob model too, with a finite slope on both sides
+    compared = pd.read_parquet(knobs / "crystal_agreement.parquet")
+    edited = pd.read_parquet(crystal["summary"]).query("valid_points >= 3")
+    assert set(compared["intervention"]) == {"shell_stretch", "substitution"}
+    assert len(compared) == len(edited) and compared[["crystal_slope", "knob_slope"]].notna().all().all()
+    assert {entry["intervention"] for entry in saved["crystal"]["paths"]} == {"shell_stretch", "substitution"}
+    assert set(summary["agrees_with_crystal"]) <= {"agrees", "disagrees", "too few atoms", "not judged"}
+
+
+def test_the_crystal_verdict_needs_rank_agreement_one_sign_and_enough_atoms():
+    import pandas as pd
+
+    from matprobe.probes.knobs import MIN_COMPARED, crystal_agreement
+
+    rng = np.random.default_rng(0)
+    crystal_slopes = rng.normal(1.0, 0.5, size=20)
+
+    def frame(knob_slopes, intervention="shell_stretch"):
+        return pd.DataFrame({"intervention": intervention, "path": "shell", "crystal_slope": crystal_slopes[: len(knob_slopes)],
+                             "knob_slope": knob_slopes})
+
+    assert crystal_agreement(frame(2 * crystal_slopes))["knobs"]["mean_bond_length"]["verdict"] == "agrees"
+    assert crystal_agreement(frame(-crystal_slopes))["disagreeing"] == ["bond_length_spread", "mean_bond_length"]
+    # ranked alike but of the other sign: the knob turns the contribution the wrong way
+    assert crystal_agreement(frame(crystal_slopes - 5))["knobs"]["mean_bond_length"]["verdict"] == "disagrees"
+    few = crystal_agreement(frame(crystal_slopes[: MIN_COMPARED - 1]))
+    assert few["knobs"]["mean_bond_length"]["verdict"].startswith("too few") and few["disagreeing"] == []
+    assert crystal_agreement(frame(2 * crystal_slopes, "substitution"))["knobs"]["element"]["verdict"] == "agrees"
 
 
 def test_the_regression_baseline_has_no_slope_where_the_attribute_does_not_vary():

@@ -3,4 +3,4 @@ from matprobe.probes.knobs import run_knobs
 
 i = snakemake.input
 run_logged(snakemake.log[0], run_knobs, i.model, i.graphs, i.materials, i.split, (i.ph_atoms, i.directed_atoms),
-           dict(snakemake.output.items()), snakemake.params.options, threads=snakemake.threads)
+           i.intervention_curves, dict(snakemake.output.items()), snakemake.params.options, threads=snakemake.threads)

@@ -30,6 +30,10 @@ def _failed_check(attribute: str, splits: list[str], checks: list[dict]) -> tupl
             return split, f"{encoded:.2f}", f"{fidelity:.2f}", f"the model's h does not encode it (R² < {check['encoded_threshold']})"
         if fidelity < check["fidelity_goal"]:
             return split, f"{encoded:.2f}", f"{fidelity:.2f}", f"knob fidelity R² below its goal {check['fidelity_goal']}"
+        judged = check.get("crystal", {}).get("knobs", {}).get(attribute)
+        if judged and judged["verdict"] == "disagrees":
+            return split, f"{encoded:.2f}", f"{fidelity:.2f}", (f"disagrees with the crystal's {judged['intervention'].replace('_', ' ')} "
+                                                                f"(Spearman {judged['spearman']:.2f} over {judged['n']} atoms)")
     return None
 
 
@@ -88,8 +92,8 @@ def knob_responses(splits: list[str], summary_paths: list, response_paths: list,
     handles, labels = next((ax.get_legend_handles_labels() for ax in axes.ravel() if ax.get_legend_handles_labels()[0]), ([], []))
     if handles:
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(f"Knob responses ({target_name(target)}): one attribute of an atom turned from its 5th to its 95th percentile, "
-                 "the rest held,\nthrough each model's frozen head (mean and interquartile band over atoms; solid: "
+    fig.suptitle(f"Knob responses ({target_name(target)}): one knob of an atom turned from its 5th to its 95th percentile, "
+                 "its element and the other knobs held,\nthrough each model's frozen head (mean and interquartile band over atoms; solid: "
                  f"{splits[0]}, dashed: {splits[-1]})", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     save(fig, out_png)
@@ -118,4 +122,44 @@ def latent_map(atoms_path, target: str, out_png) -> None:
         ax.set_title(f"knob model's latent space, coloured by {column.replace('_', ' ')}", fontsize=9)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    save(fig, out_png)
+
+
+PANELS = [("shell_stretch", None, "first-shell stretch", "per unit stretch fraction"),
+          ("substitution", "group", "substitution along the group", "per Pauling unit of the substitute"),
+          ("substitution", "period", "substitution along the period", "per Pauling unit of the substitute")]
+
+
+def knob_crystal(splits: list[str], crystal_paths: list, check_paths: list, target: str, out_png) -> None:
+    """The knobs against the crystal: per atom the interventions edited, the slope of its contribution when the edit
+    is made through the knob model against the slope when it is made in the crystal, one panel per edit (shell
+    stretch; substitution along the group, along the period), the omission beside its control, each model's rank
+    correlation and verdict in the legend."""
+    compared = [pd.read_parquet(path) for path in crystal_paths]
+    checks = [json.loads(Path(path).read_text()) for path in check_paths]
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 4.1))
+    unit = units(target)
+    for ax, (intervention, path, title, per) in zip(axes, PANELS):
+        for split, frame, check, (marker, fill) in zip(splits, compared, checks, (("o", True), ("s", False))):
+            part = frame[(frame["intervention"] == intervention) & ((frame["path"] == path) if path else True)]
+            part = part.dropna(subset=["crystal_slope", "knob_slope"])
+            entry = next((p for p in check["crystal"]["paths"] if p["intervention"] == intervention and p["path"] == (path or "all")),
+                         None)
+            if entry is None and path:  # an intervention with one path only has its verdict under "all"
+                entry = next((p for p in check["crystal"]["paths"] if p["intervention"] == intervention and p["path"] == "all"), None)
+            verdict = (f"Spearman {entry['spearman']:.2f}, {entry['verdict']}" if entry and entry.get("spearman") is not None
+                       else (entry["verdict"] if entry else "not compared"))
+            colour = "#0072B2" if fill else "#D55E00"
+            ax.scatter(part["crystal_slope"], part["knob_slope"], s=16, marker=marker, facecolors=colour if fill else "none",
+                       edgecolors=colour, linewidths=0.8, alpha=0.8, label=f"{split} (n = {len(part)}; {verdict})")
+        ax.axhline(0, color="0.7", lw=0.6)
+        ax.axvline(0, color="0.7", lw=0.6)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"slope in the crystal ({unit} {per})", fontsize=7.5)
+        ax.set_ylabel(f"slope through the knob model ({unit} {per})", fontsize=7.5)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="upper left", frameon=False)
+    fig.suptitle(f"Knobs against the crystal ({target_name(target)}): one point per edited atom; a knob agrees when its slopes "
+                 "rank the atoms as the crystal's do\n(Spearman ≥ 0.3) with median slopes of one sign", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     save(fig, out_png)

@@ -6,19 +6,29 @@ inputs, and PGH-VAEs, which shape a VAE's latent space with topological and coor
 generated object is an atom's representation h, what the trained model's atom-wise head reads, so a generated h has
 a contribution exactly as a real one does.
 
-1. Attributes per atom (`ATTRIBUTES`): element properties, local environment (bonds by covalent radii), topological
-   descriptors of its neighbourhood, and whether it is an atom of the held-out element (a grouping, not a knob).
-2. A conditional VAE p(h | z, a), trained on training-set atoms only. z should carry what the attributes do not: an
-   adversary (as in Fader networks, Lample et al. 2017) learns to predict a from z and the encoder is trained to
-   defeat it. Chosen over a decorrelation penalty because the check of item 4 (attributes predicted from z) uses a
-   non-linear regressor, and only an adversary that is itself non-linear removes what such a regressor would find.
-3. Knob sweeps: for sampled real atoms, encode z, sweep one attribute over its 5th-95th percentile (of training
-   atoms) with the others held at the atom's own values, decode, and apply the frozen head.
+1. Per atom: its element's properties (the *context*, `ELEMENT_ATTRIBUTES`), and the *knobs* (`KNOB_ATTRIBUTES`):
+   its local environment (bonds by covalent radii) and topological descriptors of its neighbourhood. Whether it is
+   an atom of the held-out element groups the atoms; it is neither.
+2. A conditional VAE p(h | z, element, knobs), trained on training-set atoms only, to convergence on held-out
+   reconstruction. The element is context, not a knob: its properties come in tight bundles over ~87 elements
+   (electronegativity, radius, group and period move together), so "electronegativity alone, the rest held" names
+   no atom that exists; turning the element is done as the crystal does it, by substitution (the whole context
+   swapped for another element's). z should carry what context and knobs do not: an adversary (Fader networks,
+   Lample et al. 2017) learns to predict them from z and the encoder is trained to defeat it; and the decoder is
+   asked that what it decodes with one knob set to another atom's value reads as that value (AttGAN's attribute
+   loss, He et al. 2019).
+3. Knob sweeps: for sampled real atoms, encode z, sweep one knob over its 5th-95th percentile (of training atoms)
+   with the others held at the atom's own values, decode, and apply the frozen head.
 4. Checks: reconstruction (R² of head(ĥ) against head(h) on held-out atoms), knob fidelity (a regressor fit on real
-   h recovers the knob's value from decoded ĥ), disentanglement (attributes predicted from z), realism (distance of
-   decoded ĥ to the nearest real h against real-to-real). A knob that fails fidelity is reported as failing, and the
-   figure draws it as such.
-5. Baselines: a linear concept direction per attribute in h-space (concept activation vectors, Kim et al. 2018), and
+   h recovers the knob's value from decoded ĥ), disentanglement (context and knobs predicted from z), realism
+   (distance of decoded ĥ to the nearest real h against real-to-real). A knob that fails a check is reported as
+   failing, and the figure does not draw it.
+5. The crystal as ground truth: the physical interventions of the same run (matprobe.probes.interventions) edit
+   atoms of real crystals; the same edit made through the knob model (a first-shell stretch scales the atom's bond
+   lengths; a substitution swaps its element's context) gives a slope per atom, and the rank correlation over atoms
+   of knob and crystal slopes says whether the knob model moves as the crystal does. A knob that disagrees is
+   flagged and not drawn.
+6. Baselines: a linear concept direction per knob in h-space (concept activation vectors, Kim et al. 2018), and
    the plain regression of contribution on attribute over real atoms."""
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 from torch import nn
 from vesin import NeighborList
 
@@ -44,17 +55,28 @@ from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.knobs")
 
-ELEMENT_ATTRIBUTES = ["electronegativity", "covalent_radius", "group", "period", "valence_electrons"]
+ELEMENT_ATTRIBUTES = ["electronegativity", "covalent_radius", "group", "period", "valence_electrons"]  # the context
 ENVIRONMENT_ATTRIBUTES = ["coordination", "mean_bond_length", "shortest_bond_length", "bond_length_spread",
                           "electronegativity_difference"]
 TOPOLOGY_ATTRIBUTES = ["h1_count", "h1_total_persistence", "h2_count", "h2_total_persistence"]  # undirected (gudhi)
 DIRECTED_ATTRIBUTES = ["ph_dir_b1_area", "ph_dir_b2_area"]  # directed (path homology)
+# The knobs: one per bundle of attributes that move together. The shortest bond goes with the mean bond length, a
+# count of loops with their total persistence, and the directed β2 area is zero for most atoms.
+KNOB_ATTRIBUTES = ["coordination", "mean_bond_length", "bond_length_spread", "electronegativity_difference",
+                   "h1_total_persistence", "h2_total_persistence", "ph_dir_b1_area"]
 UNITS = {"electronegativity": "Pauling", "covalent_radius": "Å", "mean_bond_length": "Å", "shortest_bond_length": "Å",
          "bond_length_spread": "Å", "electronegativity_difference": "Pauling", "h1_total_persistence": "Å",
          "h2_total_persistence": "Å", "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
 BOND_TOLERANCE = 1.2  # bonded: closer than 1.2 × the sum of the covalent radii
-FIDELITY_GOAL, RECONSTRUCTION_GOAL, DISENTANGLEMENT_GOAL = 0.8, 0.95, 0.2
+FIDELITY_GOAL, RECONSTRUCTION_GOAL, DISENTANGLEMENT_GOAL, REALISM_GOAL = 0.8, 0.95, 0.2, 1.3
 ENCODED = 0.5  # an attribute the real h predicts with R² below this is not encoded by the model: no knob can turn it
+# The crystal check: a knob agrees with an intervention when the rank correlation over atoms of their slopes is at
+# least AGREEMENT and their median slopes have one sign; fewer than MIN_COMPARED atoms give no verdict.
+AGREEMENT, MIN_COMPARED = 0.3, 8
+# Which knobs an intervention judges, and how the edit reads in attribute space (interventions.py's edits).
+STRETCHED_KNOBS = ("mean_bond_length", "bond_length_spread")  # a shell stretch by f scales every bond by (1 + f)
+SUBSTITUTION = "element"  # the context swapped for the substitute's; judged by the substitution intervention
+JUDGED_BY = {"shell_stretch": STRETCHED_KNOBS, "substitution": (SUBSTITUTION,)}
 
 
 # ---- 1. attributes ------------------------------------------------------------------------------------------------
@@ -126,92 +148,131 @@ def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 
 
 class KnobModel(nn.Module):
-    """Encoder E(h) -> (mu, log var) of z; decoder D(z, a) -> h; adversary A(z) -> a. Inputs and outputs are
-    standardised with the training atoms' statistics, which the model keeps (buffers) to map back."""
+    """Encoder E(h, c) -> (mu, log var) of z; decoder D(z, c, k) -> h; adversary A(z) -> (c, k), with c the element's
+    properties (context) and k the knobs. The methods take and return physical units; inside, everything is
+    standardised with the training atoms' statistics, which the model keeps (buffers)."""
 
-    def __init__(self, h_dim: int, a_dim: int, z_dim: int = 8, hidden: int = 128):
+    def __init__(self, h_dim: int, c_dim: int, k_dim: int, z_dim: int = 8, hidden: int = 128):
         super().__init__()
-        self.encoder = _mlp(h_dim, hidden, 2 * z_dim)
-        self.decoder = _mlp(z_dim + a_dim, hidden, h_dim)
-        self.adversary = _mlp(z_dim, hidden // 2, a_dim)
-        for name, size in (("h_mean", h_dim), ("h_std", h_dim), ("a_mean", a_dim), ("a_std", a_dim)):
-            self.register_buffer(name, torch.zeros(size) if name.endswith("mean") else torch.ones(size))
+        self.encoder = _mlp(h_dim + c_dim, hidden, 2 * z_dim)
+        self.decoder = _mlp(z_dim + c_dim + k_dim, hidden, h_dim)
+        self.adversary = _mlp(z_dim, hidden // 2, c_dim + k_dim)
+        for name, size in (("h", h_dim), ("c", c_dim), ("k", k_dim)):
+            self.register_buffer(f"{name}_mean", torch.zeros(size))
+            self.register_buffer(f"{name}_std", torch.ones(size))
         self.z_dim = z_dim
 
-    def encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_var = self.encoder((h - self.h_mean) / self.h_std).chunk(2, dim=-1)
+    def standardise_with(self, h: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> None:
+        for name, values in (("h", h), ("c", c), ("k", k)):
+            getattr(self, f"{name}_mean").copy_(values.mean(0))
+            getattr(self, f"{name}_std").copy_(values.std(0).clamp_min(1e-6))
+
+    def scaled(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        return (values - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
+
+    def _encode(self, hs: torch.Tensor, cs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.encoder(torch.cat([hs, cs], dim=-1)).chunk(2, dim=-1)
         return mu, log_var.clamp(-8, 8)
 
-    def decode(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat([z, (a - self.a_mean) / self.a_std], dim=-1)) * self.h_std + self.h_mean
+    def _decode(self, z: torch.Tensor, cs: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([z, cs, ks], dim=-1))
+
+    def encode(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._encode(self.scaled("h", h), self.scaled("c", c))
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return self._decode(z, self.scaled("c", c), self.scaled("k", k)) * self.h_std + self.h_mean
 
 
 @dataclass
 class KnobTraining:
-    epochs: int = 60
+    max_steps: int = 6000  # batches; training stops earlier once held-out reconstruction stops improving
     batch_size: int = 256
     lr: float = 2e-3
-    beta: float = 0.05  # weight of the KL term
+    beta: float = 0.01  # weight of the KL term
     adversary_weight: float = 1.0
-    adversary_steps: int = 3  # adversary updates per VAE update: a stronger adversary keeps more of a out of z
-    fidelity_weight: float = 1.0  # weight of the guide's read-out of swapped attributes (0: none)
+    adversary_steps: int = 5  # adversary updates per VAE update: a stronger adversary keeps more of (c, k) out of z
+    fidelity_weight: float = 10.0  # weight of the guide's read-out of swapped knobs (0: none)
     z_dim: int = 8
+    warmup: int = 1500  # steps over which the adversary's weight rises from 0, and before which no stop is made
+    eval_every: int = 250
+    patience: int = 6  # evaluations without a better held-out reconstruction before stopping
     seed: int = 0
 
 
-def fit_knob_model(h: np.ndarray, a: np.ndarray, settings: KnobTraining, guide: nn.Module | None = None) -> tuple[KnobModel, dict]:
-    """Train the conditional VAE with its adversary on (h, a) of training atoms; returns it and its loss history.
+def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settings: KnobTraining,
+                   guide: nn.Module | None = None) -> tuple[KnobModel, dict]:
+    """Train the conditional VAE with its adversary on (h, context, knobs) of training atoms; returns the state with
+    the best reconstruction of a tenth of the atoms it does not train on, and the loss history.
 
-    Attributes are correlated (an element's electronegativity, radius, group and period come together), so a decoder
-    trained on real atoms alone learns to answer an attribute set to another atom's value, the rest held, with a
-    compromise that carries it only in part. With a `guide` (a frozen regressor of a from real h), each step also sets
-    one attribute of every atom to another atom's value and asks that the decoded h read as that value, as AttGAN
-    (He et al. 2019) asks of its edited images: the knobs then move h the way the attribute does."""
+    With a `guide` (a frozen regressor of the knobs from real h), each step also sets one knob of every atom to
+    another atom's value and asks that the decoded h read as that value: knobs come correlated too (coordination
+    and bond length), and a decoder trained on real atoms alone answers one knob turned, the rest held, with a
+    compromise that carries it only in part."""
     torch.manual_seed(settings.seed)
-    h_t, a_t = torch.as_tensor(h, dtype=torch.float32), torch.as_tensor(a, dtype=torch.float32)
-    model = KnobModel(h.shape[1], a.shape[1], settings.z_dim)
-    model.h_mean.copy_(h_t.mean(0)), model.h_std.copy_(h_t.std(0).clamp_min(1e-6))
-    model.a_mean.copy_(a_t.mean(0)), model.a_std.copy_(a_t.std(0).clamp_min(1e-6))
-    a_scaled = (a_t - model.a_mean) / model.a_std
-    vae_parameters = [*model.encoder.parameters(), *model.decoder.parameters()]
-    vae_optimizer = torch.optim.Adam(vae_parameters, lr=settings.lr)
-    adversary_optimizer = torch.optim.Adam(model.adversary.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
-    history = []
-    for epoch in range(settings.epochs):
-        # the adversary's weight grows over the first third, so that the VAE first learns to reconstruct
-        weight = settings.adversary_weight * min(1.0, 3 * epoch / max(settings.epochs, 1))
-        order = torch.randperm(len(h_t), generator=generator)
-        totals = np.zeros(3)
-        for start in range(0, len(order), settings.batch_size):
-            index = order[start : start + settings.batch_size]
-            h_batch, a_batch = h_t[index], a_scaled[index]
-            for _ in range(settings.adversary_steps):  # the adversary's steps: predict a from z (z held fixed)
-                adversary_loss = ((model.adversary(model.encode(h_batch)[0].detach()) - a_batch) ** 2).mean()
-                adversary_optimizer.zero_grad()
-                adversary_loss.backward()
-                adversary_optimizer.step()
-            # the VAE's step: reconstruct h from (z, a), keep z near the prior, and leave the adversary nothing
-            mu, log_var = model.encode(h_batch)
-            z = mu + torch.randn(mu.shape, generator=generator) * (0.5 * log_var).exp()
-            reconstruction = (((model.decode(z, a_batch * model.a_std + model.a_mean) - h_batch) / model.h_std) ** 2).mean()
-            kl = (-0.5 * (1 + log_var - mu**2 - log_var.exp())).sum(dim=1).mean()
-            fooled = ((model.adversary(mu) - a_batch) ** 2).mean()
-            loss = reconstruction + settings.beta * kl - weight * fooled
-            if guide is not None and settings.fidelity_weight:
-                rows = torch.arange(len(index))
-                column = torch.randint(0, a_t.shape[1], (len(index),), generator=generator)
-                value = a_scaled[torch.randint(0, len(a_scaled), (len(index),), generator=generator), column]
-                swapped = a_batch.clone()
-                swapped[rows, column] = value
-                read = (guide(model.decode(z, swapped * model.a_std + model.a_mean)) - model.a_mean) / model.a_std
-                loss = loss + settings.fidelity_weight * ((read[rows, column] - value) ** 2).mean()
-            vae_optimizer.zero_grad()
-            loss.backward()
-            vae_optimizer.step()
-            totals += [float(value.detach()) * len(index) for value in (reconstruction, kl, adversary_loss)]
-        history.append({"epoch": epoch + 1, **dict(zip(("reconstruction", "kl", "adversary"), totals / len(h_t)))})
-    return model.eval(), {"history": history}
+    h_t, c_t, k_t = (torch.as_tensor(x, dtype=torch.float32) for x in (h, context, knobs))
+    model = KnobModel(h.shape[1], context.shape[1], knobs.shape[1], settings.z_dim)
+    model.standardise_with(h_t, c_t, k_t)
+    hs, cs, ks = model.scaled("h", h_t), model.scaled("c", c_t), model.scaled("k", k_t)
+    order = torch.randperm(len(h_t), generator=generator)
+    validation, training = order[: max(1, len(order) // 10)], order[max(1, len(order) // 10):]
+    vae_optimizer = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=settings.lr)
+    adversary_optimizer = torch.optim.Adam(model.adversary.parameters(), lr=settings.lr)
+    history, best, waited = [], float("inf"), 0
+    for step in range(1, settings.max_steps + 1):
+        index = training[torch.randint(0, len(training), (min(settings.batch_size, len(training)),), generator=generator)]
+        h_batch, c_batch, k_batch = hs[index], cs[index], ks[index]
+        attributes = torch.cat([c_batch, k_batch], dim=1)
+        for _ in range(settings.adversary_steps):  # the adversary's steps: predict (c, k) from z (z held fixed)
+            adversary_loss = ((model.adversary(_batch_standardised(model._encode(h_batch, c_batch)[0].detach())) - attributes) ** 2).mean()
+            adversary_optimizer.zero_grad()
+            adversary_loss.backward()
+            adversary_optimizer.step()
+        # the VAE's step: reconstruct h from (z, c, k), keep z near the prior, and leave the adversary nothing to go on:
+        # its best guess should be the mean (0, standardised) whatever z is. Asking for that rather than for a large
+        # adversary error keeps the game bounded: a z that makes the adversary wrong by inverting an attribute still
+        # carries it, and a fresh regressor (the disentanglement check) would find it (Alvi et al. 2018).
+        mu, log_var = model._encode(h_batch, c_batch)
+        z = mu + torch.randn(mu.shape, generator=generator) * (0.5 * log_var).exp()
+        reconstruction = ((model._decode(z, c_batch, k_batch) - h_batch) ** 2).mean()
+        kl = (-0.5 * (1 + log_var - mu**2 - log_var.exp())).sum(dim=1).mean()
+        confusion = (model.adversary(_batch_standardised(mu)) ** 2).mean()
+        weight = settings.adversary_weight * min(1.0, step / settings.warmup)
+        loss = reconstruction + settings.beta * kl + weight * confusion
+        if guide is not None and settings.fidelity_weight:
+            rows = torch.arange(len(index))
+            column = torch.randint(0, k_batch.shape[1], (len(index),), generator=generator)
+            value = ks[training[torch.randint(0, len(training), (len(index),), generator=generator)], column]
+            swapped = k_batch.clone()
+            swapped[rows, column] = value
+            decoded = model._decode(z, c_batch, swapped) * model.h_std + model.h_mean
+            read = model.scaled("k", guide(decoded))
+            loss = loss + settings.fidelity_weight * ((read[rows, column] - value) ** 2).mean()
+        vae_optimizer.zero_grad()
+        loss.backward()
+        vae_optimizer.step()
+        if step % settings.eval_every == 0 or step == settings.max_steps:
+            with torch.no_grad():
+                mu_held = model._encode(hs[validation], cs[validation])[0]
+                held = float(((model._decode(mu_held, cs[validation], ks[validation]) - hs[validation]) ** 2).mean())
+            history.append({"step": step, "reconstruction": float(reconstruction.detach()), "kl": float(kl.detach()), "adversary": float(adversary_loss.detach()),
+                            "held_out_reconstruction": held})
+            # stop once the held-out reconstruction has not improved for `patience` checks; the last state is kept,
+            # not the best: the best reconstruction is where z leaked the most of what the adversary should remove
+            if step < settings.warmup:
+                continue
+            best, waited = (held, 0) if held < best else (best, waited + 1)
+            if waited >= settings.patience:
+                break
+    return model.eval(), {"history": history, "steps": history[-1]["step"] if history else 0, "best_held_out_reconstruction": best}
+
+
+def _batch_standardised(z: torch.Tensor) -> torch.Tensor:
+    """z standardised over the batch, as the adversary reads it: an encoder could otherwise hide an attribute from
+    the adversary by shrinking the dimension that carries it, where the check's regressor, which standardises its
+    inputs, would still read it."""
+    return (z - z.mean(0)) / (z.std(0) + 1e-4)
 
 
 # ---- regressors for the checks -----------------------------------------------------------------------------------------
@@ -274,31 +335,32 @@ def sweep_values(train_a: np.ndarray, steps: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def knob_responses(model: KnobModel, head, h: np.ndarray, a: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(atoms, attributes, steps) head outputs of decoded ĥ with one attribute set to each sweep value, the others the
-    atom's own, z the atom's encoding (its mean)."""
-    mu, _ = model.encode(torch.as_tensor(h, dtype=torch.float32))
-    a_t = torch.as_tensor(a, dtype=torch.float32)
-    out = np.empty((len(h), values.shape[0], values.shape[1]))
+def knob_responses(model: KnobModel, head, atoms: "AtomArrays", values: np.ndarray) -> np.ndarray:
+    """(atoms, knobs, steps) head outputs of decoded ĥ with one knob set to each sweep value, the other knobs and the
+    context the atom's own, z the atom's encoding (its mean)."""
+    c_t, k_t = torch.as_tensor(atoms.context, dtype=torch.float32), torch.as_tensor(atoms.knobs, dtype=torch.float32)
+    mu, _ = model.encode(torch.as_tensor(atoms.h, dtype=torch.float32), c_t)
+    numbers = torch.as_tensor(atoms.numbers)
+    out = np.empty((len(atoms.h), values.shape[0], values.shape[1]))
     for j in range(values.shape[0]):
         for k, value in enumerate(values[j]):
-            swept = a_t.clone()
+            swept = k_t.clone()
             swept[:, j] = float(value)
-            out[:, j, k] = head(model.decode(mu, swept)).numpy()
+            out[:, j, k] = head(model.decode(mu, c_t, swept), numbers).numpy()
     return out
 
 
 @torch.no_grad()
-def concept_responses(directions: np.ndarray, head, h: np.ndarray, a: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The linear baseline: h moved along each attribute's concept direction (one unit of attribute per step of the
-    direction) from the atom's own attribute value to each sweep value."""
-    h_t = torch.as_tensor(h, dtype=torch.float32)
-    out = np.empty((len(h), values.shape[0], values.shape[1]))
+def concept_responses(directions: np.ndarray, head, atoms: "AtomArrays", values: np.ndarray) -> np.ndarray:
+    """The linear baseline: h moved along each knob's concept direction (one unit of the attribute per step of the
+    direction) from the atom's own value to each sweep value."""
+    h_t, numbers = torch.as_tensor(atoms.h, dtype=torch.float32), torch.as_tensor(atoms.numbers)
+    out = np.empty((len(atoms.h), values.shape[0], values.shape[1]))
     for j in range(values.shape[0]):
         direction = torch.as_tensor(directions[j], dtype=torch.float32)
         for k, value in enumerate(values[j]):
-            shift = torch.as_tensor(value - a[:, j], dtype=torch.float32)[:, None]
-            out[:, j, k] = head(h_t + shift * direction).numpy()
+            shift = torch.as_tensor(value - atoms.knobs[:, j], dtype=torch.float32)[:, None]
+            out[:, j, k] = head(h_t + shift * direction, numbers).numpy()
     return out
 
 
@@ -331,6 +393,42 @@ def monotonicity(curves: np.ndarray) -> np.ndarray:
 # ---- the stage --------------------------------------------------------------------------------------------------------
 
 
+KNOB_SETS = ("train", "id_test", "ood_test")  # their position is the stream of their seeded sample
+
+
+@dataclass
+class AtomArrays:
+    """Atoms as the knob model reads them: h, the context (element properties), the knobs, and the atomic numbers
+    (heads with per-element references need them)."""
+
+    h: np.ndarray
+    context: np.ndarray
+    knobs: np.ndarray
+    numbers: np.ndarray
+
+    def take(self, rows) -> "AtomArrays":
+        return AtomArrays(self.h[rows], self.context[rows], self.knobs[rows], self.numbers[rows])
+
+    def __len__(self) -> int:
+        return len(self.h)
+
+
+@dataclass
+class KnobData:
+    """The sampled atoms of each set: their table (attributes, contribution, share) and arrays, and the knobs used.
+    Missing values are filled with the training atoms' median (`fill`)."""
+
+    tables: dict[str, pd.DataFrame]
+    arrays: dict[str, AtomArrays]
+    knobs: list[str]
+    fill: pd.Series
+
+    def arrays_of(self, table: pd.DataFrame, h: np.ndarray) -> AtomArrays:
+        filled = table[ELEMENT_ATTRIBUTES + self.knobs].fillna(self.fill)
+        return AtomArrays(h, filled[ELEMENT_ATTRIBUTES].to_numpy(dtype=float), filled[self.knobs].to_numpy(dtype=float),
+                          table["Z"].to_numpy(dtype=np.int64))
+
+
 def representations(trained: TrainedModel, crystal_set, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per atom of a set (graph order): h, the contribution (target units) and the crystal's size."""
     out = trained.predict(crystal_set.graphs, batch_size, keep_atoms=True)
@@ -338,39 +436,28 @@ def representations(trained: TrainedModel, crystal_set, batch_size: int = 64) ->
     return out.atoms, out.contributions, np.repeat(sizes, sizes)
 
 
-# ---- the stage: named steps ---------------------------------------------------------------------------------
-
-KNOB_SETS = ("train", "id_test", "ood_test")  # their position is the stream of their seeded sample
-
-
-@dataclass
-class KnobData:
-    """The sampled atoms of each set: their table (attributes, contribution, share) and representations h, the
-    attributes used as knobs, and those attributes as arrays (missing values filled with the training median)."""
-
-    tables: dict[str, tuple[pd.DataFrame, np.ndarray]]
-    attributes: list[str]
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+def described_atoms(trained: TrainedModel, crystal_set, materials, topology, omitted) -> tuple[pd.DataFrame, np.ndarray]:
+    """The attribute table of a set's atoms with their contribution and share, and their h."""
+    table = atom_table(crystal_set, materials, topology, omitted)
+    h, contribution, size = representations(trained, crystal_set)
+    table["contribution"], table["share"], table["set"] = contribution, contribution / size, crystal_set.name
+    return table, h
 
 
 def sample_atoms(trained: TrainedModel, data, materials: pd.DataFrame, topology: list[pd.DataFrame], options: dict) -> KnobData:
     """1. Attributes, h and contributions of the atoms of a seeded sample of crystals per set."""
-    tables = {}
+    tables, h = {}, {}
     for stream, set_name in enumerate(KNOB_SETS):
         if set_name not in data.sets:
             continue
         limit = options["train_crystals"] if set_name == "train" else options["test_crystals"]
-        crystal_set = data.sets[set_name].subsample(limit, options["seed"], stream)
-        table = atom_table(crystal_set, materials, topology, data.omitted)
-        h, contribution, size = representations(trained, crystal_set)
-        table["contribution"], table["share"], table["set"] = contribution, contribution / size, set_name
-        tables[set_name] = (table, h)
-    train_table = tables["train"][0]
-    attributes = [name for name in (*ELEMENT_ATTRIBUTES, *ENVIRONMENT_ATTRIBUTES, *TOPOLOGY_ATTRIBUTES, *DIRECTED_ATTRIBUTES)
-                  if name in train_table and train_table[name].notna().mean() > 0.5 and train_table[name].nunique() > 1]
-    fill = train_table[attributes].median()
-    arrays = {name: (table[attributes].fillna(fill).to_numpy(dtype=float), h) for name, (table, h) in tables.items()}
-    return KnobData(tables, attributes, arrays)
+        tables[set_name], h[set_name] = described_atoms(trained, data.sets[set_name].subsample(limit, options["seed"], stream),
+                                                        materials, topology, data.omitted)
+    train = tables["train"]
+    knobs = [name for name in KNOB_ATTRIBUTES if name in train and train[name].notna().mean() > 0.5 and train[name].nunique() > 1]
+    knob_data = KnobData(tables, {}, knobs, train[ELEMENT_ATTRIBUTES + knobs].median())
+    knob_data.arrays = {name: knob_data.arrays_of(table, h[name]) for name, table in tables.items()}
+    return knob_data
 
 
 @dataclass
@@ -383,82 +470,89 @@ class FittedKnobs:
 
 
 def fit_knobs(knobs: KnobData, options: dict, rng) -> FittedKnobs:
-    """2. The conditional VAE, on training atoms only (a held-out fifth of them for the checks)."""
-    train_a, train_h = knobs.arrays["train"]
-    order = rng.permutation(len(train_h))
+    """2. The conditional VAE, on training atoms only (a fifth of them held out for the checks)."""
+    train = knobs.arrays["train"]
+    order = rng.permutation(len(train))
     held = order[: max(1, len(order) // 5)]
     fitted = order[len(held):]
-    settings = KnobTraining(epochs=options["epochs"], z_dim=options["z_dim"], fidelity_weight=options["fidelity_weight"],
-                            seed=options["seed"])
+    settings = KnobTraining(max_steps=options["max_steps"], z_dim=options["z_dim"], fidelity_weight=options["fidelity_weight"],
+                            seed=options["seed"], warmup=min(KnobTraining.warmup, options["max_steps"] // 4))
     # the guide that shapes the knobs and the regressor that checks them are fitted apart (other seeds), so that the
     # fidelity check does not grade the knob model by the very function it was trained against
-    guide, _ = fit_regressor(train_h[fitted], train_a[fitted], options["seed"] + 1)
+    guide, _ = fit_regressor(train.h[fitted], train.knobs[fitted], options["seed"] + 1)
     for parameter in guide.parameters():
         parameter.requires_grad_(False)
-    model, history = fit_knob_model(train_h[fitted], train_a[fitted], settings, guide)
+    model, history = fit_knob_model(train.h[fitted], train.context[fitted], train.knobs[fitted], settings, guide)
     return FittedKnobs(model, settings, history, fitted, held)
 
 
 @torch.no_grad()
 def check_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, checked: np.ndarray, options: dict, rng) -> dict:
     """4. Reconstruction, fidelity, encoding, disentanglement and realism, on atoms the knob model was not fitted on."""
-    train_a, train_h = knobs.arrays["train"]
-    model, held, fit = fitted.model, fitted.held, fitted.fitted
-    mu_held, _ = model.encode(torch.as_tensor(train_h[held], dtype=torch.float32))
-    decoded = model.decode(mu_held, torch.as_tensor(train_a[held], dtype=torch.float32))
-    reconstruction = float(r_squared(head(torch.as_tensor(train_h[held], dtype=torch.float32)).numpy(), head(decoded).numpy())[0])
+    train = knobs.arrays["train"]
+    model, held, fit = fitted.model, train.take(fitted.held), fitted.fitted
+    h_held, c_held = torch.as_tensor(held.h, dtype=torch.float32), torch.as_tensor(held.context, dtype=torch.float32)
+    decoded = model.decode(model.encode(h_held, c_held)[0], c_held, torch.as_tensor(held.knobs, dtype=torch.float32))
+    numbers = torch.as_tensor(held.numbers)
+    reconstruction = float(r_squared(head(h_held, numbers).numpy(), head(decoded, numbers).numpy())[0])
+    attributes = [*ELEMENT_ATTRIBUTES, *knobs.knobs]
     with torch.enable_grad():
-        from_h, encoded = fit_regressor(train_h[fit], train_a[fit], options["seed"])
-        z_all = model.encode(torch.as_tensor(train_h, dtype=torch.float32))[0].detach().numpy()
-        _, from_z = fit_regressor(z_all, train_a, options["seed"])
-    checked_a, checked_h = knobs.arrays["id_test" if "id_test" in knobs.arrays else "train"]
+        from_h, encoded = fit_regressor(train.h[fit], train.knobs[fit], options["seed"])
+        z_all = model.encode(torch.as_tensor(train.h, dtype=torch.float32), torch.as_tensor(train.context, dtype=torch.float32))[0].detach().numpy()
+        _, from_z = fit_regressor(z_all, np.concatenate([train.context, train.knobs], axis=1), options["seed"])
+    swept_atoms = knobs.arrays["id_test" if "id_test" in knobs.arrays else "train"].take(checked)
+    c_t, k_t = torch.as_tensor(swept_atoms.context, dtype=torch.float32), torch.as_tensor(swept_atoms.knobs, dtype=torch.float32)
+    mu, _ = model.encode(torch.as_tensor(swept_atoms.h, dtype=torch.float32), c_t)
     fidelity = []
-    mu, _ = model.encode(torch.as_tensor(checked_h[checked], dtype=torch.float32))
-    for j in range(len(knobs.attributes)):
+    for j in range(len(knobs.knobs)):
         targets, recovered = [], []
         for value in values[j]:
-            swept = torch.as_tensor(checked_a[checked], dtype=torch.float32).clone()
+            swept = k_t.clone()
             swept[:, j] = float(value)
-            recovered.append(from_h(model.decode(mu, swept)).numpy()[:, j])
-            targets.append(np.full(len(checked), value))
+            recovered.append(from_h(model.decode(mu, c_t, swept)).numpy()[:, j])
+            targets.append(np.full(len(swept_atoms), value))
         fidelity.append(float(r_squared(np.concatenate(targets), np.concatenate(recovered))[0]))
-    realism = _realism(model, train_h, checked_h[checked], checked_a[checked], values, rng)
-    attributes = knobs.attributes
+    realism = _realism(model, train.h, swept_atoms, values, rng)
+    disentanglement = dict(zip(attributes, map(float, from_z)))
+    final = fitted.history["history"][-1] if fitted.history["history"] else {}
     return {
-        "attributes": attributes, "train_atoms": int(len(fit)), "held_out_atoms": int(len(held)),
+        "attributes": knobs.knobs, "context": ELEMENT_ATTRIBUTES, "train_atoms": int(len(fit)), "held_out_atoms": int(len(held)),
         "reconstruction_r2": reconstruction, "reconstruction_goal": RECONSTRUCTION_GOAL,
-        "fidelity_r2": dict(zip(attributes, fidelity)), "fidelity_goal": FIDELITY_GOAL,
-        "encoded_r2": dict(zip(attributes, map(float, encoded))), "encoded_threshold": ENCODED,
-        "not_encoded": [name for name, value in zip(attributes, encoded) if value < ENCODED],
-        "knobs_failing_fidelity": [name for name, value, enc in zip(attributes, fidelity, encoded) if enc >= ENCODED and value < FIDELITY_GOAL],
-        "disentanglement_r2": dict(zip(attributes, map(float, from_z))), "disentanglement_goal": DISENTANGLEMENT_GOAL,
-        "realism": realism, "training": {**fitted.settings.__dict__, "final": fitted.history["history"][-1]},
+        "fidelity_r2": dict(zip(knobs.knobs, fidelity)), "fidelity_goal": FIDELITY_GOAL,
+        "encoded_r2": dict(zip(knobs.knobs, map(float, encoded))), "encoded_threshold": ENCODED,
+        "not_encoded": [name for name, value in zip(knobs.knobs, encoded) if value < ENCODED],
+        "knobs_failing_fidelity": [name for name, value, enc in zip(knobs.knobs, fidelity, encoded) if enc >= ENCODED and value < FIDELITY_GOAL],
+        "disentanglement_r2": disentanglement, "disentanglement_goal": DISENTANGLEMENT_GOAL,
+        "disentanglement_median": float(np.median([disentanglement[name] for name in knobs.knobs])) if knobs.knobs else None,
+        "realism": {**realism, "goal": REALISM_GOAL},
+        "training": {**fitted.settings.__dict__, "steps": fitted.history["steps"], "final": final},
     }
 
 
 def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, sample: dict, checks: dict, options: dict,
                 rng) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """3. Sweeps (ID, OOD, and the held-out element's atoms apart) and 5. the baselines beside them: the response
-    curves, and per set, atom group and attribute the slopes and whether the knob works."""
-    train_a, train_h = knobs.arrays["train"]
-    directions = concept_directions(train_h[fitted.fitted], train_a[fitted.fitted])
-    fidelity = [checks["fidelity_r2"][name] for name in knobs.attributes]
-    encoded = [checks["encoded_r2"][name] for name in knobs.attributes]
+    """3. Sweeps (ID, OOD, and the held-out element's atoms apart) and 6. the baselines beside them: the response
+    curves, and per set, atom group and knob the slopes and whether the knob works."""
+    train = knobs.arrays["train"]
+    directions = concept_directions(train.h[fitted.fitted], train.knobs[fitted.fitted])
+    fidelity = [checks["fidelity_r2"][name] for name in knobs.knobs]
+    encoded = [checks["encoded_r2"][name] for name in knobs.knobs]
     rows, summaries = [], []
-    for set_name, (a, h) in knobs.arrays.items():
-        table = knobs.tables[set_name][0]
+    for set_name, arrays in knobs.arrays.items():
+        table = knobs.tables[set_name]
         groups = {"all": sample[set_name]}
         held_out = np.flatnonzero(table["is_held_out"].to_numpy())
         if len(held_out):
             groups["held_out"] = rng.permutation(held_out)[: options["sweep_atoms"]]
         for group, atoms in groups.items():
             members = held_out if group == "held_out" else np.arange(len(table))
-            curves = knob_responses(fitted.model, head, h[atoms], a[atoms], values)
-            linear = concept_responses(directions, head, h[atoms], a[atoms], values)
+            swept = arrays.take(atoms)
+            curves = knob_responses(fitted.model, head, swept, values)
+            linear = concept_responses(directions, head, swept, values)
             size = table["contribution"].to_numpy()[atoms] / table["share"].to_numpy()[atoms]
             knob_slopes, concept_slopes, mono = slopes(values, curves), slopes(values, linear), monotonicity(curves)
-            for j, attribute in enumerate(knobs.attributes):
-                observed = _regression_slope(a[members, j], table["contribution"].to_numpy()[members])
+            for j, attribute in enumerate(knobs.knobs):
+                observed = _regression_slope(table[attribute].to_numpy(dtype=float)[members], table["contribution"].to_numpy()[members])
                 summaries.append({"set": set_name, "atoms": group, "attribute": attribute, "n": len(atoms),
                                   "knob_slope": float(np.mean(knob_slopes[:, j])), "knob_slope_spread": float(np.std(knob_slopes[:, j])),
                                   "monotonicity": float(np.mean(mono[:, j])), "concept_slope": float(np.mean(concept_slopes[:, j])),
@@ -474,11 +568,109 @@ def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
     return pd.concat(rows, ignore_index=True), summary
 
 
-def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, outputs: Mapping, options: dict,
-              threads: int = 1) -> dict:
+# ---- 5. the crystal as ground truth ---------------------------------------------------------------------------------
+
+CRYSTAL_COLUMNS = ["set", "id", "site", "element", "atoms", "intervention", "path", "points", "crystal_slope", "knob_slope"]
+
+
+@torch.no_grad()
+def knob_edits(model: KnobModel, head, atom: AtomArrays, knobs: list[str], intervention: str, curve: pd.DataFrame) -> np.ndarray:
+    """The head's reading of one atom (`atom`: one row) edited through the knob model as an intervention edited it in
+    the crystal, at each point of its curve (`curve`: the intervention's rows of that atom and path, valid points).
+    A shell stretch by f scales the atom's bond lengths and their spread by (1 + f), the other knobs held (the
+    stretched shell keeps its members, so the coordination is unchanged; the topological descriptors of a stretched
+    shell are not recomputed). A substitution swaps the context for the substitute's properties, and shifts the
+    electronegativity difference by the change of the atom's own electronegativity."""
+    properties = element_properties()
+    atomic_number = pd.Series(properties.index, index=properties["symbol"])
+    c_t, k_t = torch.as_tensor(atom.context, dtype=torch.float32), torch.as_tensor(atom.knobs, dtype=torch.float32)
+    mu, _ = model.encode(torch.as_tensor(atom.h, dtype=torch.float32), c_t)
+    n = len(curve)
+    contexts, edited, numbers = c_t.repeat(n, 1), k_t.repeat(n, 1), torch.as_tensor(atom.numbers).repeat(n)
+    if intervention == "shell_stretch":
+        factor = torch.as_tensor(1.0 + curve["value"].to_numpy(), dtype=torch.float32)
+        for name in STRETCHED_KNOBS:
+            if name in knobs:
+                edited[:, knobs.index(name)] *= factor
+    else:
+        substitutes = [symbol or properties.loc[int(atom.numbers[0]), "symbol"] for symbol in curve["substitute"]]
+        numbers = torch.as_tensor(atomic_number[substitutes].to_numpy(dtype=np.int64))
+        contexts = torch.as_tensor(properties.loc[numbers.numpy(), ELEMENT_ATTRIBUTES].to_numpy(dtype=float), dtype=torch.float32)
+        if "electronegativity_difference" in knobs:
+            own = float(atom.context[0, ELEMENT_ATTRIBUTES.index("electronegativity")])
+            edited[:, knobs.index("electronegativity_difference")] += own - contexts[:, ELEMENT_ATTRIBUTES.index("electronegativity")]
+    return head(model.decode(mu.repeat(n, 1), contexts, edited), numbers).numpy()
+
+
+def compare_with_crystal(knobs: KnobData, fitted: FittedKnobs, trained: TrainedModel, data, materials, topology,
+                         curves: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Per atom and edit of the run's interventions (shell stretch, substitution along group and period): the slope
+    of the site's contribution in the edited crystal and in the knob model's edit, against the edit's value (stretch
+    fraction; the substitute's electronegativity). Per intervention and path, their rank correlation over atoms and
+    whether the knobs it judges (`JUDGED_BY`) agree with the crystal."""
+    curves = curves[curves["intervention"].isin(list(JUDGED_BY)) & curves["valid"]]
+    rows = []
+    for set_name, frame in curves.groupby("set", sort=False):
+        if set_name not in data.sets:
+            continue
+        crystal_set = data.sets[set_name]
+        position = {crystal_id: k for k, crystal_id in enumerate(crystal_set.ids)}
+        wanted = [position[i] for i in dict.fromkeys(frame["id"]) if i in position]
+        if not wanted:
+            continue
+        table, h = described_atoms(trained, crystal_set.take(wanted), materials, topology, data.omitted)
+        arrays = knobs.arrays_of(table, h)
+        row_of = {(crystal_id, int(site)): k for k, (crystal_id, site) in enumerate(zip(table["id"], table["site"]))}
+        for (crystal_id, site, intervention, path), curve in frame.groupby(["id", "site", "intervention", "path"], sort=False):
+            row = row_of.get((crystal_id, int(site)))
+            if row is None or len(curve) < 3:
+                continue
+            curve = curve.sort_values("step")
+            x = curve["value"].to_numpy(dtype=float)
+            knob = knob_edits(fitted.model, trained.head, arrays.take([row]), knobs.knobs, intervention, curve)
+            rows.append({"set": set_name, "id": crystal_id, "site": int(site), "element": curve["element"].iloc[0],
+                         "atoms": curve["atoms"].iloc[0], "intervention": intervention, "path": path, "points": len(curve),
+                         "crystal_slope": _regression_slope(x, curve["contribution"].to_numpy(dtype=float)),
+                         "knob_slope": _regression_slope(x, knob)})
+    compared = pd.DataFrame(rows, columns=CRYSTAL_COLUMNS)
+    return compared, crystal_agreement(compared)
+
+
+def crystal_agreement(compared: pd.DataFrame) -> dict:
+    """Per intervention and path (and all paths of an intervention together): the Spearman correlation over atoms of
+    knob and crystal slopes, the median of each, and the verdict (agree, disagree, or too few atoms); per knob judged,
+    the verdict of its intervention over all paths."""
+    per_path, per_knob = [], {}
+    for intervention in JUDGED_BY:
+        frame = compared[compared["intervention"] == intervention].dropna(subset=["crystal_slope", "knob_slope"])
+        paths = frame.groupby("path", sort=True)
+        for path, part in [("all", frame), *(paths if paths.ngroups > 1 else ())]:
+            entry = {"intervention": intervention, "path": path, "n": int(len(part))}
+            if len(part) < MIN_COMPARED:
+                entry.update(spearman=None, verdict=f"too few atoms ({len(part)}, need {MIN_COMPARED})")
+            else:
+                rho = float(spearmanr(part["knob_slope"], part["crystal_slope"]).statistic)
+                knob_median, crystal_median = float(part["knob_slope"].median()), float(part["crystal_slope"].median())
+                agrees = rho >= AGREEMENT and np.sign(knob_median) == np.sign(crystal_median)
+                entry.update(spearman=rho, knob_median=knob_median, crystal_median=crystal_median,
+                             verdict="agrees" if agrees else "disagrees")
+            per_path.append(entry)
+            if path == "all":
+                for knob in JUDGED_BY[intervention]:
+                    per_knob[knob] = {"intervention": intervention, **{k: v for k, v in entry.items() if k != "intervention"}}
+    return {"paths": per_path, "knobs": per_knob, "agreement": AGREEMENT, "min_atoms": MIN_COMPARED,
+            "disagreeing": sorted(name for name, entry in per_knob.items() if entry["verdict"] == "disagrees")}
+
+
+# ---- the stage: named steps ---------------------------------------------------------------------------------
+
+
+def run_knobs(model_path, graphs_path, materials_path, split_path, topology_paths, intervention_curves, outputs: Mapping,
+              options: dict, threads: int = 1) -> dict:
     """Train the knob model of one trained model and write (`outputs`: layout.RUN_FILES["knobs"] names to paths) the
     knob model, the sampled atoms (attributes, contribution and z in two principal components), the response curves,
-    their summary and the checks (last)."""
+    their summary, the comparison with the crystal's interventions (`intervention_curves`: that run's curves.parquet;
+    None: no comparison) and the checks (last)."""
     started = time.perf_counter()
     Runtime(threads=threads, device="cpu").apply()
     outputs = run_paths("knobs", outputs)
@@ -490,28 +682,40 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     knobs = sample_atoms(trained, data, materials, topology, options)
     rng = np.random.default_rng(options["seed"])
     fitted = fit_knobs(knobs, options, rng)
-    values = sweep_values(knobs.arrays["train"][0], options["steps"])
-    sample = {name: rng.permutation(len(a))[: options["sweep_atoms"]] for name, (a, _) in knobs.arrays.items()}
+    values = sweep_values(knobs.arrays["train"].knobs, options["steps"])
+    sample = {name: rng.permutation(len(arrays))[: options["sweep_atoms"]] for name, arrays in knobs.arrays.items()}
     checked = sample["id_test" if "id_test" in knobs.arrays else "train"]
     checks = check_knobs(knobs, fitted, trained.head, values, checked, options, rng)
     responses, summary = sweep_knobs(knobs, fitted, trained.head, values, sample, checks, options, rng)
+    curves = pd.read_parquet(intervention_curves) if intervention_curves else pd.DataFrame(columns=["intervention", "valid"])
+    compared, checks["crystal"] = compare_with_crystal(knobs, fitted, trained, data, materials, topology, curves)
+    summary["agrees_with_crystal"] = summary["attribute"].map(lambda name: _verdict(checks["crystal"], name))
     checks["seconds"] = round(time.perf_counter() - started, 1)
-    write_torch({"state_dict": fitted.model.state_dict(), "h_dim": int(knobs.arrays["train"][1].shape[1]),
-                 "attributes": knobs.attributes, "z_dim": fitted.settings.z_dim, "sweep_values": values.tolist()}, outputs["model"])
-    write_parquet(_latent_map(fitted.model, knobs.tables, knobs.arrays), outputs["atoms"])
+    write_torch({"state_dict": fitted.model.state_dict(), "h_dim": int(knobs.arrays["train"].h.shape[1]), "context": ELEMENT_ATTRIBUTES,
+                 "attributes": knobs.knobs, "z_dim": fitted.settings.z_dim, "sweep_values": values.tolist()}, outputs["model"])
+    write_parquet(_latent_map(fitted.model, knobs), outputs["atoms"])
     write_parquet(responses, outputs["responses"])
     write_parquet(summary, outputs["summary"])
+    write_parquet(compared, outputs["crystal"])
     write_json(checks, outputs["checks"])
-    log.info("knobs: reconstruction R² %.3f, knobs working %d of %d, %.1f s", checks["reconstruction_r2"],
-             int(summary.drop_duplicates("attribute")["knob_works"].sum()), len(knobs.attributes), checks["seconds"])
+    log.info("knobs: reconstruction R² %.3f, knobs working %d of %d, disentanglement median %.2f, realism %.2f, "
+             "disagreeing with the crystal: %s; %d steps, %.1f s", checks["reconstruction_r2"],
+             int(summary.drop_duplicates("attribute")["knob_works"].sum()), len(knobs.knobs), checks["disentanglement_median"],
+             checks["realism"]["ratio"], ", ".join(checks["crystal"]["disagreeing"]) or "none", checks["training"]["steps"], checks["seconds"])
     return checks
+
+
+def _verdict(crystal: dict, knob: str) -> str:
+    entry = crystal["knobs"].get(knob)
+    return "not judged" if entry is None else ("too few atoms" if entry["verdict"].startswith("too few") else entry["verdict"])
 
 
 def _regression_slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of y on x; NaN where x does not vary. Tested on the range, not on the sum of squares:
     the mean of n equal values can differ from them in the last bit, and the slope of that rounding is noise."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y = np.asarray(x[ok], dtype=np.float64), np.asarray(y[ok], dtype=np.float64)
+    x, y = x[ok], y[ok]
     if len(x) < 2 or np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())):
         return float("nan")
     return float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
@@ -527,16 +731,18 @@ def _disagreement(summary: pd.DataFrame) -> pd.Series:
 
 
 @torch.no_grad()
-def _realism(model: KnobModel, train_h: np.ndarray, h: np.ndarray, a: np.ndarray, values: np.ndarray, rng) -> dict:
-    """Median distance of decoded ĥ (swept) to the nearest real training h, against that of real h to the nearest other."""
+def _realism(model: KnobModel, train_h: np.ndarray, atoms: AtomArrays, values: np.ndarray, rng) -> dict:
+    """Median distance of decoded ĥ (each knob in turn at the middle of its sweep) to the nearest real training h,
+    against that of real h to the nearest other."""
     reference = torch.as_tensor(train_h[rng.permutation(len(train_h))[:4000]], dtype=torch.float32)
-    real = torch.as_tensor(h, dtype=torch.float32)
-    mu, _ = model.encode(real)
+    real = torch.as_tensor(atoms.h, dtype=torch.float32)
+    c_t, k_t = torch.as_tensor(atoms.context, dtype=torch.float32), torch.as_tensor(atoms.knobs, dtype=torch.float32)
+    mu, _ = model.encode(real, c_t)
     decoded = []
     for j in range(values.shape[0]):
-        swept = torch.as_tensor(a, dtype=torch.float32).clone()
+        swept = k_t.clone()
         swept[:, j] = float(values[j, values.shape[1] // 2])
-        decoded.append(model.decode(mu, swept))
+        decoded.append(model.decode(mu, c_t, swept))
     decoded = torch.cat(decoded)
     nearest_two = torch.cdist(real, reference).topk(2, dim=1, largest=False).values
     # an atom that is itself in the reference (or has an identical twin there) is measured to the next one
@@ -547,14 +753,15 @@ def _realism(model: KnobModel, train_h: np.ndarray, h: np.ndarray, a: np.ndarray
 
 
 @torch.no_grad()
-def _latent_map(model: KnobModel, tables: dict, arrays: dict) -> pd.DataFrame:
+def _latent_map(model: KnobModel, knobs: KnobData) -> pd.DataFrame:
     """Per atom of every set: the first two principal components of its z (fitted on training atoms), with its
     attributes and contribution (the PGH-VAE view of the latent space)."""
-    z = {name: model.encode(torch.as_tensor(h, dtype=torch.float32))[0].numpy() for name, (_, h) in arrays.items()}
+    z = {name: model.encode(torch.as_tensor(a.h, dtype=torch.float32), torch.as_tensor(a.context, dtype=torch.float32))[0].numpy()
+         for name, a in knobs.arrays.items()}
     centre = z["train"].mean(axis=0)
     _, _, components = np.linalg.svd(z["train"] - centre, full_matrices=False)
     frames = []
-    for name, (table, _) in tables.items():
+    for name, table in knobs.tables.items():
         projected = (z[name] - centre) @ components[:2].T
         frames.append(table.assign(z1=projected[:, 0], z2=projected[:, 1]))
     return pd.concat(frames, ignore_index=True)

@@ -290,19 +290,30 @@ def _parity_view(predictions: pd.DataFrame, materials: pd.DataFrame, keys: dict,
 
 
 def _knob_view(responses: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame], keys: dict) -> dict:
-    """Knob (decoder sweep) and linear-intervention response curves of one omission beside its control: the mean
-    contribution of the swept atoms per attribute value, one panel per attribute, every knob drawn (its fidelity on
-    hover), failing or not."""
-    attributes = list(dict.fromkeys(a for frame in responses.values() for a in frame["attribute"]))
+    """Knob (decoder sweep) and concept-direction (linear baseline) response curves of one omission beside its
+    control: the mean contribution of the swept atoms per knob value, one panel per knob that works in both models
+    and does not disagree with the crystal's interventions; the others are named in the note, with why."""
+    every = list(dict.fromkeys(a for frame in responses.values() for a in frame["attribute"]))
     splits = list(responses)
-    dashes = {("knob", 0): "", ("intervention", 0): "2,3", ("knob", 1): "8,4", ("intervention", 1): "1,4"}
+    not_drawn = {}
+    for split, summary in summaries.items():
+        for attribute in every:
+            rows = summary[summary["attribute"] == attribute]
+            if attribute in not_drawn or rows.empty:
+                continue
+            if not bool(rows["knob_works"].iloc[0]):
+                not_drawn[attribute] = f"fails its checks in {split} (fidelity R² {float(rows['fidelity'].iloc[0]):.2f})"
+            elif "agrees_with_crystal" in rows and rows["agrees_with_crystal"].iloc[0] == "disagrees":
+                not_drawn[attribute] = f"disagrees with the crystal's interventions in {split}"
+    attributes = [a for a in every if a not in not_drawn]
+    dashes = {("knob", 0): "", ("concept", 0): "2,3", ("knob", 1): "8,4", ("concept", 1): "1,4"}
     legend, panels = [], []
     for s, split in enumerate(splits):
         for set_name in ("id_test", "ood_test"):
-            for kind in ("knob", "intervention"):
+            for kind in ("knob", "concept"):
                 legend.append({"name": f"{split} · {SET_LABELS[set_name]} · {kind}", "color": SET_COLOURS[set_name], "dash": dashes[(kind, s % 2)]})
     means = {split: (frame[frame["atoms"] == "all"].groupby(["set", "attribute", "step"], sort=True)
-                     .agg(value=("value", "first"), knob=("contribution", "mean"), intervention=("concept_contribution", "mean"))
+                     .agg(value=("value", "first"), knob=("contribution", "mean"), concept=("concept_contribution", "mean"))
                      .reset_index()) for split, frame in responses.items()}
     for attribute in attributes:
         series = []
@@ -313,19 +324,21 @@ def _knob_view(responses: dict[str, pd.DataFrame], summaries: dict[str, pd.DataF
                 if curve.empty:
                     continue
                 note = ""
-                if summary is not None and {"set", "attribute", "fidelity"} <= set(summary.columns):
+                if summary is not None:
                     row = summary[(summary["set"] == set_name) & (summary["attribute"] == attribute)]
                     if len(row):
-                        note = f"knob fidelity R² {float(row['fidelity'].iloc[0]):.2f}" + ("" if bool(row.get("knob_works", pd.Series([True])).iloc[0]) else " (below its goal)")
-                for kind in ("knob", "intervention"):
+                        note = f"knob fidelity R² {float(row['fidelity'].iloc[0]):.2f}"
+                for kind in ("knob", "concept"):
                     series.append({"name": f"{split} · {SET_LABELS[set_name]} · {kind}", "color": SET_COLOURS[set_name],
                                    "dash": dashes[(kind, s % 2)], "width": 2 if kind == "knob" else 1.5, "note": note,
                                    "x": np.round(curve["value"].astype(float), 5).tolist(), "y": np.round(curve[kind].astype(float), 6).tolist()})
-        panels.append({"title": attribute.replace("_", " "), "xlabel": "attribute value", "ylabel": f"mean contribution ({units(keys['target'])})",
+        panels.append({"title": attribute.replace("_", " "), "xlabel": "knob value", "ylabel": f"mean contribution ({units(keys['target'])})",
                        "series": series})
-    return {"kind": "lines", "title": f"Knob and intervention responses · {run_title(keys)}", "legend": legend, "panels": panels,
-            "note": "Per attribute, the mean contribution of the swept ID and OOD atoms as the knob (the decoder) and the linear "
-                    "intervention turn it; the omission beside its control. Every knob is drawn, with its fidelity on hover."}
+    missing = "; ".join(f"{a.replace('_', ' ')}: {why}" for a, why in not_drawn.items())
+    return {"kind": "lines", "title": f"Knob responses · {run_title(keys)}", "legend": legend, "panels": panels,
+            "note": "Per knob, the mean contribution of the swept ID and OOD atoms as the knob (the decoder) and the concept "
+                    "direction (a linear baseline in h) turn it; the omission beside its control."
+                    + (f" Not drawn: {missing}." if missing else "")}
 
 
 def _atlas_view(atlas: pd.DataFrame) -> dict:
