@@ -192,7 +192,8 @@ class KnobTraining:
     beta: float = 0.01  # weight of the KL term
     adversary_weight: float = 1.0
     adversary_steps: int = 5  # adversary updates per VAE update: a stronger adversary keeps more of (c, k) out of z
-    fidelity_weight: float = 10.0  # weight of the guide's read-out of swapped knobs (0: none)
+    fidelity_weight: float = 3.0  # weight of the guide's read-out of swapped knobs (0: none)
+    head_weight: float = 1.0  # weight of the head's reading of the decoded h against that of the real h (0: none)
     z_dim: int = 8
     warmup: int = 1500  # steps over which the adversary's weight rises from 0, and before which no stop is made
     eval_every: int = 250
@@ -201,14 +202,18 @@ class KnobTraining:
 
 
 def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settings: KnobTraining,
-                   guide: nn.Module | None = None) -> tuple[KnobModel, dict]:
+                   guide: nn.Module | None = None, head=None, numbers: np.ndarray | None = None) -> tuple[KnobModel, dict]:
     """Train the conditional VAE with its adversary on (h, context, knobs) of training atoms; returns the state with
     the best reconstruction of a tenth of the atoms it does not train on, and the loss history.
 
     With a `guide` (a frozen regressor of the knobs from real h), each step also sets one knob of every atom to
     another atom's value and asks that the decoded h read as that value: knobs come correlated too (coordination
     and bond length), and a decoder trained on real atoms alone answers one knob turned, the rest held, with a
-    compromise that carries it only in part."""
+    compromise that carries it only in part.
+
+    With the frozen `head` (and the atoms' atomic `numbers`, for heads with per-element references), the decoded h
+    is also asked to give the head's reading of the real h: the knob responses are read through the head, so the
+    directions of h it reads matter more than the others, which an error spread evenly over h does not say."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     h_t, c_t, k_t = (torch.as_tensor(x, dtype=torch.float32) for x in (h, context, knobs))
@@ -219,6 +224,12 @@ def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settin
     validation, training = order[: max(1, len(order) // 10)], order[max(1, len(order) // 10):]
     vae_optimizer = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=settings.lr)
     adversary_optimizer = torch.optim.Adam(model.adversary.parameters(), lr=settings.lr)
+    if head is not None:
+        numbers_t = torch.as_tensor(numbers, dtype=torch.int64)
+        with torch.no_grad():
+            read = head(h_t, numbers_t).float()
+        read_mean, read_std = read.mean(), read.std().clamp_min(1e-6)
+        reads = (read - read_mean) / read_std
     history, best, waited = [], float("inf"), 0
     for step in range(1, settings.max_steps + 1):
         index = training[torch.randint(0, len(training), (min(settings.batch_size, len(training)),), generator=generator)]
@@ -240,6 +251,9 @@ def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settin
         confusion = (model.adversary(_batch_standardised(mu)) ** 2).mean()
         weight = settings.adversary_weight * min(1.0, step / settings.warmup)
         loss = reconstruction + settings.beta * kl + weight * confusion
+        if head is not None and settings.head_weight:
+            decoded_read = (head(model._decode(z, c_batch, k_batch) * model.h_std + model.h_mean, numbers_t[index]).float() - read_mean) / read_std
+            loss = loss + settings.head_weight * ((decoded_read - reads[index]) ** 2).mean()
         if guide is not None and settings.fidelity_weight:
             rows = torch.arange(len(index))
             column = torch.randint(0, k_batch.shape[1], (len(index),), generator=generator)
@@ -469,7 +483,7 @@ class FittedKnobs:
     held: np.ndarray  # the fifth held out for the checks
 
 
-def fit_knobs(knobs: KnobData, options: dict, rng) -> FittedKnobs:
+def fit_knobs(knobs: KnobData, options: dict, rng, head=None) -> FittedKnobs:
     """2. The conditional VAE, on training atoms only (a fifth of them held out for the checks)."""
     train = knobs.arrays["train"]
     order = rng.permutation(len(train))
@@ -482,7 +496,8 @@ def fit_knobs(knobs: KnobData, options: dict, rng) -> FittedKnobs:
     guide, _ = fit_regressor(train.h[fitted], train.knobs[fitted], options["seed"] + 1)
     for parameter in guide.parameters():
         parameter.requires_grad_(False)
-    model, history = fit_knob_model(train.h[fitted], train.context[fitted], train.knobs[fitted], settings, guide)
+    model, history = fit_knob_model(train.h[fitted], train.context[fitted], train.knobs[fitted], settings, guide, head,
+                                    train.numbers[fitted])
     return FittedKnobs(model, settings, history, fitted, held)
 
 
@@ -681,7 +696,8 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     topology = [pd.read_parquet(path) for path in topology_paths or ()]
     knobs = sample_atoms(trained, data, materials, topology, options)
     rng = np.random.default_rng(options["seed"])
-    fitted = fit_knobs(knobs, options, rng)
+    trained.module.requires_grad_(False)  # frozen: the knob model's losses pass through its head
+    fitted = fit_knobs(knobs, options, rng, trained.head)
     values = sweep_values(knobs.arrays["train"].knobs, options["steps"])
     sample = {name: rng.permutation(len(arrays))[: options["sweep_atoms"]] for name, arrays in knobs.arrays.items()}
     checked = sample["id_test" if "id_test" in knobs.arrays else "train"]

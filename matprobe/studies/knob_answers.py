@@ -1,0 +1,143 @@
+"""The knob and intervention answers of a study, as Markdown tables for a results page (issue 35, item 4):
+
+    python -m matprobe.studies.knob_answers results/studies/default [--dataset demo] [--model cgcnn]
+
+1. Per model, the knob checks: reconstruction, working knobs, disentanglement, realism, and the verdict of each
+   intervention against the knob model (Spearman over atoms, atoms compared).
+2. The omit-X question through substitution: the change of an atom's contribution when it becomes the held-out
+   element (S → O, ...), in crystals both models trained on, omission beside control on the same atoms, with the
+   median and its bootstrap 95 % interval over atoms, and the paired difference.
+3. Energy-volume physicality: per set, the share of strain curves with a minimum inside the range, and the median
+   offset of the minimum (linear strain, %) with its interval, omission beside control on the same crystals.
+
+Intervals: percentile bootstrap over atoms (or crystals), 2,000 resamples, seed 0."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from matprobe.layout import RUN_FILES
+from matprobe.prepare.splits import CONTROL_SUFFIX
+from matprobe.studies.summary import markdown_table
+
+RESAMPLES = 2000
+
+
+def median_interval(values, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """The median and the percentile-bootstrap 95 % interval of the median (NaN for no values)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return (np.nan, np.nan, np.nan)
+    draws = np.random.default_rng(seed).choice(values, size=(resamples, len(values)), replace=True)
+    low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
+    return float(np.median(values)), float(low), float(high)
+
+
+def _format(estimate: tuple[float, float, float], digits: int = 2) -> str:
+    middle, low, high = estimate
+    return "–" if not np.isfinite(middle) else f"{middle:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def runs(study: Path, stage: str, name: str, dataset: str | None, model: str | None) -> list[tuple[dict, Path]]:
+    """(keys, path) of every run of a study that has the stage's file."""
+    found = []
+    for path in sorted((study / stage).glob(f"*/*/*/*/seed*/{RUN_FILES[stage][name]}")):
+        data, target, split, model_name, seed = path.parts[-6:-1]
+        if (dataset and data != dataset) or (model and model_name != model):
+            continue
+        found.append(({"dataset": data, "target": target, "split": split, "model": model_name, "seed": seed}, path))
+    return found
+
+
+def knob_checks(study: Path, dataset=None, model=None) -> pd.DataFrame:
+    rows = []
+    for keys, path in runs(study, "knobs", "checks", dataset, model):
+        checks = json.loads(path.read_text())
+        working = [a for a in checks["attributes"] if checks["encoded_r2"][a] >= checks["encoded_threshold"]
+                   and checks["fidelity_r2"][a] >= checks["fidelity_goal"]]
+        verdicts = {}
+        for entry in checks.get("crystal", {}).get("paths", []):
+            if entry["path"] == "all":
+                rho = "–" if entry.get("spearman") is None else f"{entry['spearman']:.2f}"
+                verdicts[entry["intervention"]] = f"{entry['verdict']} ({rho}, n = {entry['n']})"
+        rows.append({**keys, "reconstruction R²": f"{checks['reconstruction_r2']:.3f}",
+                     "working knobs": f"{len(working)} of {len(checks['attributes'])}: " + ", ".join(w.replace("_", " ") for w in working),
+                     "disentanglement (median)": f"{checks.get('disentanglement_median', float('nan')):.2f}",
+                     "realism": f"{checks['realism']['ratio']:.2f}",
+                     "shell stretch": verdicts.get("shell_stretch", "–"), "substitution": verdicts.get("substitution", "–"),
+                     "steps": checks["training"].get("steps"), "seconds": checks.get("seconds")})
+    return pd.DataFrame(rows)
+
+
+def _pairs(study: Path, dataset=None, model=None) -> list[tuple[dict, pd.DataFrame, pd.DataFrame]]:
+    """(keys of the omission, its intervention summary, its control's) for every omission with a control."""
+    summaries = {tuple(k.values()): (k, p) for k, p in runs(study, "interventions", "summary", dataset, model)}
+    pairs = []
+    for key, (keys, path) in summaries.items():
+        control = (keys["dataset"], keys["target"], keys["split"] + CONTROL_SUFFIX, keys["model"], keys["seed"])
+        if control in summaries:
+            pairs.append((keys, pd.read_parquet(path), pd.read_parquet(summaries[control][1])))
+    return pairs
+
+
+def substitution_into_held_out(study: Path, dataset=None, model=None) -> pd.DataFrame:
+    """Per omission: the change of the substituted site's contribution when it becomes the held-out element, in
+    each model, on the atoms both evaluated, and the paired difference (omission − control)."""
+    rows = []
+    key = ["set", "id", "site", "path"]
+    for keys, omission, control in _pairs(study, dataset, model):
+        both = omission[omission["into_held_out"] != ""].merge(control[control["into_held_out"] != ""], on=key, suffixes=("", "_control"))
+        column = "change_contribution_into_held_out"
+        both = both.dropna(subset=[column, column + "_control"])
+        if both.empty:
+            continue
+        for set_name, part in [("all", both), *both.groupby("set", sort=True)]:
+            rows.append({**keys, "crystals": set_name, "atoms": len(part), "into": ", ".join(sorted(set(part["into_held_out"]))),
+                         "from": ", ".join(sorted(set(part["element"]))),
+                         "omission": _format(median_interval(part[column])), "control": _format(median_interval(part[column + "_control"])),
+                         "omission − control": _format(median_interval(part[column] - part[column + "_control"]))})
+    return pd.DataFrame(rows)
+
+
+def energy_volume(study: Path, dataset=None, model=None) -> pd.DataFrame:
+    """Per omission and set: the strain curves' minima, omission beside control on the same crystals."""
+    rows = []
+    for keys, omission, control in _pairs(study, dataset, model):
+        strain = omission[omission["intervention"] == "strain"].merge(control[control["intervention"] == "strain"], on=["set", "id"],
+                                                                      suffixes=("", "_control"))
+        for set_name, part in strain.groupby("set", sort=True):
+            inside = part["minimum_in_range"].astype(bool)
+            inside_control = part["minimum_in_range_control"].astype(bool)
+            rows.append({**keys, "set": set_name, "crystals": len(part),
+                         "minimum inside ±6 %": f"{int(inside.sum())} of {len(part)}",
+                         "minimum inside, control": f"{int(inside_control.sum())} of {len(part)}",
+                         "offset of the minimum (%)": _format(median_interval(part.loc[inside, "minimum_strain_percent"]), 1),
+                         "offset, control (%)": _format(median_interval(part.loc[inside_control, "minimum_strain_percent_control"]), 1),
+                         "curvature at the DFT cell": _format(median_interval(part["curvature_prediction"])),
+                         "curvature, control": _format(median_interval(part["curvature_prediction_control"]))})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", type=Path, help="a study's results folder, e.g. results/studies/default")
+    parser.add_argument("--dataset")
+    parser.add_argument("--model")
+    args = parser.parse_args(argv)
+    for title, table in (("Knob checks", knob_checks(args.study, args.dataset, args.model)),
+                         ("Substitution into the held-out element", substitution_into_held_out(args.study, args.dataset, args.model)),
+                         ("Energy-volume curves", energy_volume(args.study, args.dataset, args.model))):
+        print(f"### {title}\n")
+        print(markdown_table(table.drop(columns=["dataset"], errors="ignore"), {}) if len(table) else "(no runs)")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
