@@ -95,6 +95,7 @@ landscape:
   compile: never
   hessian: {lanczos_steps: 4, trace_samples: 2, slq_runs: 1, seeds: 2}
 attribution: {max_crystals: 8, ig_steps: 4}
+knobs: {max_steps: 400}
 topology: {radius: 4.0}
 """
 
