@@ -141,8 +141,8 @@ def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, m
                  "fidelity_r2": {"electronegativity": 0.95, "coordination": 0.95, "radius": 0.9, "h1_total_persistence": fidelity,
                                  "mean_bond_length": 0.9},
                  # a knob that works by its own checks but turns the contribution against the crystal's shell stretch
-                 "crystal": {"knobs": {"mean_bond_length": {"intervention": "shell_stretch", "verdict": "disagrees", "spearman": -0.21, "n": 14},
-                                       "coordination": {"intervention": "substitution", "verdict": "agrees", "spearman": 0.6, "n": 14}}}}
+                 "crystal": {"knobs": {"mean_bond_length": {"intervention": "shell_stretch", "verdict": "disagrees", "spearman": -0.21, "curves": 14},
+                                       "coordination": {"intervention": "substitution", "verdict": "agrees", "spearman": 0.6, "curves": 14}}}}
         (tmp_path / f"{split}.json").write_text(json.dumps(check))
         rows = [{"set": s, "atoms": "all", "attribute": a, "value": v, "contribution": v * 0.1}
                 for s in ("id_test", "ood_test") for a in attributes for v in (0.0, 1.0, 2.0)]
@@ -161,7 +161,7 @@ def test_knob_figure_draws_working_knobs_and_tables_the_failing_ones(tmp_path, m
     cells = {(r, c): cell.get_text().get_text() for (r, c), cell in table.get_celld().items()}
     assert [cells[(r, 0)].split(" (")[0] for r in (1, 2, 3)] == ["radius", "h1 total persistence", "mean bond length"]
     assert cells[(1, 4)].startswith("the model's h does not encode it") and cells[(2, 1)] == "omit-O-control" and cells[(2, 3)] == "0.50"
-    assert cells[(3, 4)] == "disagrees with the crystal's shell stretch (Spearman -0.21 over 14 atoms)"
+    assert cells[(3, 4)] == "disagrees with the crystal's shell stretch (Spearman -0.21 over 14 edited atoms)"
 
 
 def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(tmp_path):
@@ -199,9 +199,10 @@ def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():
                  for split in ("omit-O", "omit-O-control")}
     verdicts = {"coordination": (True, "not judged"), "mean_bond_length": (True, "disagrees"), "h1_total_persistence": (False, "not judged")}
     summaries = {split: pd.DataFrame([{"set": s, "attribute": a, "fidelity": 0.9 if works else 0.4, "knob_works": works,
+                                       "check_failed": "" if works else "fidelity R² 0.40 below its goal 0.8",
                                        "agrees_with_crystal": verdict} for s in ("id_test", "ood_test") for a, (works, verdict) in verdicts.items()])
                  for split in responses}
     view = _knob_view(responses, summaries, keys)
     assert [panel["title"] for panel in view["panels"]] == ["coordination"]
     assert "mean bond length: disagrees with the crystal's interventions in omit-O" in view["note"]
-    assert "h1 total persistence: fails its checks in omit-O (fidelity R² 0.40)" in view["note"]
+    assert "h1 total persistence: fidelity R² 0.40 below its goal 0.8 in omit-O" in view["note"]

@@ -46,5 +46,5 @@ def test_substitutions_are_paired_on_the_atoms_both_models_edited(study):
 
 def test_energy_volume_minima_are_counted_on_the_same_crystals(study):
     row = energy_volume(study).iloc[0]
-    assert row["crystals"] == 2 and row["minimum inside ±6 %"] == "1 of 2" and row["minimum inside, control"] == "2 of 2"
+    assert row["crystals"] == 2 and row["minimum inside the range"] == "1 of 2" and row["minimum inside, control"] == "2 of 2"
     assert row["offset of the minimum (%)"].startswith("+1.0")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from matprobe.probes.knobs import KnobTraining, environment_attributes, fit_knob_model, fit_regressor, knob_responses, slopes, sweep_values
+from matprobe.probes.environment import environment_attributes
+from matprobe.probes.knobs import KnobTraining, fit_knob_model, fit_regressor, knob_responses, slopes, sweep_values
 
 
 def test_a_knob_recovers_the_one_attribute_the_head_reads():
@@ -83,9 +84,10 @@ def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
     compared = pd.read_parquet(knobs / "crystal_agreement.parquet")
     edited = pd.read_parquet(crystal["summary"]).query("valid_points >= 3")
     assert set(compared["intervention"]) == {"shell_stretch", "substitution"}
-    assert len(compared) == len(edited) and compared[["crystal_slope", "knob_slope"]].notna().all().all()
+    assert 0 < len(compared) <= len(edited) and compared[["crystal_slope", "knob_slope"]].notna().all().all()
+    assert not compared.loc[compared["atoms"] == "held_out", "judged"].any()
     assert {entry["intervention"] for entry in saved["crystal"]["paths"]} == {"shell_stretch", "substitution"}
-    assert set(summary["agrees_with_crystal"]) <= {"agrees", "disagrees", "too few atoms", "not judged"}
+    assert set(summary["agrees_with_crystal"]) <= {"agrees", "disagrees", "too few curves", "no variation", "not judged"}
 
 
 def test_the_crystal_verdict_needs_rank_agreement_one_sign_and_enough_atoms():
@@ -96,17 +98,30 @@ def test_the_crystal_verdict_needs_rank_agreement_one_sign_and_enough_atoms():
     rng = np.random.default_rng(0)
     crystal_slopes = rng.normal(1.0, 0.5, size=20)
 
-    def frame(knob_slopes, intervention="shell_stretch"):
-        return pd.DataFrame({"intervention": intervention, "path": "shell", "crystal_slope": crystal_slopes[: len(knob_slopes)],
+    knobs = ["coordination", "mean_bond_length", "bond_length_spread"]
+
+    def frame(knob_slopes, intervention="shell_stretch", judged=True):
+        return pd.DataFrame({"intervention": intervention, "path": "", "judged": judged, "crystal_slope": crystal_slopes[: len(knob_slopes)],
                              "knob_slope": knob_slopes})
 
-    assert crystal_agreement(frame(2 * crystal_slopes))["knobs"]["mean_bond_length"]["verdict"] == "agrees"
-    assert crystal_agreement(frame(-crystal_slopes))["disagreeing"] == ["bond_length_spread", "mean_bond_length"]
+    def verdict(compared, knob="mean_bond_length", in_use=knobs):
+        return crystal_agreement(compared, in_use)["knobs"][knob]["verdict"] if knob in crystal_agreement(compared, in_use)["knobs"] else None
+
+    assert verdict(frame(2 * crystal_slopes)) == "agrees"
+    assert crystal_agreement(frame(-crystal_slopes), knobs)["disagreeing"] == ["bond_length_spread", "mean_bond_length"]
     # ranked alike but of the other sign: the knob turns the contribution the wrong way
-    assert crystal_agreement(frame(crystal_slopes - 5))["knobs"]["mean_bond_length"]["verdict"] == "disagrees"
-    few = crystal_agreement(frame(crystal_slopes[: MIN_COMPARED - 1]))
+    assert verdict(frame(crystal_slopes - 5)) == "disagrees"
+    few = crystal_agreement(frame(crystal_slopes[: MIN_COMPARED - 1]), knobs)
     assert few["knobs"]["mean_bond_length"]["verdict"].startswith("too few") and few["disagreeing"] == []
-    assert crystal_agreement(frame(2 * crystal_slopes, "substitution"))["knobs"]["element"]["verdict"] == "agrees"
+    assert verdict(frame(2 * crystal_slopes, "substitution"), "element") == "agrees"
+    # the held-out element's atoms are not judged (the knob model never saw their context)
+    assert verdict(frame(-crystal_slopes, judged=False)).startswith("too few")
+    # a knob model whose edit does not move the contribution at all is not said to disagree: it has no ranking
+    assert verdict(frame(np.zeros(20))) == "no variation"
+    # without the bond-length knobs (not encoded, say) the stretch judges nothing
+    judged = crystal_agreement(frame(2 * crystal_slopes), ["coordination"])["knobs"]
+    assert set(judged) == {"element"} and judged["element"]["verdict"] == "not judged"  # and no substitution was made
+    assert crystal_agreement(frame(2 * crystal_slopes)[:0], knobs)["paths"][0]["verdict"] == "not judged"
 
 
 def test_the_regression_baseline_has_no_slope_where_the_attribute_does_not_vary():
@@ -119,3 +134,36 @@ def test_the_regression_baseline_has_no_slope_where_the_attribute_does_not_vary(
     assert constant.mean() != 3.44  # the rounding the test is about
     assert np.isnan(_regression_slope(constant, rng.random(3676)))
     assert _regression_slope(np.array([1.0, 2.0, 3.0, np.nan]), np.array([2.0, 4.1, 5.9, 1.0])) == pytest.approx(1.95)
+
+
+@pytest.mark.parametrize("name, fraction", [("NaCl", 0.05), ("CsCl", -0.04), ("Si", 0.03)])
+def test_the_knob_models_stretch_is_the_crystals_stretch_read_as_attributes(crystals, name, fraction):
+    """The attributes a shell stretch gives an atom without building the stretched cell equal those computed on the
+    stretched (super)cell the interventions build."""
+    from matprobe.inputs.structures import crystal_from_pymatgen
+    from matprobe.probes.environment import neighbours, stretched_environment
+    from matprobe.probes.interventions import first_shell, shell_repeats, shell_stretched
+
+    crystal = crystal_from_pymatgen(crystals[name])
+    shell = first_shell(crystal, 0)
+    edited = environment_attributes(shell_stretched(crystal, shell, fraction, shell_repeats(shell, 3)))
+    i, j, d = neighbours(crystal)
+    expected = stretched_environment(d[i == 0], int(crystal.numbers[0]), crystal.numbers[j[i == 0]], fraction)
+    for attribute, value in expected.items():
+        assert edited[attribute][0] == pytest.approx(value, abs=1e-6), attribute
+
+
+@pytest.mark.parametrize("name, site, substitute", [("NaCl", 1, 9), ("FeO", 0, 27), ("Si", 0, 32)])
+def test_the_knob_models_substitution_is_the_crystals_substitution_read_as_attributes(crystals, name, site, substitute):
+    """Cl → F, Fe → Co, Si → Ge (every Si: the neighbours are images of the site and change with it)."""
+    from matprobe.inputs.structures import crystal_from_pymatgen
+    from matprobe.probes.environment import neighbours, substituted_environment
+    from matprobe.probes.interventions import substituted
+
+    crystal = crystal_from_pymatgen(crystals[name])
+    edited = environment_attributes(substituted(crystal, site, substitute))
+    i, j, d = neighbours(crystal)
+    mine = i == site
+    expected = substituted_environment(d[mine], int(crystal.numbers[site]), crystal.numbers[j[mine]], j[mine] == site, substitute)
+    for attribute, value in expected.items():
+        assert edited[attribute][site] == pytest.approx(value, abs=1e-6, nan_ok=True), attribute

@@ -33,7 +33,7 @@ def _failed_check(attribute: str, splits: list[str], checks: list[dict]) -> tupl
         judged = check.get("crystal", {}).get("knobs", {}).get(attribute)
         if judged and judged["verdict"] == "disagrees":
             return split, f"{encoded:.2f}", f"{fidelity:.2f}", (f"disagrees with the crystal's {judged['intervention'].replace('_', ' ')} "
-                                                                f"(Spearman {judged['spearman']:.2f} over {judged['n']} atoms)")
+                                                                f"(Spearman {judged['spearman']:.2f} over {judged['curves']} edited atoms)")
     return None
 
 
@@ -142,7 +142,7 @@ def knob_crystal(splits: list[str], crystal_paths: list, check_paths: list, targ
     for ax, (intervention, path, title, per) in zip(axes, PANELS):
         for split, frame, check, (marker, fill) in zip(splits, compared, checks, (("o", True), ("s", False))):
             part = frame[(frame["intervention"] == intervention) & ((frame["path"] == path) if path else True)]
-            part = part.dropna(subset=["crystal_slope", "knob_slope"])
+            part = part[part["judged"].astype(bool)].dropna(subset=["crystal_slope", "knob_slope"])  # as the verdict counts them
             entry = next((p for p in check["crystal"]["paths"] if p["intervention"] == intervention and p["path"] == (path or "all")),
                          None)
             if entry is None and path:  # an intervention with one path only has its verdict under "all"
@@ -151,7 +151,7 @@ def knob_crystal(splits: list[str], crystal_paths: list, check_paths: list, targ
                        else (entry["verdict"] if entry else "not compared"))
             colour = "#0072B2" if fill else "#D55E00"
             ax.scatter(part["crystal_slope"], part["knob_slope"], s=16, marker=marker, facecolors=colour if fill else "none",
-                       edgecolors=colour, linewidths=0.8, alpha=0.8, label=f"{split} (n = {len(part)}; {verdict})")
+                       edgecolors=colour, linewidths=0.8, alpha=0.8, label=f"{split} ({len(part)} edits; {verdict})")
         ax.axhline(0, color="0.7", lw=0.6)
         ax.axvline(0, color="0.7", lw=0.6)
         ax.set_title(title, fontsize=9)

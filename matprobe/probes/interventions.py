@@ -14,7 +14,7 @@ contribution over a grid of the edit's strength:
   assumes. The curvature and slope at the DFT structure come from a parabola in s around s = 0. For a band gap no
   minimum is expected: the slope dE_g/ds is the number to read.
 - **radial stretch of one atom's first shell**: the neighbours bonded to a centre atom (closer than
-  `BOND_TOLERANCE` × the sum of covalent radii, as the knobs count bonds; without any, those within 1.1 × the
+  `environment.BOND_TOLERANCE` (1.2) × the sum of covalent radii, as the knobs count bonds; without any, those within 1.1 × the
   nearest distance) move along their bond, r_j → r_i + (1 + f)(r_j − r_i). Where the cell is so small that one atom
   is the neighbour of the centre through two periodic images (or a neighbour is the centre's own image), no edit
   of that cell stretches the shell alone: the smallest supercell in which every shell member is an atom of its own
@@ -52,7 +52,7 @@ from matprobe.layout import run_paths
 from matprobe.models.seam import load_trained
 from matprobe.prepare.graphs import equivalent_atoms, neighbour_list
 from matprobe.prepare.splits import load_split
-from matprobe.probes.knobs import BOND_TOLERANCE  # bonds counted as the knobs count them
+from matprobe.probes.environment import SEARCH, shell_mask  # bonds counted as the knobs count them
 from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.interventions")
@@ -62,7 +62,6 @@ Predictor = Callable[[list[Crystal]], list[tuple[float, np.ndarray]]]
 # Targets whose value is an energy of the structure: their strain curve should have a minimum near the DFT cell.
 ENERGY_TARGETS = {"formation_energy_per_atom", "e_above_hull"}
 EV_PER_CUBIC_ANGSTROM_IN_GPA = 160.21766
-NEAREST_TOLERANCE = 0.1  # an atom without bonds by that rule: its shell is the neighbours within 1.1 × its nearest
 MIN_POINTS = 3  # a slope or a parabola from fewer valid points is reported missing
 CONSTANT = 1e-6  # a curve whose range is below this (relative to its size) is flat: float32 noise has no rank order
 
@@ -114,10 +113,9 @@ class Shell:
         return np.linalg.norm(self.vectors, axis=1)
 
 
-def first_shell(crystal: Crystal, site: int, search: float = 6.0) -> Shell:
-    """The neighbours bonded to `site`: closer than BOND_TOLERANCE × the sum of covalent radii; an atom bonded to
-    none has those within (1 + NEAREST_TOLERANCE) × its nearest distance as its shell."""
-    radius = element_properties()["covalent_radius"]
+def first_shell(crystal: Crystal, site: int, search: float = SEARCH) -> Shell:
+    """The neighbours of `site` in its first shell (`environment.shell_mask`: bonded by the covalent-radius rule, or
+    near its nearest neighbour where none is)."""
     for cutoff in (search, 2 * search, 4 * search):
         i, j, shifts, d, vectors = NeighborList(cutoff=cutoff, full_list=True).compute(
             points=crystal.cart_coords(), box=crystal.lattice, periodic=True, quantities="ijSdD")
@@ -127,9 +125,7 @@ def first_shell(crystal: Crystal, site: int, search: float = 6.0) -> Shell:
     else:
         raise MatprobeError(f"interventions: site {site} has no neighbour within {4 * search} Å")
     j, shifts, d, vectors = j[mine], shifts[mine], d[mine], vectors[mine]
-    bonded = d <= BOND_TOLERANCE * (radius.loc[int(crystal.numbers[site])] + radius.loc[crystal.numbers[j]].to_numpy())
-    if not bonded.any():
-        bonded = d <= (1 + NEAREST_TOLERANCE) * d.min()
+    bonded = shell_mask(d, int(crystal.numbers[site]), crystal.numbers[j])
     order = np.lexsort((shifts[bonded, 2], shifts[bonded, 1], shifts[bonded, 0], j[bonded], d[bonded]))
     return Shell(site, j[bonded][order].astype(np.int64), shifts[bonded][order].astype(np.int64), vectors[bonded][order])
 

@@ -43,21 +43,19 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 from torch import nn
-from vesin import NeighborList
 
 from matprobe.inputs.features import element_properties
 from matprobe.inputs.structures import Crystal
 from matprobe.layout import run_paths
 from matprobe.io import write_json, write_parquet, write_torch
 from matprobe.models.seam import TrainedModel, load_trained
+from matprobe.probes.environment import ENVIRONMENT_ATTRIBUTES, environment_attributes, neighbours, stretched_environment, substituted_environment
 from matprobe.prepare.sets import load_split_data
 from matprobe.runtime import Runtime
 
 log = logging.getLogger("matprobe.probes.knobs")
 
 ELEMENT_ATTRIBUTES = ["electronegativity", "covalent_radius", "group", "period", "valence_electrons"]  # the context
-ENVIRONMENT_ATTRIBUTES = ["coordination", "mean_bond_length", "shortest_bond_length", "bond_length_spread",
-                          "electronegativity_difference"]
 TOPOLOGY_ATTRIBUTES = ["h1_count", "h1_total_persistence", "h2_count", "h2_total_persistence"]  # undirected (gudhi)
 DIRECTED_ATTRIBUTES = ["ph_dir_b1_area", "ph_dir_b2_area"]  # directed (path homology)
 # The knobs: one per bundle of attributes that move together. The shortest bond goes with the mean bond length, a
@@ -67,52 +65,18 @@ KNOB_ATTRIBUTES = ["coordination", "mean_bond_length", "bond_length_spread", "el
 UNITS = {"electronegativity": "Pauling", "covalent_radius": "Å", "mean_bond_length": "Å", "shortest_bond_length": "Å",
          "bond_length_spread": "Å", "electronegativity_difference": "Pauling", "h1_total_persistence": "Å",
          "h2_total_persistence": "Å", "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
-BOND_TOLERANCE = 1.2  # bonded: closer than 1.2 × the sum of the covalent radii
 FIDELITY_GOAL, RECONSTRUCTION_GOAL, DISENTANGLEMENT_GOAL, REALISM_GOAL = 0.8, 0.95, 0.2, 1.3
 ENCODED = 0.5  # an attribute the real h predicts with R² below this is not encoded by the model: no knob can turn it
 # The crystal check: a knob agrees with an intervention when the rank correlation over atoms of their slopes is at
-# least AGREEMENT and their median slopes have one sign; fewer than MIN_COMPARED atoms give no verdict.
+# least AGREEMENT and their median slopes have one sign; fewer than MIN_COMPARED curves (atom × path) give no verdict.
 AGREEMENT, MIN_COMPARED = 0.3, 8
 # Which knobs an intervention judges, and how the edit reads in attribute space (interventions.py's edits).
 STRETCHED_KNOBS = ("mean_bond_length", "bond_length_spread")  # a shell stretch by f scales every bond by (1 + f)
-SUBSTITUTION = "element"  # the context swapped for the substitute's; judged by the substitution intervention
-JUDGED_BY = {"shell_stretch": STRETCHED_KNOBS, "substitution": (SUBSTITUTION,)}
+ELEMENT = "element"  # not a knob: the context, swapped for the substitute's by a substitution, which judges it
+JUDGED_BY = {"shell_stretch": STRETCHED_KNOBS, "substitution": (ELEMENT,)}
 
 
 # ---- 1. attributes ------------------------------------------------------------------------------------------------
-
-
-def environment_attributes(crystal: Crystal, cutoff: float = 4.5) -> dict[str, np.ndarray]:
-    """Per site: coordination (neighbours closer than BOND_TOLERANCE × the sum of covalent radii), mean, shortest and
-    spread of those bond lengths, and the mean electronegativity of the bonded neighbours minus the atom's own. An
-    atom with no bonded neighbour gets its nearest one as its only bond (coordination 0)."""
-    props = element_properties()
-    radius = props["covalent_radius"].to_numpy()
-    electronegativity = props["electronegativity"].to_numpy()
-    z = crystal.numbers
-    i, j, d = NeighborList(cutoff=cutoff, full_list=True).compute(points=crystal.cart_coords(), box=crystal.lattice, periodic=True,
-                                                                   quantities="ijd")
-    columns = {name: np.full(crystal.nsites, np.nan) for name in ENVIRONMENT_ATTRIBUTES}
-    for site in range(crystal.nsites):
-        mine = i == site
-        neighbours, distances = j[mine], d[mine]
-        if not len(distances):
-            continue
-        is_bonded = distances <= BOND_TOLERANCE * (radius[z[site] - 1] + radius[z[neighbours] - 1])
-        bonded = is_bonded if is_bonded.any() else distances == distances.min()
-        lengths = distances[bonded]
-        columns["coordination"][site] = is_bonded.sum()
-        columns["mean_bond_length"][site] = lengths.mean()
-        columns["shortest_bond_length"][site] = distances.min()
-        columns["bond_length_spread"][site] = lengths.std()
-        columns["electronegativity_difference"][site] = _mean_or_nan(electronegativity[z[neighbours[bonded]] - 1]) - electronegativity[z[site] - 1]
-    return columns
-
-
-def _mean_or_nan(values: np.ndarray) -> float:
-    """The mean of the finite values (noble gases have no electronegativity), NaN where there are none."""
-    finite = values[np.isfinite(values)]
-    return float(finite.mean()) if len(finite) else float("nan")
 
 
 def atom_table(crystal_set, materials: pd.DataFrame, topology: list[pd.DataFrame], omitted: list[str]) -> pd.DataFrame:
@@ -203,8 +167,8 @@ class KnobTraining:
 
 def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settings: KnobTraining,
                    guide: nn.Module | None = None, head=None, numbers: np.ndarray | None = None) -> tuple[KnobModel, dict]:
-    """Train the conditional VAE with its adversary on (h, context, knobs) of training atoms; returns the state with
-    the best reconstruction of a tenth of the atoms it does not train on, and the loss history.
+    """Train the conditional VAE with its adversary on (h, context, knobs) of training atoms, until the reconstruction
+    of a tenth of them, held out of its batches, stops improving; returns the last state and the loss history.
 
     With a `guide` (a frozen regressor of the knobs from real h), each step also sets one knob of every atom to
     another atom's value and asks that the decoded h read as that value: knobs come correlated too (coordination
@@ -454,7 +418,7 @@ def described_atoms(trained: TrainedModel, crystal_set, materials, topology, omi
     """The attribute table of a set's atoms with their contribution and share, and their h."""
     table = atom_table(crystal_set, materials, topology, omitted)
     h, contribution, size = representations(trained, crystal_set)
-    table["contribution"], table["share"], table["set"] = contribution, contribution / size, crystal_set.name
+    table["contribution"], table["sites"], table["share"], table["set"] = contribution, size, contribution / size, crystal_set.name
     return table, h
 
 
@@ -491,9 +455,10 @@ def fit_knobs(knobs: KnobData, options: dict, rng, head=None) -> FittedKnobs:
     fitted = order[len(held):]
     settings = KnobTraining(max_steps=options["max_steps"], z_dim=options["z_dim"], fidelity_weight=options["fidelity_weight"],
                             seed=options["seed"], warmup=min(KnobTraining.warmup, options["max_steps"] // 4))
-    # the guide that shapes the knobs and the regressor that checks them are fitted apart (other seeds), so that the
-    # fidelity check does not grade the knob model by the very function it was trained against
-    guide, _ = fit_regressor(train.h[fitted], train.knobs[fitted], options["seed"] + 1)
+    # the guide that shapes the knobs and the regressor that checks them are fitted on disjoint halves of the atoms
+    # (and other seeds), so that the fidelity check does not grade the knob model by the function it was trained against
+    guide_atoms = fitted[: len(fitted) // 2]
+    guide, _ = fit_regressor(train.h[guide_atoms], train.knobs[guide_atoms], options["seed"] + 1)
     for parameter in guide.parameters():
         parameter.requires_grad_(False)
     model, history = fit_knob_model(train.h[fitted], train.context[fitted], train.knobs[fitted], settings, guide, head,
@@ -512,7 +477,8 @@ def check_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
     reconstruction = float(r_squared(head(h_held, numbers).numpy(), head(decoded, numbers).numpy())[0])
     attributes = [*ELEMENT_ATTRIBUTES, *knobs.knobs]
     with torch.enable_grad():
-        from_h, encoded = fit_regressor(train.h[fit], train.knobs[fit], options["seed"])
+        checker_atoms = fit[len(fit) // 2:]  # the half the guide was not fitted on
+        from_h, encoded = fit_regressor(train.h[checker_atoms], train.knobs[checker_atoms], options["seed"])
         z_all = model.encode(torch.as_tensor(train.h, dtype=torch.float32), torch.as_tensor(train.context, dtype=torch.float32))[0].detach().numpy()
         _, from_z = fit_regressor(z_all, np.concatenate([train.context, train.knobs], axis=1), options["seed"])
     swept_atoms = knobs.arrays["id_test" if "id_test" in knobs.arrays else "train"].take(checked)
@@ -564,7 +530,7 @@ def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
             swept = arrays.take(atoms)
             curves = knob_responses(fitted.model, head, swept, values)
             linear = concept_responses(directions, head, swept, values)
-            size = table["contribution"].to_numpy()[atoms] / table["share"].to_numpy()[atoms]
+            size = table["sites"].to_numpy()[atoms]
             knob_slopes, concept_slopes, mono = slopes(values, curves), slopes(values, linear), monotonicity(curves)
             for j, attribute in enumerate(knobs.knobs):
                 observed = _regression_slope(table[attribute].to_numpy(dtype=float)[members], table["contribution"].to_numpy()[members])
@@ -572,7 +538,8 @@ def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
                                   "knob_slope": float(np.mean(knob_slopes[:, j])), "knob_slope_spread": float(np.std(knob_slopes[:, j])),
                                   "monotonicity": float(np.mean(mono[:, j])), "concept_slope": float(np.mean(concept_slopes[:, j])),
                                   "regression_slope": observed, "fidelity": fidelity[j], "encoded": float(encoded[j]),
-                                  "knob_works": bool(fidelity[j] >= FIDELITY_GOAL and encoded[j] >= ENCODED)})
+                                  "knob_works": bool(fidelity[j] >= FIDELITY_GOAL and encoded[j] >= ENCODED),
+                                  "check_failed": _check_failed(encoded[j], fidelity[j])})
                 for k, value in enumerate(values[j]):
                     rows.append(pd.DataFrame({"set": set_name, "atoms": group, "attribute": attribute, "step": k, "value": value,
                                               "id": table["id"].to_numpy()[atoms], "site": table["site"].to_numpy()[atoms],
@@ -585,46 +552,77 @@ def sweep_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
 
 # ---- 5. the crystal as ground truth ---------------------------------------------------------------------------------
 
-CRYSTAL_COLUMNS = ["set", "id", "site", "element", "atoms", "intervention", "path", "points", "crystal_slope", "knob_slope"]
+CRYSTAL_COLUMNS = ["set", "id", "site", "element", "atoms", "intervention", "path", "points", "judged", "crystal_slope", "knob_slope"]
 
 
 @torch.no_grad()
-def knob_edits(model: KnobModel, head, atom: AtomArrays, knobs: list[str], intervention: str, curve: pd.DataFrame) -> np.ndarray:
-    """The head's reading of one atom (`atom`: one row) edited through the knob model as an intervention edited it in
-    the crystal, at each point of its curve (`curve`: the intervention's rows of that atom and path, valid points).
-    A shell stretch by f scales the atom's bond lengths and their spread by (1 + f), the other knobs held (the
-    stretched shell keeps its members, so the coordination is unchanged; the topological descriptors of a stretched
-    shell are not recomputed). A substitution swaps the context for the substitute's properties, and shifts the
-    electronegativity difference by the change of the atom's own electronegativity."""
-    properties = element_properties()
-    atomic_number = pd.Series(properties.index, index=properties["symbol"])
+def knob_edits(model: KnobModel, head, atom: AtomArrays, edited_knobs: np.ndarray, contexts: np.ndarray,
+               numbers: np.ndarray) -> np.ndarray:
+    """The head's reading of one atom (`atom`: one row; z its own) decoded with each row of `edited_knobs` and
+    `contexts` (the knobs and element properties the edit gives it), for atoms of elements `numbers`."""
     c_t, k_t = torch.as_tensor(atom.context, dtype=torch.float32), torch.as_tensor(atom.knobs, dtype=torch.float32)
     mu, _ = model.encode(torch.as_tensor(atom.h, dtype=torch.float32), c_t)
-    n = len(curve)
-    contexts, edited, numbers = c_t.repeat(n, 1), k_t.repeat(n, 1), torch.as_tensor(atom.numbers).repeat(n)
-    if intervention == "shell_stretch":
-        factor = torch.as_tensor(1.0 + curve["value"].to_numpy(), dtype=torch.float32)
-        for name in STRETCHED_KNOBS:
-            if name in knobs:
-                edited[:, knobs.index(name)] *= factor
-    else:
-        substitutes = [symbol or properties.loc[int(atom.numbers[0]), "symbol"] for symbol in curve["substitute"]]
-        numbers = torch.as_tensor(atomic_number[substitutes].to_numpy(dtype=np.int64))
-        contexts = torch.as_tensor(properties.loc[numbers.numpy(), ELEMENT_ATTRIBUTES].to_numpy(dtype=float), dtype=torch.float32)
-        if "electronegativity_difference" in knobs:
-            own = float(atom.context[0, ELEMENT_ATTRIBUTES.index("electronegativity")])
-            edited[:, knobs.index("electronegativity_difference")] += own - contexts[:, ELEMENT_ATTRIBUTES.index("electronegativity")]
-    return head(model.decode(mu.repeat(n, 1), contexts, edited), numbers).numpy()
+    n = len(edited_knobs)
+    decoded = model.decode(mu.repeat(n, 1), torch.as_tensor(contexts, dtype=torch.float32), torch.as_tensor(edited_knobs, dtype=torch.float32))
+    return head(decoded, torch.as_tensor(numbers, dtype=torch.int64)).numpy()
+
+
+@torch.no_grad()
+def element_reference(head, atom: AtomArrays, numbers: np.ndarray) -> np.ndarray:
+    """What the head adds for the element alone, at the atom's own h: head(h, Z) − head(h, Z_own). Zero for heads
+    that read h only; for a head with per-element references (CHGNet's site energies) the reference step of a
+    substitution, which the crystal's and the knob model's responses would otherwise share whatever the decoder does."""
+    h = torch.as_tensor(atom.h, dtype=torch.float32).repeat(len(numbers), 1)
+    own = head(h[:1], torch.as_tensor(atom.numbers[:1], dtype=torch.int64)).numpy()
+    return head(h, torch.as_tensor(numbers, dtype=torch.int64)).numpy() - own
+
+
+class EditedAttributes:
+    """The knobs and context an intervention's edit gives one atom, recomputed on the edited structure exactly as
+    the knob stage computes them on a real one (`environment`): a shell stretch changes the atom's bond lengths
+    (and may change its coordination), a substitution its element and through it its bonds and electronegativity
+    difference. The topological knobs are held (their persistence is not recomputed on the edited structure)."""
+
+    def __init__(self, knobs: KnobData, crystal: Crystal):
+        self.knobs, self.crystal = knobs, crystal
+        self.properties = element_properties()
+        self.i, self.j, self.d = neighbours(crystal)
+
+    def _row(self, environment: dict, own: np.ndarray) -> np.ndarray:
+        row = own.copy()
+        for k, name in enumerate(self.knobs.knobs):
+            value = environment.get(name)
+            if value is not None:
+                row[k] = value if np.isfinite(value) else self.knobs.fill[name]
+        return row
+
+    def stretched(self, site: int, own: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+        mine = self.i == site
+        z_site, z_neighbours = int(self.crystal.numbers[site]), self.crystal.numbers[self.j[mine]]
+        return np.stack([self._row(stretched_environment(self.d[mine], z_site, z_neighbours, float(f)), own) for f in fractions])
+
+    def substituted(self, site: int, own: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mine = self.i == site
+        images = self.j[mine] == site
+        rows = np.stack([self._row(substituted_environment(self.d[mine], int(self.crystal.numbers[site]), self.crystal.numbers[self.j[mine]],
+                                                           images, int(z)), own) for z in numbers])
+        contexts = self.properties.loc[numbers, ELEMENT_ATTRIBUTES].astype(float).fillna(self.knobs.fill[ELEMENT_ATTRIBUTES]).to_numpy()
+        return rows, contexts
 
 
 def compare_with_crystal(knobs: KnobData, fitted: FittedKnobs, trained: TrainedModel, data, materials, topology,
-                         curves: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+                         curves: pd.DataFrame | None) -> tuple[pd.DataFrame, dict]:
     """Per atom and edit of the run's interventions (shell stretch, substitution along group and period): the slope
-    of the site's contribution in the edited crystal and in the knob model's edit, against the edit's value (stretch
-    fraction; the substitute's electronegativity). Per intervention and path, their rank correlation over atoms and
-    whether the knobs it judges (`JUDGED_BY`) agree with the crystal."""
-    curves = curves[curves["intervention"].isin(list(JUDGED_BY)) & curves["valid"]]
+    of the site's contribution in the edited crystal and through the knob model (the same edit, its attributes
+    recomputed), against the edit's value (stretch fraction; the substitute's electronegativity); for a head with
+    per-element references, both without the reference step. Judged (`judged`): atoms of elements the knob model
+    trained on, without the steps into the held-out element, whose context it never saw. Per intervention and
+    path, the rank correlation over the judged curves and the verdict on the knobs it judges (`JUDGED_BY`)."""
     rows = []
+    if curves is None or curves.empty:
+        return pd.DataFrame(rows, columns=CRYSTAL_COLUMNS), crystal_agreement(pd.DataFrame(rows, columns=CRYSTAL_COLUMNS), knobs.knobs)
+    curves = curves[curves["intervention"].isin(list(JUDGED_BY)) & curves["valid"] & ~curves["into_held_out"].astype(bool)]
+    symbol_to_z = pd.Series(element_properties().index, index=element_properties()["symbol"])
     for set_name, frame in curves.groupby("set", sort=False):
         if set_name not in data.sets:
             continue
@@ -636,44 +634,64 @@ def compare_with_crystal(knobs: KnobData, fitted: FittedKnobs, trained: TrainedM
         table, h = described_atoms(trained, crystal_set.take(wanted), materials, topology, data.omitted)
         arrays = knobs.arrays_of(table, h)
         row_of = {(crystal_id, int(site)): k for k, (crystal_id, site) in enumerate(zip(table["id"], table["site"]))}
-        for (crystal_id, site, intervention, path), curve in frame.groupby(["id", "site", "intervention", "path"], sort=False):
-            row = row_of.get((crystal_id, int(site)))
-            if row is None or len(curve) < 3:
-                continue
-            curve = curve.sort_values("step")
-            x = curve["value"].to_numpy(dtype=float)
-            knob = knob_edits(fitted.model, trained.head, arrays.take([row]), knobs.knobs, intervention, curve)
-            rows.append({"set": set_name, "id": crystal_id, "site": int(site), "element": curve["element"].iloc[0],
-                         "atoms": curve["atoms"].iloc[0], "intervention": intervention, "path": path, "points": len(curve),
-                         "crystal_slope": _regression_slope(x, curve["contribution"].to_numpy(dtype=float)),
-                         "knob_slope": _regression_slope(x, knob)})
+        for crystal_id, per_crystal in frame.groupby("id", sort=False):
+            edits = EditedAttributes(knobs, Crystal.from_row(materials.loc[crystal_id, ["lattice", "frac_coords", "numbers"]].to_dict()))
+            for (site, intervention, path), curve in per_crystal.groupby(["site", "intervention", "path"], sort=False):
+                row = row_of.get((crystal_id, int(site)))
+                if row is None or len(curve) < 3:
+                    continue
+                curve = curve.sort_values("step")
+                atom = arrays.take([row])
+                x, crystal = curve["value"].to_numpy(dtype=float), curve["contribution"].to_numpy(dtype=float)
+                if intervention == "shell_stretch":
+                    numbers = np.repeat(atom.numbers, len(curve))
+                    edited, contexts = edits.stretched(int(site), atom.knobs[0], x), np.repeat(atom.context, len(curve), axis=0)
+                    reference = np.zeros(len(curve))
+                else:
+                    substitutes = [symbol or curve["element"].iloc[0] for symbol in curve["substitute"]]
+                    numbers = symbol_to_z[substitutes].to_numpy(dtype=np.int64)
+                    edited, contexts = edits.substituted(int(site), atom.knobs[0], numbers)
+                    reference = element_reference(trained.head, atom, numbers)
+                knob = knob_edits(fitted.model, trained.head, atom, edited, contexts, numbers)
+                rows.append({"set": set_name, "id": crystal_id, "site": int(site), "element": curve["element"].iloc[0],
+                             "atoms": curve["atoms"].iloc[0], "intervention": intervention, "path": path, "points": len(curve),
+                             "judged": curve["atoms"].iloc[0] != "held_out",
+                             "crystal_slope": _regression_slope(x, crystal - reference), "knob_slope": _regression_slope(x, knob - reference)})
     compared = pd.DataFrame(rows, columns=CRYSTAL_COLUMNS)
-    return compared, crystal_agreement(compared)
+    return compared, crystal_agreement(compared, knobs.knobs)
 
 
-def crystal_agreement(compared: pd.DataFrame) -> dict:
-    """Per intervention and path (and all paths of an intervention together): the Spearman correlation over atoms of
-    knob and crystal slopes, the median of each, and the verdict (agree, disagree, or too few atoms); per knob judged,
-    the verdict of its intervention over all paths."""
+def crystal_agreement(compared: pd.DataFrame, knobs: list[str]) -> dict:
+    """Per intervention and path (and all paths of an intervention together): over the judged curves, the Spearman
+    correlation of knob and crystal slopes, the median of each, and the verdict: agrees, disagrees, too few curves,
+    no variation (a slope constant over the curves), or not judged (no such edit, or none of its knobs in use);
+    per knob judged, the verdict of its intervention over all paths."""
     per_path, per_knob = [], {}
-    for intervention in JUDGED_BY:
-        frame = compared[compared["intervention"] == intervention].dropna(subset=["crystal_slope", "knob_slope"])
+    for intervention, judged in JUDGED_BY.items():
+        frame = compared[(compared["intervention"] == intervention) & compared["judged"].astype(bool)]
+        frame = frame.dropna(subset=["crystal_slope", "knob_slope"])
+        in_use = [name for name in judged if name == ELEMENT or name in knobs]
         paths = frame.groupby("path", sort=True)
         for path, part in [("all", frame), *(paths if paths.ngroups > 1 else ())]:
-            entry = {"intervention": intervention, "path": path, "n": int(len(part))}
-            if len(part) < MIN_COMPARED:
-                entry.update(spearman=None, verdict=f"too few atoms ({len(part)}, need {MIN_COMPARED})")
+            entry = {"intervention": intervention, "path": path, "curves": int(len(part)), "spearman": None}
+            if not in_use or (path == "all" and compared[compared["intervention"] == intervention].empty):
+                entry["verdict"] = "not judged"
+            elif len(part) < MIN_COMPARED:
+                entry["verdict"] = f"too few curves ({len(part)}, need {MIN_COMPARED})"
             else:
-                rho = float(spearmanr(part["knob_slope"], part["crystal_slope"]).statistic)
+                rho = spearmanr(part["knob_slope"], part["crystal_slope"]).statistic
                 knob_median, crystal_median = float(part["knob_slope"].median()), float(part["crystal_slope"].median())
-                agrees = rho >= AGREEMENT and np.sign(knob_median) == np.sign(crystal_median)
-                entry.update(spearman=rho, knob_median=knob_median, crystal_median=crystal_median,
-                             verdict="agrees" if agrees else "disagrees")
+                if not np.isfinite(rho):
+                    entry.update(verdict="no variation", knob_median=knob_median, crystal_median=crystal_median)
+                else:
+                    agrees = rho >= AGREEMENT and np.sign(knob_median) == np.sign(crystal_median)
+                    entry.update(spearman=float(rho), knob_median=knob_median, crystal_median=crystal_median,
+                                 verdict="agrees" if agrees else "disagrees")
             per_path.append(entry)
             if path == "all":
-                for knob in JUDGED_BY[intervention]:
+                for knob in in_use:
                     per_knob[knob] = {"intervention": intervention, **{k: v for k, v in entry.items() if k != "intervention"}}
-    return {"paths": per_path, "knobs": per_knob, "agreement": AGREEMENT, "min_atoms": MIN_COMPARED,
+    return {"paths": per_path, "knobs": per_knob, "agreement": AGREEMENT, "min_curves": MIN_COMPARED,
             "disagreeing": sorted(name for name, entry in per_knob.items() if entry["verdict"] == "disagrees")}
 
 
@@ -703,7 +721,7 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     checked = sample["id_test" if "id_test" in knobs.arrays else "train"]
     checks = check_knobs(knobs, fitted, trained.head, values, checked, options, rng)
     responses, summary = sweep_knobs(knobs, fitted, trained.head, values, sample, checks, options, rng)
-    curves = pd.read_parquet(intervention_curves) if intervention_curves else pd.DataFrame(columns=["intervention", "valid"])
+    curves = pd.read_parquet(intervention_curves) if intervention_curves else None
     compared, checks["crystal"] = compare_with_crystal(knobs, fitted, trained, data, materials, topology, curves)
     summary["agrees_with_crystal"] = summary["attribute"].map(lambda name: _verdict(checks["crystal"], name))
     checks["seconds"] = round(time.perf_counter() - started, 1)
@@ -721,9 +739,16 @@ def run_knobs(model_path, graphs_path, materials_path, split_path, topology_path
     return checks
 
 
+def _check_failed(encoded: float, fidelity: float) -> str:
+    """Which of its own checks a knob fails, in words ("" where it works)."""
+    if encoded < ENCODED:
+        return f"not encoded by the model's h (R² {encoded:.2f} < {ENCODED})"
+    return f"fidelity R² {fidelity:.2f} below its goal {FIDELITY_GOAL}" if fidelity < FIDELITY_GOAL else ""
+
+
 def _verdict(crystal: dict, knob: str) -> str:
     entry = crystal["knobs"].get(knob)
-    return "not judged" if entry is None else ("too few atoms" if entry["verdict"].startswith("too few") else entry["verdict"])
+    return "not judged" if entry is None else ("too few curves" if entry["verdict"].startswith("too few") else entry["verdict"])
 
 
 def _regression_slope(x: np.ndarray, y: np.ndarray) -> float:

@@ -302,7 +302,7 @@ def _knob_view(responses: dict[str, pd.DataFrame], summaries: dict[str, pd.DataF
             if attribute in not_drawn or rows.empty:
                 continue
             if not bool(rows["knob_works"].iloc[0]):
-                not_drawn[attribute] = f"fails its checks in {split} (fidelity R² {float(rows['fidelity'].iloc[0]):.2f})"
+                not_drawn[attribute] = f"{rows['check_failed'].iloc[0]} in {split}"
             elif "agrees_with_crystal" in rows and rows["agrees_with_crystal"].iloc[0] == "disagrees":
                 not_drawn[attribute] = f"disagrees with the crystal's interventions in {split}"
     attributes = [a for a in every if a not in not_drawn]
