@@ -79,8 +79,10 @@ def atlas_maps(atlas_path, out_png) -> None:
                 title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided; n paired crystals"
             elif measure == "offset_share":
                 title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
+            elif measure == "basin_divergence":  # a landscape quantity: of the seeds whose models were analysed
+                title += "\n(median over the seeds with landscapes; grey: not swept)"
             else:
-                title += f"\n({spread}; grey: not swept)"
+                title += f"\n(median over {seeds} seed{'s' if seeds > 1 else ''}; grey: not swept)"
             periodic_table(values, [], title, bar, ax, cmap=cmap, center=centre, annotations=notes)
             if measure == "ood_over_control":
                 _box(ax, fails)
