@@ -177,7 +177,9 @@ def test_every_category_figure_and_interactive_view_is_readable(browser, report)
                     images += 1
                 elif path.endswith(".html"):
                     views += _check_html(page, path)
-    assert images >= 20 and views >= 10, (images, views)
+    # the tiny run's views: 4 landscapes and 4 parity plots; a knob view only where some knob passes its checks (the
+    # tiny run's 400-step knob models rarely have one), so at least 8
+    assert images >= 20 and views >= 8, (images, views)
     assert not too_small, too_small
     assert not errors, errors
     page.close()

@@ -137,7 +137,7 @@ def knob_crystal(splits: list[str], crystal_paths: list, check_paths: list, targ
     correlation and verdict in the legend."""
     compared = [pd.read_parquet(path) for path in crystal_paths]
     checks = [json.loads(Path(path).read_text()) for path in check_paths]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 4.1))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.8 * len(PANELS), 4.1))  # under twice the report's 920 px
     unit = units(target)
     for ax, (intervention, path, title, per) in zip(axes, PANELS):
         for split, frame, check, (marker, fill) in zip(splits, compared, checks, (("o", True), ("s", False))):

@@ -417,7 +417,7 @@ def interactive_views(dataset: str, landscape_runs: list[dict], grid_paths: list
     """A dataset's interactive page: each analysed run's 2D landscape, each model's parity plot, the knob and
     intervention responses of each omission beside its control (knob_runs lists omissions and controls; a control
     is drawn with its omission), and a sweep's atlas. Returns the names of the views."""
-    views, groups = {}, {"2D loss landscapes": [], "Parity": [], "Knob and intervention responses": [], "Atlas": []}
+    views, groups = {}, {"2D loss landscapes": [], "Parity": [], "Knob responses": [], "Atlas": []}
     for keys, path in zip(landscape_runs, grid_paths):
         name = f"landscape · {run_title(keys)}"
         views[name] = _landscape_view(pd.read_parquet(path), keys)
@@ -437,9 +437,12 @@ def interactive_views(dataset: str, landscape_runs: list[dict], grid_paths: list
                                   if (keys["target"], keys["split"] + CONTROL_SUFFIX, keys["model"], keys["seed"]) in knob_files else [])
         responses = {split: pd.read_parquet(knob_files[(keys["target"], split, keys["model"], keys["seed"])][0]) for split in pair}
         summaries = {split: pd.read_parquet(knob_files[(keys["target"], split, keys["model"], keys["seed"])][1]) for split in pair}
+        view = _knob_view(responses, summaries, keys)
+        if not view["panels"]:  # every knob failed a check: nothing to draw (the knob figure's table says why)
+            continue
         name = f"knobs · {run_title(keys)}"
-        views[name] = _knob_view(responses, summaries, keys)
-        groups["Knob and intervention responses"].append(name)
+        views[name] = view
+        groups["Knob responses"].append(name)
     if atlas_path is not None:
         atlas = pd.read_parquet(atlas_path)
         if not atlas.empty:
