@@ -281,7 +281,7 @@ def layout_for(config: dict[str, Any]) -> "Layout":
     from matprobe.layout import Layout, graph_key, path_homology_key, split_key, topology_key
 
     return Layout(config["study"], graph_key(config["graph"]), split_key(config["split_options"]), topology_key(config["topology"]),
-                  path_homology_key(config["path_homology"]))
+                  path_homology_key(config["path_homology"]), redraw_controls=bool(config["split_options"].get("redraw_controls")))
 
 
 def model_options_for(config: dict[str, Any], model: str) -> dict[str, Any]:

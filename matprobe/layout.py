@@ -4,6 +4,7 @@ Outputs that do not depend on training or probe settings are shared by every stu
     results/data/{dataset}/                       the normalised materials table
     results/graphs/{dataset}/{graph_key}/         crystal graphs, per graph settings
     results/splits/{dataset}/{split_key}/         split files, per split settings
+    results/splits/{dataset}/{split_key}/draw{d}/ the controls' further draws (split_options.redraw_controls)
     results/topology/{dataset}/{topology_key}/    topological descriptors, per topology settings
     results/topology/{dataset}/{path_homology_key}/  directed (path-homology) descriptors, per their settings
 Everything a study trains or computes from its models lives under its name (config `study`):
@@ -123,6 +124,8 @@ class Layout:
     topology_key: str
     path_homology_key: str = ""
     root: str = RESULTS
+    # split_options.redraw_controls: a control run of seed s reads draw s of its control (seed 0 the split file)
+    redraw_controls: bool = False
 
     # ---- shared by every study of a dataset ------------------------------------------------------------
     @property
@@ -148,6 +151,19 @@ class Layout:
     @property
     def split(self) -> str:
         return f"{self.splits_dir}/{{split}}.json"
+
+    @property
+    def control_draw(self) -> str:
+        """A control's further draw of crystals, for the training seed `draw` (split_options.redraw_controls)."""
+        return f"{self.splits_dir}/draw{{draw}}/{{split}}.json"
+
+    def split_file(self, dataset: str, split: str, seed: int) -> Path:
+        """The split file the run of `seed` reads: its split's, or with redrawn controls a control's draw `seed`."""
+        from matprobe.prepare.splits import split_kind
+
+        if self.redraw_controls and int(seed) != 0 and split_kind(split) == "control":
+            return self.path(self.control_draw, dataset=dataset, split=split, draw=int(seed))
+        return self.path(self.split, dataset=dataset, split=split)
 
     @property
     def topology_dir(self) -> str:

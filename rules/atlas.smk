@@ -21,7 +21,7 @@ rule atlas_tables:
         # paired scoring: every model's per-crystal predictions, and the table for families and atomic fractions
         predictions=lambda w: run_files("models", "predictions", dataset=w.dataset),
         # the split files, whose held-out elements the paired scoring reads (never parsed back from a split's name)
-        splits=lambda w: sorted({str(L.path(L.split, dataset=w.dataset, split=run.split)) for run in all_runs() if run.dataset == w.dataset}),
+        splits=lambda w: sorted({str(L.split_file(run.dataset, run.split, run.seed)) for run in all_runs() if run.dataset == w.dataset}),
         materials=L.materials,
     output:
         atlas=f"{ATLAS_DIR}/atlas.parquet",

@@ -87,7 +87,7 @@ def pair_split_files(wildcards):
     order, so both draw the same sample), or the run's own split where it has no pair."""
     base, _ = split_base(wildcards.split)
     splits = pair_splits(base) if split_kind(base) == "omission" else [wildcards.split]
-    return [str(L.path(L.split, dataset=wildcards.dataset, split=split)) for split in splits]
+    return [str(L.split_file(wildcards.dataset, split, int(wildcards.seed))) for split in splits]
 
 
 def omission_file(stage, name):
@@ -118,6 +118,7 @@ wildcard_constraints:
     target="[A-Za-z0-9_]+",
     model="|".join(MODELS),
     seed="[0-9]+",
+    draw="[0-9]+",
     chunk="[0-9]+",
 
 
@@ -142,8 +143,14 @@ def remote_file_by_name(filename):
 # their verification jobs (rules/verify.smk): a damaged file fails there, before any job that reads it is started and
 # has its earlier outputs deleted.
 def run_inputs():
-    return {"graphs": L.graphs, "materials": L.materials, "split": L.split,
-            "verified": [verified(L.graphs), verified(L.materials), verified(L.split)]}
+    return {"graphs": L.graphs, "materials": L.materials, "split": run_split,
+            "verified": lambda w: [verified(L.path(L.graphs, dataset=w.dataset)), verified(L.path(L.materials, dataset=w.dataset)),
+                                   verified(run_split(w))]}
+
+
+def run_split(wildcards):
+    """Input function: the split file a run reads (with split_options.redraw_controls, a control's draw of its seed)."""
+    return str(L.split_file(wildcards.dataset, wildcards.split, int(wildcards.seed)))
 
 
 def verified(path):

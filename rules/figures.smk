@@ -123,7 +123,7 @@ rule landscape_figures:
 rule attribution_figures:
     input:
         predictions=L.run_file("models", "predictions"),
-        split=L.split,
+        split=run_split,
         atoms=L.run_file("attribution", "atoms"),
         elements=L.run_file("attribution", "elements"),
         element_pca=L.run_file("attribution", "element_pca"),

@@ -11,7 +11,7 @@ rule probe_map:
         model_verified=verified(L.run_file("models", "model")),
         omission_predictions=omission_file("models", "predictions"),
         omission_latents=omission_file("models", "latents"),
-        split=L.split,
+        split=run_split,
         materials=L.materials,
     output:
         **L.run_outputs("probe_maps", ("maps", "atoms", "summary")),

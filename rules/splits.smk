@@ -1,6 +1,10 @@
 # Stage 2b: element-omission splits with size-matched controls, and random splits; shared by every study that
 # draws them with the same settings (the layout's split key).
 
+# How a split is drawn: split_options without the switch that says which draw a control run reads (turning it on
+# must not put the existing split files, and every model trained on them, out of date)
+SPLIT_DRAWING = {key: value for key, value in config["split_options"].items() if key != "redraw_controls"}
+
 
 rule make_split:
     input:
@@ -12,13 +16,34 @@ rule make_split:
         L.split,
     params:
         definitions=lambda w: concrete_splits(w.dataset),
-        options=config["split_options"],
+        options=SPLIT_DRAWING,
     threads: 1
     resources:
         mem_mb=scaled(1000, 2.0),
         runtime=by_attempt(10),
     log:
         L.log(L.splits_dir, "{split}.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/make_split.py"
+
+
+rule make_control_draw:
+    input:
+        materials=L.materials,
+        verified=verified(L.materials),
+    output:
+        L.control_draw,
+    params:
+        definitions=lambda w: concrete_splits(w.dataset),
+        options=lambda w: {**SPLIT_DRAWING, "draw": int(w.draw)},
+    threads: 1
+    resources:
+        mem_mb=scaled(1000, 2.0),
+        runtime=by_attempt(10),
+    log:
+        L.log(L.splits_dir, "draw{draw}/{split}.log"),
     conda:
         "../envs/matprobe.yaml"
     script:

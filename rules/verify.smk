@@ -76,6 +76,22 @@ rule verify_split:
         "../workflow_scripts/verify_files.py"
 
 
+rule verify_control_draw:
+    input:
+        L.control_draw,
+    output:
+        verified(L.control_draw),
+    params:
+        kind="split",
+        spec=None,
+    log:
+        L.log(L.splits_dir, "draw{draw}/{split}.verify.log"),
+    conda:
+        "../envs/matprobe.yaml"
+    script:
+        "../workflow_scripts/verify_files.py"
+
+
 rule verify_model:
     input:
         L.run_file("models", "model"),

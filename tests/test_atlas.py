@@ -1,6 +1,7 @@
 """Sweeps over the periodic table, splits read from a file, and the atlas built from per-run metrics."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -171,7 +172,8 @@ def test_the_gain_over_the_cheap_predictor_is_paired_and_counts_only_omissions_k
 def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     (workdir / "sweep.yaml").write_text("study: sweep\nsplits: [{omit_each: element, min_ood: 150}]\nmodels: [cgcnn]\n"
-                                        "datasets: {demo: {source: embedded, limit: 1500}}\n")
+                                        "datasets: {demo: {source: embedded, limit: 1500}}\nseeds: [0, 1]\n"
+                                        "split_options: {redraw_controls: true}\n")
     data = subprocess.run(["snakemake", "data", "--cores", "2", "--configfile", "sweep.yaml"], cwd=workdir, capture_output=True,
                           text=True, timeout=600)
     assert data.returncode == 0, data.stderr[-2000:]
@@ -181,6 +183,10 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
     expected = {f"omit-{e}" for e, n in counts.items() if n >= 150 and 1500 - n >= 500}
     planned = {line.split("split=")[1].split(",")[0] for line in plan.stdout.splitlines() if "split=" in line and "rule" not in line}
     assert expected and {name.removesuffix("-control") for name in planned} == expected
+    # seed 1's controls are drawn again (seed 0's is the split file itself); the omissions are one draw
+    jobs = [job.split("\n\n")[0] for job in plan.stdout.split("rule make_control_draw:")[1:]]
+    redrawn = {re.search(r"split=([^,\s]+)", job).group(1) for job in jobs if re.search(r"draw=1\b", job)}
+    assert redrawn == {f"{name}-control" for name in expected} and "draw=0" not in plan.stdout
 
 
 # ---- paired scoring, the failure rule and the offset question (issue 36) -------------------------------------------
@@ -329,15 +335,25 @@ def test_too_few_paired_crystals_and_too_large_a_k_are_counted_and_named_not_a_c
     assert row["n_paired"] == 0 and row["call"] == "too few paired"
 
 
-def test_errors_are_pooled_over_seeds_on_the_crystals_paired_at_every_seed(tmp_path):
+def test_every_seeds_paired_crystals_count_once_and_a_redrawn_control_adds_crystals(tmp_path):
     frames = []
     for seed, scale in ((0, 1.0), (1, 3.0)):
         runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng, s=scale: 0.1 * s * np.ones(len(f)), seed=seed)
         frames.append(paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)[1])
     paired = pd.concat(frames, ignore_index=True)
     pooled = pooled_errors(paired)
-    assert len(pooled) == 60 and pooled["omission_error"].to_numpy() == pytest.approx(0.2)  # mean of 0.1 and 0.3
-    assert len(pooled_errors(paired[~((paired["seed"] == 1) & (paired["id"] == "m0"))])) == 59
+    assert len(pooled) == 120 and pooled.groupby("id")["omission_error"].mean().to_numpy() == pytest.approx(0.2)
+    # one control draw: the pooled ratio is that of the errors averaged over seeds
+    averaged = pooled.groupby("id")[["omission_error", "control_error"]].mean()
+    seeds = pd.DataFrame({"seed": pooled["seed"], "held_out": "X"}).assign(**{k: pooled[k] for k in ("dataset", "target", "model", "split")})
+    table = atlas_table(seeds.drop_duplicates(), paired, OPTIONS).iloc[0]
+    assert table["ood_over_control"] == pytest.approx(averaged["omission_error"].sum() / averaged["control_error"].sum())
+    assert table["n_paired"] == 60 and table["n_scored"] == 120
+    # a seed whose control left other crystals out (a redrawn control) pairs those: distinct crystals are counted
+    moved = paired.copy()
+    moved.loc[moved["seed"] == 1, "id"] = "r" + moved.loc[moved["seed"] == 1, "id"]
+    table = atlas_table(seeds.drop_duplicates(), moved, OPTIONS).iloc[0]
+    assert table["n_paired"] == 120 and table["n_scored"] == 120
 
 
 def test_omissions_that_share_crystals_are_redrawn_together_in_the_hypothesis_bootstrap():

@@ -72,6 +72,29 @@ def test_splits_are_deterministic_from_the_seed(materials):
     assert set(again["sets"]["ood_test"]) == set(first["sets"]["ood_test"])
 
 
+def test_a_control_redrawn_per_seed_draws_other_crystals_of_the_same_sizes(materials):
+    first = make_split(materials, "omit-Fe-control", DEFINITIONS, OPTIONS)
+    # draw 0 is the control every earlier run trained on: the same file, with no draw recorded
+    assert make_split(materials, "omit-Fe-control", DEFINITIONS, {**OPTIONS, "draw": 0}) == first and "draw" not in first
+    second = make_split(materials, "omit-Fe-control", DEFINITIONS, {**OPTIONS, "draw": 1})
+    # the same sizes but for the held-out crystals, which are those the draw happened to leave out
+    assert second["draw"] == 1 and {**second["counts"], "ood_test": 0} == {**first["counts"], "ood_test": 0}
+    assert second["sets"]["train"] != first["sets"]["train"] and second["sets"]["ood_test"] != first["sets"]["ood_test"]
+    # the omission is one draw: a draw number does not touch it
+    assert make_split(materials, "omit-Fe", DEFINITIONS, {**OPTIONS, "draw": 1}) == make_split(materials, "omit-Fe", DEFINITIONS, OPTIONS)
+
+
+def test_a_run_reads_its_controls_draw_only_where_controls_are_redrawn():
+    from matprobe.layout import Layout
+
+    plain, redrawn = (Layout("s", "g", "seed0-val0.1-test0.1", "t", redraw_controls=flag) for flag in (False, True))
+    one = "results/splits/demo/seed0-val0.1-test0.1/omit-Fe-control.json"
+    assert str(plain.split_file("demo", "omit-Fe-control", 2)) == one
+    assert str(redrawn.split_file("demo", "omit-Fe-control", 0)) == one
+    assert str(redrawn.split_file("demo", "omit-Fe-control", 2)) == "results/splits/demo/seed0-val0.1-test0.1/draw2/omit-Fe-control.json"
+    assert str(redrawn.split_file("demo", "omit-Fe", 2)) == "results/splits/demo/seed0-val0.1-test0.1/omit-Fe.json"
+
+
 def test_absent_element_and_too_few_ood_stop_with_one_line(materials):
     with pytest.raises(MatprobeError) as error:
         make_split(materials, "omit-Au", [{"omit": "Au"}], OPTIONS)

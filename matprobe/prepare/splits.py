@@ -154,6 +154,7 @@ class Split:
     sets: dict[str, list[str]]  # set name -> ids
     counts: dict = field(default_factory=dict)
     seed: int | None = None
+    draw: int = 0  # a control's draw of crystals (split_options.redraw_controls); 0 for every other split
 
     @property
     def held_out(self) -> list[str]:
@@ -168,7 +169,8 @@ def load_split(path) -> Split:
         if not isinstance(stored, dict) or not isinstance(stored.get("sets"), dict):
             raise ValueError("no `sets`")
         return Split(stored["name"], stored["kind"], stored.get("definition") or {}, list(stored.get("omitted_elements") or []),
-                     stored["sets"], stored.get("counts") or {}, stored.get("seed"))
+                     stored["sets"], stored.get("counts") or {}, stored.get("seed"),
+                     int(stored.get("draw", 0)))
     except (OSError, ValueError, KeyError) as exc:
         raise MatprobeError(f"{path}: not a readable split file ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
                             "delete it and run `snakemake splits` to make it again") from None
@@ -324,7 +326,7 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
     ids = materials["id"].to_numpy()
     elements = materials["elements"]
     has_omitted = np.array([bool(set(e) & set(omitted)) for e in elements], dtype=bool)
-    seed = int(options["seed"])
+    seed, draw = int(options["seed"]), int(options.get("draw", 0))
     val_fraction, test_fraction = options["val_fraction"], options["id_test_fraction"]
 
     if omitted:
@@ -362,8 +364,9 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
         if not is_control:
             sets = omission
         else:
-            # a different stream than the omission split's, so the two share no accidental structure
-            control_rng = np.random.default_rng([seed, 1])
+            # a different stream than the omission split's, so the two share no accidental structure; draw 0 is the
+            # stream every control had before controls could be redrawn, so that its files stay the same
+            control_rng = np.random.default_rng([seed, 1] if draw == 0 else [seed, 1, draw])
             order = control_rng.permutation(len(ids))
             n_train = len(omission["train"])
             train, val, rest = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
@@ -381,6 +384,7 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
         "definition": definition,
         "omitted_elements": omitted,
         "seed": seed,
+        **({"draw": draw} if is_control and omitted and draw else {}),
         "sets": sets,
         "counts": {key: len(value) for key, value in sets.items()},
     }

@@ -338,9 +338,10 @@ def offset_call(row: dict, small_k: int, partial: float) -> str:
 
 def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options: dict | None = None) -> pd.DataFrame:
     """Per dataset, target, model and omission: the median of every measure over seeds, its range, and the seeds.
-    Given the paired crystals (`paired_runs`) and config `atlas`: the paired ratio over the crystals' errors pooled
-    over seeds (`pooled_errors`) with its family-bootstrap interval, n_paired and n_families, the failure call against
-    the declared threshold, the offset measures' medians over seeds and the offset call."""
+    Given the paired crystals (`paired_runs`) and config `atlas`: the paired ratio over every seed's paired crystals
+    (`pooled_errors`) with its family-bootstrap interval, n_paired (distinct crystals), n_scored (seed-crystal pairs)
+    and n_families, the failure call against the declared threshold, the offset measures' medians over seeds and the
+    offset call."""
     keys = ["dataset", "target", "model", "split", "held_out"]
     measures = MEASURES + ["control_ood_mae"] + [c for c in ("ood_over_control_unpaired", "same_sign_share") if c in seeds]
     numeric = seeds.reindex(columns=measures).apply(pd.to_numeric, errors="coerce")  # a measure no run has: NaN
@@ -367,11 +368,13 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
         run = {"dataset": first["dataset"], "target": first["target"], "model": first["model"], "split": first["split"], "seed": 0}
         pooled_rows.append({k: first[k] for k in ("dataset", "target", "model", "split")} | ratio_stats(
             crystals["omission_error"].to_numpy(float), crystals["control_error"].to_numpy(float), crystals["family"].to_numpy(),
-            _run_rng(options["seed"], run), options["bootstrap_resamples"]))
+            _run_rng(options["seed"], run), options["bootstrap_resamples"])
+            # the rule's count is of distinct crystals; n_scored counts each seed's pairs
+            | {"n_paired": int(crystals["id"].nunique()), "n_scored": len(crystals)})
     stats = pd.DataFrame(pooled_rows)
     table = table.drop(columns=[c for c in stats.columns if c in table and c not in ("dataset", "target", "model", "split")])
     table = table.merge(stats, on=["dataset", "target", "model", "split"], how="left") if len(stats) else table
-    for column in ("n_paired", "n_families"):
+    for column in ("n_paired", "n_scored", "n_families"):
         table[column] = table[column].fillna(0).astype(int) if column in table else 0
     records = table.to_dict("records")
     table["call"] = [failure_call(r["n_paired"], r.get("ood_over_control_low", np.nan), r.get("ood_over_control_high", np.nan),
@@ -383,19 +386,16 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
 
 
 def pooled_errors(paired: pd.DataFrame) -> pd.DataFrame:
-    """Per omission and paired crystal: each model's absolute error, the mean over seeds, on the crystals paired at
-    every seed of that omission (one split seed draws one control set, so with one split seed that is all of them)."""
-    keys = ["dataset", "target", "model", "split"]
+    """Per omission: every paired (seed, crystal) with both models' absolute errors. With one control draw every seed
+    pairs the same crystals, and the ratio of the sums is that of the errors averaged over seeds; with the controls
+    redrawn per seed (split_options.redraw_controls) each seed pairs the crystals its own control left out, and each
+    pair counts once. The bootstrap resamples families, so a crystal's seeds and a family's crystals move together."""
+    columns = ["dataset", "target", "model", "split", "seed", "id", "family", "fraction", "omission_error", "control_error"]
     if paired.empty:
-        return pd.DataFrame(columns=[*keys, "id", "family", "fraction", "omission_error", "control_error"])
+        return pd.DataFrame(columns=columns)
     frame = paired.assign(omission_error=(paired["omission_pred"] - paired["y_true"]).abs(),
                           control_error=(paired["control_pred"] - paired["y_true"]).abs())
-    seeds = frame.groupby(keys)["seed"].transform("nunique")
-    frame = frame.assign(seeds_of_omission=seeds)
-    pooled = frame.groupby([*keys, "id"], sort=True).agg(
-        family=("family", "first"), fraction=("fraction", "first"), omission_error=("omission_error", "mean"),
-        control_error=("control_error", "mean"), seeds=("seed", "nunique"), needed=("seeds_of_omission", "first")).reset_index()
-    return pooled[pooled["seeds"] == pooled["needed"]].drop(columns=["seeds", "needed"]).reset_index(drop=True)
+    return frame[columns].sort_values(["dataset", "target", "model", "split", "seed", "id"]).reset_index(drop=True)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
