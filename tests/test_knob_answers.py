@@ -48,3 +48,32 @@ def test_energy_volume_minima_are_counted_on_the_same_crystals(study):
     row = energy_volume(study).iloc[0]
     assert row["crystals"] == 2 and row["minimum inside the range"] == "1 of 2" and row["minimum inside, control"] == "2 of 2"
     assert row["offset of the minimum (%)"].startswith("+1.0")
+
+
+def _knob_run(folder, slopes: dict, works: dict, agrees: dict):
+    """A knob run's responses (each held-out atom's contribution a line of the given slope in the knob's value) and
+    summary (which knobs work, and their verdict against the crystal)."""
+    folder.mkdir(parents=True)
+    rows = [{"set": "ood_test", "atoms": "held_out", "attribute": knob, "step": step, "value": float(step), "id": f"m{atom}",
+             "site": 0, "contribution": slope * step + atom}
+            for knob, slope in slopes.items() for atom in range(5) for step in range(4)]
+    pd.DataFrame(rows).to_parquet(folder / "responses.parquet")
+    pd.DataFrame([{"set": "ood_test", "atoms": "all", "attribute": knob, "knob_works": works[knob], "agrees_with_crystal": agrees[knob]}
+                  for knob in slopes]).to_parquet(folder / "summary.parquet")
+
+
+def test_held_out_responses_read_each_atoms_slope_of_the_knobs_both_models_can_turn(tmp_path):
+    from matprobe.studies.knob_answers import held_out_responses
+
+    base = tmp_path / "knobs" / "demo" / "formation_energy_per_atom"
+    slopes = {"coordination": 0.5, "mean_bond_length": 1.0, "bond_length_spread": 2.0}
+    _knob_run(base / "omit-O" / "cgcnn" / "seed0", slopes, works={"coordination": True, "mean_bond_length": True, "bond_length_spread": False},
+              agrees={"coordination": "not judged", "mean_bond_length": "disagrees", "bond_length_spread": "agrees"})
+    _knob_run(base / "omit-O-control" / "cgcnn" / "seed0", {k: -v for k, v in slopes.items()}, works=dict.fromkeys(slopes, True),
+              agrees=dict.fromkeys(slopes, "agrees"))
+    table = held_out_responses(tmp_path)
+    # the bond-length knob disagrees with the crystal and the spread does not work in the omission: one knob left
+    assert table["knob"].tolist() == ["coordination"]
+    row = table.iloc[0]
+    assert row["omission"] == "+0.500 [+0.500, +0.500]" and row["control"] == "-0.500 [-0.500, -0.500]"
+    assert row["omission − control"] == "+1.000 [+1.000, +1.000]"

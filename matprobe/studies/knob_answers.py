@@ -10,6 +10,9 @@
 3. Energy-volume physicality (energy targets): per set, on the crystals both models strained, how many curves have
    their minimum inside the strained range, and the median offset of the minimum (linear strain, %) with its
    interval over the crystals whose curve has one (of each model: the two sets of crystals may differ).
+4. What the working knobs show on the held-out element: per knob that works in both models and that the crystal's
+   interventions do not contradict, the slope of the held-out element's atoms' contributions (OOD crystals) as the
+   knob turns, omission beside control.
 
 Intervals: percentile bootstrap over atoms (or crystals), 2,000 resamples, seed 0."""
 
@@ -129,6 +132,50 @@ def energy_volume(study: Path, dataset=None, model=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def atom_slopes(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per atom and knob of a response table: the least-squares slope of the atom's contribution over the knob's
+    value (target units per attribute unit), one row per (set, atoms, attribute, id, site)."""
+    keys = ["set", "atoms", "attribute", "id", "site"]
+    frame = responses.assign(xc=responses["value"] - responses.groupby(keys)["value"].transform("mean"))
+    frame = frame.assign(xy=frame["xc"] * frame["contribution"], xx=frame["xc"] ** 2)
+    sums = frame.groupby(keys, sort=True)[["xy", "xx"]].sum()
+    return (sums["xy"] / sums["xx"].where(sums["xx"] > 0)).rename("slope").reset_index()
+
+
+def held_out_responses(study: Path, dataset=None, model=None) -> pd.DataFrame:
+    """Per omission and each knob that works in both models and that the crystal does not contradict: the slope of
+    the held-out element's atoms' contributions (in OOD crystals) as the knob turns, omission beside control, each the
+    median over atoms with its interval, and the difference of the medians with the interval of independent
+    resamples of both (each model samples its own atoms)."""
+    found = {tuple(k.values()): (k, p) for k, p in runs(study, "knobs", "responses", dataset, model)}
+    rows = []
+    for key, (keys, path) in found.items():
+        control_key = (keys["dataset"], keys["target"], keys["split"] + CONTROL_SUFFIX, keys["model"], keys["seed"])
+        if control_key not in found:
+            continue
+        summaries = [pd.read_parquet(p.with_name(RUN_FILES["knobs"]["summary"])) for p in (path, found[control_key][1])]
+        usable = None
+        for summary in summaries:
+            part = summary[(summary["set"] == "ood_test") & (summary["atoms"] == "all")]
+            ok = set(part.loc[part["knob_works"].astype(bool) & (part["agrees_with_crystal"] != "disagrees"), "attribute"])
+            usable = ok if usable is None else usable & ok
+        slopes = [atom_slopes(pd.read_parquet(p)) for p in (path, found[control_key][1])]
+        slopes = [frame[(frame["set"] == "ood_test") & (frame["atoms"] == "held_out")] for frame in slopes]
+        for attribute in sorted(usable or ()):
+            om, ct = (frame.loc[frame["attribute"] == attribute, "slope"].to_numpy(float) for frame in slopes)
+            om, ct = om[np.isfinite(om)], ct[np.isfinite(ct)]
+            if not (len(om) and len(ct)):
+                continue
+            rng = np.random.default_rng(0)
+            draws = (np.median(rng.choice(om, size=(RESAMPLES, len(om))), axis=1)
+                     - np.median(rng.choice(ct, size=(RESAMPLES, len(ct))), axis=1))
+            low, high = np.percentile(draws, [2.5, 97.5])
+            rows.append({**keys, "knob": attribute.replace("_", " "), "atoms": f"{len(om)}, {len(ct)}",
+                         "omission": _format(median_interval(om), 3), "control": _format(median_interval(ct), 3),
+                         "omission − control": _format((float(np.median(om) - np.median(ct)), float(low), float(high)), 3)})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", type=Path, help="a study's results folder, e.g. results/studies/default")
@@ -137,7 +184,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for title, table in (("Knob checks", knob_checks(args.study, args.dataset, args.model)),
                          ("Substitution into the held-out element", substitution_into_held_out(args.study, args.dataset, args.model)),
-                         ("Energy-volume curves", energy_volume(args.study, args.dataset, args.model))):
+                         ("Energy-volume curves", energy_volume(args.study, args.dataset, args.model)),
+                         ("Working knobs on the held-out element's atoms", held_out_responses(args.study, args.dataset, args.model))):
         print(f"### {title}\n")
         print(markdown_table(table.drop(columns=["dataset"], errors="ignore"), {}) if len(table) else "(no runs)")
         print()
