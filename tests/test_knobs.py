@@ -101,13 +101,18 @@ def test_the_crystal_verdict_needs_rank_agreement_one_sign_and_enough_atoms():
     knobs = ["coordination", "mean_bond_length", "bond_length_spread"]
 
     def frame(knob_slopes, intervention="shell_stretch", judged=True):
-        return pd.DataFrame({"intervention": intervention, "path": "", "judged": judged, "crystal_slope": crystal_slopes[: len(knob_slopes)],
-                             "knob_slope": knob_slopes})
+        # two edited atoms per crystal: the interval resamples crystals
+        return pd.DataFrame({"id": [f"c{k // 2}" for k in range(len(knob_slopes))], "intervention": intervention, "path": "", "judged": judged,
+                             "crystal_slope": crystal_slopes[: len(knob_slopes)], "knob_slope": knob_slopes})
 
     def verdict(compared, knob="mean_bond_length", in_use=knobs):
         return crystal_agreement(compared, in_use)["knobs"][knob]["verdict"] if knob in crystal_agreement(compared, in_use)["knobs"] else None
 
     assert verdict(frame(2 * crystal_slopes)) == "agrees"
+    exact = crystal_agreement(frame(2 * crystal_slopes), knobs)["knobs"]["mean_bond_length"]
+    assert (exact["spearman_low"], exact["spearman_high"], exact["crystals"]) == (pytest.approx(1.0), pytest.approx(1.0), 10)
+    noisy = crystal_agreement(frame(crystal_slopes + rng.normal(0, 0.5, 20)), knobs)["knobs"]["mean_bond_length"]
+    assert noisy["spearman_low"] < noisy["spearman"] < noisy["spearman_high"] <= 1.0
     assert crystal_agreement(frame(-crystal_slopes), knobs)["disagreeing"] == ["bond_length_spread", "mean_bond_length"]
     # ranked alike but of the other sign: the knob turns the contribution the wrong way
     assert verdict(frame(crystal_slopes - 5)) == "disagrees"

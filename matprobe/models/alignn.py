@@ -25,8 +25,9 @@ Input-space attribution (the seam's `inputs` capability: integrated gradients, T
 package embeds: per atom its 92 CGCNN element features (`node_inputs`), per bond the radial basis of its length
 (`edge_inputs`, the package's `RBFExpansion`); `forward_with_inputs` runs the package's forward pass with those in
 place of its own, the line graph of bond angles read from the batch as always. The element features are jarvis'
-CGCNN table, not matprobe's physical feature layout, so TRIM has distance bands for ALIGNN but no element-property
-space (nor distance bands where the cutoff envelope, not the length, feeds the radial basis).
+CGCNN table: one-hot bins of the nine element properties matprobe's physical features bin, in other columns and
+bins (`CGCNN_FEATURE_LAYOUT`), so TRIM reads ALIGNN in element-property space under the same property names, and
+in distance bands (not where the cutoff envelope, not the length, feeds the radial basis).
 
 A model trained by the package's own trainer (`train_alignn.py`, `model.name = alignn_atomwise_pure`) is probed
 without training through `from_checkpoint` (a factory for `finished: true` config entries; docs/own-model.md): its
@@ -61,6 +62,20 @@ with warnings.catch_warnings():
 
 LINE_GRAPH_FORMAT = 1
 ALIGNN_FEATURE_WIDTH = 92  # CGCNN's one-hot element features, alignn's default `atom_features="cgcnn"`
+
+# (property, columns) of the 92 CGCNN features (jarvis' atom_init.json, Z = 1-100), named as
+# `matprobe.inputs.features.physical_feature_layout` names the same property; see `ALIGNN.node_input_layout`
+CGCNN_FEATURE_LAYOUT: tuple[tuple[str, slice], ...] = (
+    ("group", slice(0, 19)),  # column 0: La-Yb and Ac-Fm (the f block, Lu excepted); column g: group g
+    ("period", slice(19, 26)),  # column 19 + p - 1: period p
+    ("electronegativity", slice(26, 36)),  # 10 bins; none for He, Ne, Ar, Kr, Pm, Eu, Tb, Yb, Rn, Am-Fm
+    ("covalent_radius", slice(36, 46)),  # 10 bins
+    ("valence_electrons", slice(46, 58)),  # 1 to 12
+    ("first_ionisation_energy", slice(58, 68)),  # 10 bins of its logarithm
+    ("electron_affinity", slice(68, 78)),  # 10 bins; none for 26 elements (the noble gases but Xe, Mg, Mn, Zn, Cd, Hg, ...)
+    ("block", slice(78, 82)),  # s, p, d, f (He in s)
+    ("atomic_volume", slice(82, 92)),  # 10 bins of its logarithm; none for Pm, At, Rn, Fr, Pu, Bk-Fm
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -207,9 +222,26 @@ class ALIGNN(nn.Module):
             edge_dist = cutoff_function_based_edges(edge_dist, inner_cutoff=config.inner_cutoff, exponent=config.exponent)
         return self.net.edge_embedding[0](edge_dist)
 
-    def node_input_layout(self) -> None:
-        """None: jarvis' CGCNN features are not matprobe's physical feature layout (TRIM has no property space)."""
-        return None
+    def node_input_layout(self) -> list[tuple[str, slice]]:
+        """(property, columns) of the 92 CGCNN features (`CGCNN_FEATURE_LAYOUT`), for TRIM's element-property space.
+
+        The blocks are read off the table itself (jarvis' atom_init.json, CGCNN's, Z = 1-100), not taken from the
+        CGCNN paper. Every feature is 0 or 1, and the columns split into no fewer than nine contiguous runs in which
+        no element has two 1s; of all such splits, the only freedom is the boundary between the sixth and seventh
+        run (66, 67 or 68). At 68 the logarithms of the first ionisation energies of all 100 elements fall in ten
+        equal bins (0.197 wide in ln eV) without exception, He and Ne (the highest two) in the top two, columns 66
+        and 67; and every noble gas but Xe then has no electron affinity. Each block's active bin was matched to
+        pymatgen's values: period exactly; group exactly, column 0 holding pymatgen's f block (La-Yb, Ac-Fm);
+        block exactly but for He (s here, p in pymatgen); valence electrons as matprobe counts them (the group,
+        less 10 in the p block) but for He (2), the f block (2) and Pd (12); the binned ones by rank, each block
+        agreeing best with its own property (Spearman ρ of bin and the value matprobe's features bin: electronegativity 0.96,
+        covalent radius 0.94, first ionisation energy 0.97 with no discordant pair, electron affinity 0.85, molar
+        volume 0.96). Electronegativity, electron affinity and atomic volume are all zero for the elements the
+        table has no value of; every other block has exactly one 1 per element. The names are those of
+        `physical_feature_layout`, so the two kinds of model's TRIM bars line up; the columns and bins are
+        CGCNN's (group has 19 columns, the f block's and groups 1-18; the physical features put the f block in
+        group 3)."""
+        return list(CGCNN_FEATURE_LAYOUT)
 
     def edge_input_centres(self) -> Tensor | None:
         """The bond length (Å) each edge-input column is centred on; None where the basis expands the cutoff

@@ -70,6 +70,10 @@ ENCODED = 0.5  # an attribute the real h predicts with R² below this is not enc
 # The crystal check: a knob agrees with an intervention when the rank correlation over atoms of their slopes is at
 # least AGREEMENT and their median slopes have one sign; fewer than MIN_COMPARED curves (atom × path) give no verdict.
 AGREEMENT, MIN_COMPARED = 0.3, 8
+# The verdict's Spearman gets a percentile interval from resampling crystals (an atom's edits, and the atoms of one
+# crystal, are not independent), so a reader sees how much one verdict can carry; the verdict itself stays the
+# declared rule on the estimate.
+AGREEMENT_RESAMPLES = 1000
 # Which knobs an intervention judges, and how the edit reads in attribute space (interventions.py's edits).
 STRETCHED_KNOBS = ("mean_bond_length", "bond_length_spread")  # a shell stretch by f scales every bond by (1 + f)
 ELEMENT = "element"  # not a knob: the context, swapped for the substitute's by a substitution, which judges it
@@ -661,9 +665,28 @@ def compare_with_crystal(knobs: KnobData, fitted: FittedKnobs, trained: TrainedM
     return compared, crystal_agreement(compared, knobs.knobs)
 
 
+def crystal_bootstrap_spearman(part: pd.DataFrame, resamples: int = AGREEMENT_RESAMPLES, seed: int = 0) -> tuple[float | None, float | None]:
+    """The percentile 95 % interval of the Spearman correlation of knob and crystal slopes when crystals are
+    resampled with replacement (every judged edit of a drawn crystal comes along); draws without variation are left
+    out, and an interval of fewer than half the draws is None (as it is written to checks.json)."""
+    codes, uniques = pd.factorize(part["id"])
+    members = [np.flatnonzero(codes == k) for k in range(len(uniques))]
+    knob, crystal = part["knob_slope"].to_numpy(float), part["crystal_slope"].to_numpy(float)
+    rng, draws = np.random.default_rng(seed), []
+    for _ in range(resamples):
+        rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+        draws.append(spearmanr(knob[rows], crystal[rows]).statistic if np.ptp(knob[rows]) and np.ptp(crystal[rows]) else np.nan)
+    draws = np.asarray(draws, float)
+    if np.isfinite(draws).sum() < resamples / 2:
+        return None, None
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def crystal_agreement(compared: pd.DataFrame, knobs: list[str]) -> dict:
     """Per intervention and path (and all paths of an intervention together): over the judged curves, the Spearman
-    correlation of knob and crystal slopes, the median of each, and the verdict: agrees, disagrees, too few curves,
+    correlation of knob and crystal slopes with its crystal-bootstrap interval (`crystal_bootstrap_spearman`) and the
+    number of crystals, the median of each slope, and the verdict: agrees, disagrees, too few curves,
     no variation (a slope constant over the curves), or not judged (no such edit, or none of its knobs in use);
     per knob judged, the verdict of its intervention over all paths."""
     per_path, per_knob = [], {}
@@ -685,8 +708,9 @@ def crystal_agreement(compared: pd.DataFrame, knobs: list[str]) -> dict:
                     entry.update(verdict="no variation", knob_median=knob_median, crystal_median=crystal_median)
                 else:
                     agrees = rho >= AGREEMENT and np.sign(knob_median) == np.sign(crystal_median)
-                    entry.update(spearman=float(rho), knob_median=knob_median, crystal_median=crystal_median,
-                                 verdict="agrees" if agrees else "disagrees")
+                    low, high = crystal_bootstrap_spearman(part)
+                    entry.update(spearman=float(rho), spearman_low=low, spearman_high=high, crystals=int(part["id"].nunique()),
+                                 knob_median=knob_median, crystal_median=crystal_median, verdict="agrees" if agrees else "disagrees")
             per_path.append(entry)
             if path == "all":
                 for knob in in_use:

@@ -70,7 +70,10 @@ def knob_checks(study: Path, dataset=None, model=None) -> pd.DataFrame:
         for entry in checks.get("crystal", {}).get("paths", []):
             if entry["path"] == "all":
                 rho = "–" if entry.get("spearman") is None else f"{entry['spearman']:.2f}"
-                verdicts[entry["intervention"]] = f"{entry['verdict']} ({rho}, {entry['curves']} edits)"
+                if entry.get("spearman_low") is not None:
+                    rho += f" [{entry['spearman_low']:.2f}, {entry['spearman_high']:.2f}]"
+                crystals = f" of {entry['crystals']} crystals" if entry.get("crystals") else ""
+                verdicts[entry["intervention"]] = f"{entry['verdict']} ({rho}, {entry['curves']} edits{crystals})"
         disentanglement = checks.get("disentanglement_median")
         rows.append({**keys, "reconstruction R²": f"{checks['reconstruction_r2']:.3f}",
                      "working knobs": f"{len(working)} of {len(checks['attributes'])}: " + ", ".join(w.replace("_", " ") for w in working),
