@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import shutil
 import warnings
@@ -168,42 +169,115 @@ def test_integrated_gradients_on_its_inputs_are_complete(demo):
     assert residuals.max() < 1e-3 * max(1.0, float(atoms["attribution"].abs().max()))
 
 
-def test_trim_runs_in_distance_bands_and_says_why_not_in_element_properties(demo, tmp_path):
-    """Bands of the bond length: a crystal's attributions add up to f(x) - f(every bond's expansion switched off).
-    Its element features are jarvis' CGCNN table, not the physical layout: no property space, said in one line; nor,
-    with the cutoff envelope feeding the radial basis, distance bands."""
-    from types import SimpleNamespace
-
-    from matprobe.probes.attribution import trim_attributions, write_trim
-
-    trained, sets = _trained_on_demo(demo, {}, std=0.5)
-    bands = [0.0, 2.5, 3.5, 8.0]
-    trim = trim_attributions(trained, sets, "distance_bands", bands, steps=16)
-    assert len(trim) == 16 * 3 and set(trim["name"]) == {"0-2.5 Å", "2.5-3.5 Å", "3.5-8 Å"}
+def _trim_totals_against_switched_off(trained, sets, trim, switch_off) -> tuple[np.ndarray, np.ndarray]:
+    """Per crystal: the TRIM attributions summed, and std * (f(x) - f(x with `switch_off` applied to its
+    (node inputs, edge inputs))), what integrated gradients' completeness says the sum is."""
     model, expected = trained.module, {}
     for crystal_set in sets.values():
         batch = trained.graphs.collate(crystal_set.graphs)
         with torch.no_grad():
             node_inputs, edge_inputs = model.node_inputs(batch.z), model.edge_inputs(batch.edge_dist)
             change = (model.forward_with_inputs(batch, node_inputs, edge_inputs)["prediction"]
-                      - model.forward_with_inputs(batch, node_inputs, torch.zeros_like(edge_inputs))["prediction"]) * 0.5
-        expected.update(zip(crystal_set.ids, change.tolist()))
+                      - model.forward_with_inputs(batch, *switch_off(node_inputs, edge_inputs))["prediction"])
+        expected.update(zip(crystal_set.ids, (change * trained.record.std).tolist()))
     totals = trim.groupby("id")["attribution"].sum()
-    np.testing.assert_allclose(totals.to_numpy(), [expected[i] for i in totals.index], rtol=1e-3, atol=1e-5)
-    assert totals.abs().max() > 1e-3
+    return totals.to_numpy(), np.array([expected[i] for i in totals.index])
+
+
+def test_trim_runs_in_distance_bands_and_element_properties(demo, tmp_path):
+    """Bands of the bond length: a crystal's attributions add up to f(x) - f(every bond's expansion switched off).
+    Element properties (the CGCNN feature blocks, test_its_cgcnn_features_are_one_hot_blocks_of_element_properties):
+    one row per crystal and property, adding up to f(x) - f(every atom's features switched off). Both spaces are
+    written; with the cutoff envelope feeding the radial basis, distance bands are not, said in one line."""
+    from types import SimpleNamespace
+
+    from matprobe.inputs.features import physical_feature_layout
+    from matprobe.probes.attribution import trim_attributions, write_trim
+
+    trained, sets = _trained_on_demo(demo, {}, std=0.5)
+    bands = [0.0, 2.5, 3.5, 8.0]
+    trim = trim_attributions(trained, sets, "distance_bands", bands, steps=16)
+    assert len(trim) == 16 * 3 and set(trim["name"]) == {"0-2.5 Å", "2.5-3.5 Å", "3.5-8 Å"}
+    totals, expected = _trim_totals_against_switched_off(trained, sets, trim, lambda x, e: (x, torch.zeros_like(e)))
+    np.testing.assert_allclose(totals, expected, rtol=1e-3, atol=1e-5)
+    assert np.abs(totals).max() > 1e-3
+
+    names = [name for name, _ in physical_feature_layout()]
+    trim = trim_attributions(trained, sets, "properties", steps=16)
+    assert len(trim) == 16 * 9 and trim.groupby("id").size().eq(9).all()
+    assert list(trim["name"].iloc[:9]) == names and set(trim["set"]) == {"id_test", "ood_test"}
+    totals, expected = _trim_totals_against_switched_off(trained, sets, trim, lambda x, e: (torch.zeros_like(x), e))
+    # 16 Gauss-Legendre points leave a residual of about 1e-7 here (float32 rounding of predictions of about 0.3;
+    # 8 points leave 5e-4, an unconverged quadrature): 1e-5 holds with a hundredfold margin, still catches that,
+    # and is a thousandth of the smallest change, 0.013
+    np.testing.assert_allclose(totals, expected, rtol=0, atol=1e-5)
+    assert np.abs(expected).min() > 1e-2  # no crystal's check is of a change that is nothing
+    assert (trim.groupby("name")["attribution"].apply(lambda a: a.abs().max()) > 1e-4).all()  # every block counts
 
     outputs = {"trim": tmp_path / "trim.parquet", "trim_summary": tmp_path / "trim_summary.parquet"}
     options = {"ig_steps": 4, "distance_bands": bands}
     summary = write_trim(trained, SimpleNamespace(sets=sets), outputs, options)
-    assert summary["spaces"] == ["distance_bands"] and list(summary["not_available"]) == ["properties"]
-    assert "not the physical element features" in summary["not_available"]["properties"]
-    assert set(pd.read_parquet(outputs["trim"])["space"]) == {"distance_bands"}
+    assert summary == {"spaces": ["properties", "distance_bands"], "not_available": {}}
+    assert set(pd.read_parquet(outputs["trim"])["space"]) == {"properties", "distance_bands"}
 
     enveloped, sets = _trained_on_demo(demo, {"use_cutoff_function": True})
     summary = write_trim(enveloped, SimpleNamespace(sets=sets), outputs, options)
-    assert summary["spaces"] == [] and set(summary["not_available"]) == {"properties", "distance_bands"}
+    assert summary["spaces"] == ["properties"] and list(summary["not_available"]) == ["distance_bands"]
     assert "not an expansion of the bond length" in summary["not_available"]["distance_bands"]
-    assert pd.read_parquet(outputs["trim"]).empty and pd.read_parquet(outputs["trim_summary"]).empty
+    assert set(pd.read_parquet(outputs["trim"])["space"]) == {"properties"}
+    assert set(pd.read_parquet(outputs["trim_summary"])["name"]) == set(names)
+
+
+def test_its_cgcnn_features_are_one_hot_blocks_of_element_properties():
+    """node_input_layout's blocks of the 92 CGCNN features (jarvis' table, Z = 1-100, what node_inputs reads):
+    contiguous, covering every column once, named as the physical features name the same properties; in each,
+    every element has exactly one 1, except that electronegativity, electron affinity and atomic volume are all
+    zero for the elements the table has no value of (listed). No two neighbouring blocks could be one (an element
+    has a 1 in each), so the blocks are not split finer than the table is."""
+    from ase.data import chemical_symbols
+
+    from matprobe.inputs.features import physical_feature_layout
+
+    model = build(TINY)
+    layout = model.node_input_layout()
+    table = model.node_inputs(torch.arange(1, 101)).numpy()
+    assert table.shape == (100, 92) and set(np.unique(table)) == {0.0, 1.0}
+    assert [name for name, _ in layout] == [name for name, _ in physical_feature_layout()]
+    assert [columns.start for _, columns in layout] == [0] + [columns.stop for _, columns in layout[:-1]]
+    assert layout[-1][1].stop == 92 and all(columns.step is None for _, columns in layout)
+    no_value = {
+        "electronegativity": "He Ne Ar Kr Pm Eu Tb Yb Rn Am Cm Bk Cf Es Fm",
+        "electron_affinity": "He Ne Mg Ar Mn Zn Kr Cd Pm Sm Gd Ho Er Hg Rn Th Pa U Np Pu Am Cm Bk Cf Es Fm",
+        "atomic_volume": "Pm At Rn Fr Pu Bk Cf Es Fm",
+    }
+    for name, columns in layout:
+        ones = table[:, columns].sum(axis=1)
+        zeros = {chemical_symbols[z] for z in np.flatnonzero(ones == 0) + 1}
+        assert set(ones) <= {0.0, 1.0}, name
+        assert zeros == set(no_value.get(name, "").split()), name
+    for (first, a), (second, b) in itertools.pairwise(layout):
+        assert (table[:, a].any(axis=1) & table[:, b].any(axis=1)).any(), (first, second)
+
+
+def test_its_group_period_and_ionisation_bins_are_pymatgens():
+    """The group and period blocks' active bins are pymatgen's group and period (column 0 of group: the f block,
+    which CGCNN bins apart from group 3); the first ionisation energy's bin never falls as pymatgen's value rises
+    (what places the boundary with electron affinity at column 68: see ALIGNN.node_input_layout)."""
+    from pymatgen.core.periodic_table import Element
+
+    model = build(TINY)
+    layout = dict(model.node_input_layout())
+    for symbol in ("H", "C", "O", "Na", "Si", "Fe", "Cu", "Ga", "Br", "Xe", "La", "Gd", "Lu", "U"):
+        element = Element(symbol)
+        features = model.node_inputs(torch.tensor([element.Z]))[0].numpy()
+        group = 0 if element.block == "f" else element.group
+        assert np.flatnonzero(features[layout["group"]]).tolist() == [group], symbol
+        assert np.flatnonzero(features[layout["period"]]).tolist() == [element.row - 1], symbol
+    table = model.node_inputs(torch.arange(1, 101)).numpy()
+    ionisation = np.array([float(Element.from_Z(z).ionization_energies[0]) for z in range(1, 101)])
+    bins = table[:, layout["first_ionisation_energy"]].argmax(axis=1)
+    order = np.argsort(ionisation, kind="stable")
+    assert (np.diff(bins[order]) >= 0).all() and len(set(bins)) == 10
 
 
 def bond_set(centre, neighbour, images) -> set:
