@@ -242,6 +242,19 @@ def test_a_job_resumed_with_another_thread_count_keeps_its_checkpoint(small, tmp
     assert "belongs to other settings; starting afresh" in caplog.text
 
 
+def test_a_redrawn_split_of_the_same_name_and_sizes_never_resumes_another_draws_checkpoint(small, tmp_path, caplog):
+    run(small, tmp_path / "run")
+    split = json.loads((small / "omit-O.json").read_text())
+    split["sets"]["train"][0], split["sets"]["val"][0] = split["sets"]["val"][0], split["sets"]["train"][0]
+    redrawn = tmp_path / "draw1" / "omit-O.json"
+    redrawn.parent.mkdir()
+    redrawn.write_text(json.dumps({**split, "draw": 1}))
+    caplog.set_level("INFO", logger="matprobe.models.training")
+    metrics = train_model(small / "graphs.pt", small / "materials.parquet", redrawn, tmp_path / "run", TARGET, "cgcnn", {"hidden": 16},
+                          TRAINING, seed=0, threads=1, progress=False)
+    assert "belongs to other settings; starting afresh" in caplog.text and metrics["epochs_run"] == TRAINING["epochs"]
+
+
 def test_an_unreadable_checkpoint_is_moved_aside_and_training_starts_afresh(small, tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()

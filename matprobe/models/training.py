@@ -127,7 +127,10 @@ class Trainer:
                                                                     eta_min=training["lr"] * 0.01)
         self.settings = {"target": target, "model": model_name, "options": stored_options(self.model, model_opts or {}),
                          "training": {k: v for k, v in training.items() if k not in NOT_IN_FINGERPRINT}, "seed": seed,
-                         "split": data.split.name, "n_train": len(data.sets["train"])}
+                         "split": data.split.name, "n_train": len(data.sets["train"]),
+                         # the crystals themselves: a control drawn again keeps its name and sizes, and must never
+                         # resume from the checkpoint of another draw
+                         "sets": fingerprint({name: sorted(map(str, data.split.sets.get(name, []))) for name in ("train", "val")})}
         self.state = TrainingState(fingerprint(self.settings))
 
     # ---- fit ---------------------------------------------------------------------------------------------
