@@ -47,7 +47,6 @@ rule atlas_tables:
 rule atlas_figures:
     input:
         atlas=f"{ATLAS_DIR}/atlas.parquet",
-        seeds=f"{ATLAS_DIR}/atlas_seeds.parquet",
         hypothesis=f"{ATLAS_DIR}/hypothesis.parquet",
         code=figure_code("atlas"),
     output:

@@ -8,7 +8,8 @@ from matprobe.config import (analysis_seeds, gpus_per_job, landscape_metric_opti
                              model_options_for, runs)
 from matprobe.inputs.sources import local_inputs, remote_files
 from matprobe.layout import RUN_FILES, Run
-from matprobe.prepare.splits import CONTROL_SUFFIX, dataset_splits, expand_sweeps, is_sweep, split_base, split_kind, split_name, split_names
+from matprobe.prepare.splits import (CONTROL_SUFFIX, dataset_splits, definition_for, expand_sweeps, is_sweep, split_base, split_kind,
+                                      split_name, split_names)
 
 # Every output path, as a template with wildcards (matprobe.layout): shared stages under results/, the study's
 # models and probes under results/studies/{study}/.

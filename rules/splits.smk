@@ -6,6 +6,11 @@
 SPLIT_DRAWING = {key: value for key, value in config["split_options"].items() if key != "redraw_controls"}
 
 
+def own_definition(dataset, split):
+    """A split's definition, as the one-item list the split job reads (a control's: its omission's)."""
+    return [definition_for(split, concrete_splits(dataset))[0]]
+
+
 rule make_split:
     input:
         materials=L.materials,
@@ -15,7 +20,9 @@ rule make_split:
     output:
         L.split,
     params:
-        definitions=lambda w: concrete_splits(w.dataset),
+        # this split's own definition only: adding splits to a config, or a sweep in another study of the dataset,
+        # leaves the other split files (and every model trained on them) current
+        definitions=lambda w: own_definition(w.dataset, w.split),
         options=SPLIT_DRAWING,
     threads: 1
     resources:
@@ -36,7 +43,7 @@ rule make_control_draw:
     output:
         L.control_draw,
     params:
-        definitions=lambda w: concrete_splits(w.dataset),
+        definitions=lambda w: own_definition(w.dataset, w.split),
         options=lambda w: {**SPLIT_DRAWING, "draw": int(w.draw)},
     threads: 1
     resources:

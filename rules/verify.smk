@@ -9,6 +9,7 @@ localrules:
     verify_materials,
     verify_graphs,
     verify_split,
+    verify_control_draw,
     verify_model,
 
 

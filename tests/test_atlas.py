@@ -356,6 +356,22 @@ def test_every_seeds_paired_crystals_count_once_and_a_redrawn_control_adds_cryst
     assert table["n_paired"] == 120 and table["n_scored"] == 120
 
 
+def test_the_pooled_interval_holds_the_spread_between_seeds_not_only_between_crystals():
+    n = 60
+    control = np.full(2 * n, 0.1)
+    # every crystal's error the same within a seed: crystals alone would give an interval of no width
+    omission = np.concatenate([np.full(n, 0.2), np.full(n, 0.1)])
+    family, seed = np.tile([f"f{k}" for k in range(n)], 2), np.repeat([0, 1], n)
+    crystals_only = ratio_stats(omission, control, family, np.random.default_rng(0), 500)
+    both = ratio_stats(omission, control, family, np.random.default_rng(0), 500, seed)
+    assert crystals_only["ood_over_control"] == both["ood_over_control"] == pytest.approx(1.5)
+    assert crystals_only["ood_over_control_high"] - crystals_only["ood_over_control_low"] == pytest.approx(0.0)
+    assert both["ood_over_control_low"] == pytest.approx(1.0) and both["ood_over_control_high"] == pytest.approx(2.0)
+    # one seed: the same numbers as without seeds (the per-run ratios are unchanged)
+    assert ratio_stats(omission[:n], control[:n], family[:n], np.random.default_rng(0), 500, seed[:n]) == \
+        ratio_stats(omission[:n], control[:n], family[:n], np.random.default_rng(0), 500)
+
+
 def test_omissions_that_share_crystals_are_redrawn_together_in_the_hypothesis_bootstrap():
     rng = np.random.default_rng(0)
     families = [f"f{k}" for k in range(30)]
@@ -385,7 +401,7 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
     from matprobe.figures.atlas import atlas_maps, hypothesis_scatter
 
     atlas_maps(out["atlas"], tmp_path / "maps.png")
-    hypothesis_scatter(out["seeds"], out["hypothesis"], tmp_path / "hypothesis.png")
+    hypothesis_scatter(out["atlas"], out["hypothesis"], tmp_path / "hypothesis.png")
     assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "hypothesis.png").stat().st_size > 10_000
 
 

@@ -140,3 +140,23 @@ def test_files_and_stats(tmp_path, materials):
     fe_mean = table.loc[table["elements"].map(lambda e: "Fe" in e), "band_gap"].mean()
     assert ood["band_gap_mean"] == pytest.approx(fe_mean)
     assert set(stats["split"]) == {"omit-Fe", "omit-Fe-control", "random"}
+
+
+def test_adding_a_split_leaves_the_other_split_files_current(tmp_path):
+    """A split job's parameters are its own definition: a config (or another study of the dataset) with more splits
+    plans only the new ones, so the models trained on the others are not retrained."""
+    import subprocess
+
+    from conftest import copy_workflow
+
+    workdir = copy_workflow(tmp_path / "wf")
+    data = "datasets: {demo: {source: embedded, limit: 1500}}\n"
+    (workdir / "two.yaml").write_text(data + "splits: [{omit: Fe}, {omit: O}]\n")
+    (workdir / "three.yaml").write_text(data + "splits: [{omit: Fe}, {omit: O}, {omit: Na}]\n")
+    made = subprocess.run(["snakemake", "splits", "--cores", "2", "--configfile", "two.yaml"], cwd=workdir, capture_output=True, text=True,
+                          timeout=600)
+    assert made.returncode == 0, made.stderr[-2000:]
+    plan = subprocess.run(["snakemake", "splits", "-n", "--configfile", "three.yaml"], cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    planned = {line.split("split=")[1].strip() for line in plan.stdout.splitlines() if "wildcards:" in line and "split=" in line}
+    assert planned == {"omit-Na", "omit-Na-control"}

@@ -96,14 +96,15 @@ def atlas_maps(atlas_path, out_png) -> None:
     save(fig, out_png)
 
 
-def hypothesis_scatter(seeds_path, hypothesis_path, out_png) -> None:
-    """One panel per predictor: each omission (median over seeds) against its OOD/control ratio, log scales where the
-    quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval and, but for the cheap
-    predictor, its gain in |ρ| over the cheap one with the paired interval."""
-    atlas = pd.read_parquet(seeds_path)
+def hypothesis_scatter(atlas_path, hypothesis_path, out_png) -> None:
+    """One panel per predictor: each omission's predictor (median over seeds) against its OOD/control ratio, the
+    pooled paired one with its interval (the numbers the correlations and the calls read: atlas.parquet), log scales
+    where the quantity is a ratio or a count; titles give Spearman ρ with its bootstrap 95 % interval and, but for the
+    cheap predictor, its gain in |ρ| over the cheap one with the paired interval."""
+    atlas = pd.read_parquet(atlas_path)
     interval = [c for c in ("ood_over_control_low", "ood_over_control_high") if c in atlas]
     atlas = atlas.reindex(columns=[*atlas.columns, *(p for p in PREDICTORS if p not in atlas)])  # an older table lacks some
-    atlas = atlas.groupby(["target", "model", "held_out"], sort=True)[[*PREDICTORS, "ood_over_control", *interval]].median().reset_index()
+    atlas = atlas[["target", "model", "held_out", *PREDICTORS, "ood_over_control", *interval]].sort_values(["target", "model", "held_out"])
     hypothesis = pd.read_parquet(hypothesis_path)
     pairs = list(atlas.groupby(["target", "model"], sort=True))
     per_row = 5  # predictors per row of panels, so that the figure stays readable at the report's width

@@ -393,8 +393,10 @@ def make_split(materials: pd.DataFrame, name: str, definitions: list[dict], opti
 
 
 def check_split(split: dict, materials: pd.DataFrame) -> None:
-    """The invariants every split must keep; each failure is one line naming the split."""
+    """The invariants every split must keep; each failure is one line naming the split (and a control's draw)."""
     name, sets, omitted = split["name"], split["sets"], set(split["omitted_elements"])
+    if split.get("draw"):
+        name = f"{name} (draw {split['draw']})"
     seen: dict[str, str] = {}
     for set_name, members in sets.items():
         for member in members:

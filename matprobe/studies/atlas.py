@@ -243,19 +243,29 @@ def paired_ratio(paired: pd.DataFrame, rng: np.random.Generator, resamples: int)
     return ratio_stats(om, ct, paired["family"].to_numpy(), rng, resamples)
 
 
-def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.random.Generator, resamples: int) -> dict:
-    """`paired_ratio` from the two models' absolute errors on the same crystals and the crystals' families."""
+def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.random.Generator, resamples: int,
+                seed: np.ndarray | None = None) -> dict:
+    """`paired_ratio` from the two models' absolute errors on the same crystals and the crystals' families. With
+    `seed` (each pair's training seed, errors of several seeds pooled), each draw resamples the seeds as well as the
+    families, so that the interval holds the spread between trained models and control draws, not only between
+    crystals: a draw weighs pair (s, f) by how often seed s and family f were drawn."""
     n, codes = len(om), pd.factorize(pd.Series(family, dtype=object))[0]
     n_families = int(codes.max() + 1) if n else 0
     out = {"n_paired": n, "n_families": n_families}
     if n == 0:
         return {**out, **dict.fromkeys(["paired_ood_mae", "paired_control_mae", "ood_over_control", "ood_over_control_low",
                                         "ood_over_control_high", "control_mae_low", "control_mae_high"], np.nan)}
-    sums_om, sums_ct, counts = _family_sums(codes, n_families, om, ct, np.ones(n))
+    seed_codes = pd.factorize(pd.Series(seed))[0] if seed is not None else np.zeros(n, dtype=int)
+    n_seeds = int(seed_codes.max() + 1)
     weights = family_weights(n_families, rng, resamples)
+    # per seed, the families' sums; a draw's sums are its seed weights times its family weights
+    per_seed = [_family_sums(codes[seed_codes == k], n_families, om[seed_codes == k], ct[seed_codes == k], np.ones(int((seed_codes == k).sum())))
+                for k in range(n_seeds)]
+    seed_weights = family_weights(n_seeds, rng, resamples) if n_seeds > 1 else np.ones((resamples, 1))
+    totals = [sum(seed_weights[:, [k]] * (weights @ per_seed[k][column]) for k in range(n_seeds)) for column in range(3)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = (weights @ sums_om) / (weights @ sums_ct)
-        control = (weights @ sums_ct) / (weights @ counts)
+        ratios = totals[0] / totals[1]
+        control = totals[1] / totals[2]
     low, high = np.nanpercentile(ratios, [2.5, 97.5])
     control_low, control_high = np.nanpercentile(control, [2.5, 97.5])
     return {**out, "paired_ood_mae": float(om.mean()), "paired_control_mae": float(ct.mean()),
@@ -321,12 +331,18 @@ def offset_call(row: dict, small_k: int, partial: float) -> str:
     """Only an offset: the recalibrated error at k = small_k is within the control's interval on the same crystals
     (its ratio to the control at most the control's upper bootstrap end over its MAE); partly: it is not, but the
     recalibration removes at least `partial` of the excess ratio; not an offset: it removes less. No gap: the
-    uncorrected paired ratio is already within the control's interval."""
-    raw, recal = row.get("ood_over_control", np.nan), row.get(f"recal_k{small_k}", np.nan)
-    control, control_high = row.get("paired_control_mae", np.nan), row.get("control_mae_high", np.nan)
-    if not all(np.isfinite(v) for v in (raw, control, control_high)) or control <= 0:
+    uncorrected paired ratio is already within the control's interval. Every quantity is a seed's own, on that seed's
+    paired crystals (the recalibration is fitted per seed): in the atlas table the medians over seeds
+    (`offset_raw_ratio`, `recal_k{k}`, `control_upper_ratio`), so that a pooled, narrower interval over several
+    control draws does not make the call stricter."""
+    raw = row.get("offset_raw_ratio", row.get("ood_over_control", np.nan))
+    recal = row.get(f"recal_k{small_k}", np.nan)
+    upper = row.get("control_upper_ratio", np.nan)
+    if not np.isfinite(upper):
+        control, control_high = row.get("paired_control_mae", np.nan), row.get("control_mae_high", np.nan)
+        upper = control_high / control if np.isfinite(control) and np.isfinite(control_high) and control > 0 else np.nan
+    if not (np.isfinite(raw) and np.isfinite(upper)):
         return "too few crystals"
-    upper = control_high / control
     if raw <= upper:
         return "no gap"
     if not np.isfinite(recal):
@@ -354,7 +370,13 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
     table = table.reset_index()
     if paired is None or options is None:
         return table
-    extra = [c for c in seeds.columns if c.startswith(("recal_k", "offset_")) and c != "offset_k_skipped"]
+    if {"ood_over_control", "paired_control_mae", "control_mae_high"} <= set(seeds.columns):
+        # the offset call's per-seed quantities (offset_call): each seed's paired ratio and its control's upper end
+        with np.errstate(divide="ignore", invalid="ignore"):
+            seeds = seeds.assign(offset_raw_ratio=pd.to_numeric(seeds["ood_over_control"], errors="coerce"),
+                                 control_upper_ratio=pd.to_numeric(seeds["control_mae_high"], errors="coerce")
+                                 / pd.to_numeric(seeds["paired_control_mae"], errors="coerce").where(lambda v: v > 0))
+    extra = [c for c in seeds.columns if c.startswith(("recal_k", "offset_", "control_upper_ratio")) and c != "offset_k_skipped"]
     if extra:
         table = table.drop(columns=[c for c in extra if c in table]).merge(
             frame[keys].join(seeds[extra].apply(pd.to_numeric, errors="coerce")).groupby(keys, sort=True).median().reset_index(),
@@ -368,7 +390,7 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
         run = {"dataset": first["dataset"], "target": first["target"], "model": first["model"], "split": first["split"], "seed": 0}
         pooled_rows.append({k: first[k] for k in ("dataset", "target", "model", "split")} | ratio_stats(
             crystals["omission_error"].to_numpy(float), crystals["control_error"].to_numpy(float), crystals["family"].to_numpy(),
-            _run_rng(options["seed"], run), options["bootstrap_resamples"])
+            _run_rng(options["seed"], run), options["bootstrap_resamples"], crystals["seed"].to_numpy())
             # the rule's count is of distinct crystals; n_scored counts each seed's pairs
             | {"n_paired": int(crystals["id"].nunique()), "n_scored": len(crystals)})
     stats = pd.DataFrame(pooled_rows)
@@ -486,15 +508,24 @@ def joint_failure_draws(pooled: pd.DataFrame, splits: list[str], rng: np.random.
     An omission without paired crystals is NaN throughout."""
     codes, uniques = pd.factorize(pooled["family"].astype(str)) if len(pooled) else (np.zeros(0, int), [])
     weights = family_weights(len(uniques), rng, resamples) if len(uniques) else np.zeros((resamples, 0))
+    seeds = pooled["seed"].to_numpy() if "seed" in pooled else np.zeros(len(pooled), dtype=int)
+    om_all, ct_all = pooled["omission_error"].to_numpy(float), pooled["control_error"].to_numpy(float)
     out = np.full((resamples, len(splits)), np.nan)
     for j, split in enumerate(splits):
         rows = (pooled["split"] == split).to_numpy() if len(pooled) else np.zeros(0, bool)
         if not rows.any():
             continue
-        sums_om, sums_ct = _family_sums(codes[rows], len(uniques), pooled["omission_error"].to_numpy(float)[rows],
-                                        pooled["control_error"].to_numpy(float)[rows])
+        # an omission's seeds are its own trained models: resampled per omission, as in ratio_stats
+        own = np.unique(seeds[rows])
+        seed_weights = family_weights(len(own), rng, resamples) if len(own) > 1 else np.ones((resamples, 1))
+        num = den = 0.0
+        for k, value in enumerate(own):
+            part = rows & (seeds == value)
+            sums_om, sums_ct = _family_sums(codes[part], len(uniques), om_all[part], ct_all[part])
+            num = num + seed_weights[:, k] * (weights @ sums_om)
+            den = den + seed_weights[:, k] * (weights @ sums_ct)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[:, j] = (weights @ sums_om) / (weights @ sums_ct)
+            out[:, j] = num / den
     return out
 
 
