@@ -41,6 +41,16 @@ def concrete_splits(dataset):
     return expand_sweeps(dataset_splits(config, dataset), pd.read_parquet(table, columns=["elements"])["elements"], config["split_options"]["min_ood"])
 
 
+# How a split is drawn: split_options without the switch that says which draw a control run reads (turning it on
+# must not put the existing split files, and every model trained on them, out of date)
+SPLIT_DRAWING = {key: value for key, value in config["split_options"].items() if key != "redraw_controls"}
+
+
+def own_definition(dataset, split):
+    """A split's definition, as the one-item list the split job reads (a control's: its omission's)."""
+    return [definition_for(split, concrete_splits(dataset))[0]]
+
+
 def all_runs(kinds=None):
     """Every trained run, or those whose split is of one of `kinds` (omission, control, random, file)."""
     return [run for run in runs(config, splits_of=concrete_splits) if kinds is None or split_kind(run.split) in kinds]

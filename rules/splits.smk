@@ -1,15 +1,6 @@
 # Stage 2b: element-omission splits with size-matched controls, and random splits; shared by every study that
 # draws them with the same settings (the layout's split key).
 
-# How a split is drawn: split_options without the switch that says which draw a control run reads (turning it on
-# must not put the existing split files, and every model trained on them, out of date)
-SPLIT_DRAWING = {key: value for key, value in config["split_options"].items() if key != "redraw_controls"}
-
-
-def own_definition(dataset, split):
-    """A split's definition, as the one-item list the split job reads (a control's: its omission's)."""
-    return [definition_for(split, concrete_splits(dataset))[0]]
-
 
 rule make_split:
     input:
