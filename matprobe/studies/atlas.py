@@ -243,6 +243,20 @@ def paired_ratio(paired: pd.DataFrame, rng: np.random.Generator, resamples: int)
     return ratio_stats(om, ct, paired["family"].to_numpy(), rng, resamples)
 
 
+def _draw_sums(codes: np.ndarray, seeds: np.ndarray, weights: np.ndarray, rng: np.random.Generator, *columns: np.ndarray) -> list[np.ndarray]:
+    """Each column's total in every bootstrap draw: the families weighted by `weights` (draws × families), and, where
+    there are several seeds, each seed by a resample of the seeds drawn from `rng` (a draw's sum over pair (s, f) is
+    weighed by how often seed s and family f were drawn)."""
+    own = np.unique(seeds)
+    seed_weights = family_weights(len(own), rng, weights.shape[0]) if len(own) > 1 else np.ones((weights.shape[0], 1))
+    totals = [np.zeros(weights.shape[0]) for _ in columns]
+    for k, value in enumerate(own):
+        part = seeds == value
+        for total, sums in zip(totals, _family_sums(codes[part], weights.shape[1], *(column[part] for column in columns))):
+            total += seed_weights[:, k] * (weights @ sums)
+    return totals
+
+
 def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.random.Generator, resamples: int,
                 seed: np.ndarray | None = None) -> dict:
     """`paired_ratio` from the two models' absolute errors on the same crystals and the crystals' families. With
@@ -255,14 +269,8 @@ def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.rand
     if n == 0:
         return {**out, **dict.fromkeys(["paired_ood_mae", "paired_control_mae", "ood_over_control", "ood_over_control_low",
                                         "ood_over_control_high", "control_mae_low", "control_mae_high"], np.nan)}
-    seed_codes = pd.factorize(pd.Series(seed))[0] if seed is not None else np.zeros(n, dtype=int)
-    n_seeds = int(seed_codes.max() + 1)
     weights = family_weights(n_families, rng, resamples)
-    # per seed, the families' sums; a draw's sums are its seed weights times its family weights
-    per_seed = [_family_sums(codes[seed_codes == k], n_families, om[seed_codes == k], ct[seed_codes == k], np.ones(int((seed_codes == k).sum())))
-                for k in range(n_seeds)]
-    seed_weights = family_weights(n_seeds, rng, resamples) if n_seeds > 1 else np.ones((resamples, 1))
-    totals = [sum(seed_weights[:, [k]] * (weights @ per_seed[k][column]) for k in range(n_seeds)) for column in range(3)]
+    totals = _draw_sums(codes, np.zeros(n, dtype=int) if seed is None else np.asarray(seed), weights, rng, om, ct, np.ones(n))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = totals[0] / totals[1]
         control = totals[1] / totals[2]
@@ -516,14 +524,7 @@ def joint_failure_draws(pooled: pd.DataFrame, splits: list[str], rng: np.random.
         if not rows.any():
             continue
         # an omission's seeds are its own trained models: resampled per omission, as in ratio_stats
-        own = np.unique(seeds[rows])
-        seed_weights = family_weights(len(own), rng, resamples) if len(own) > 1 else np.ones((resamples, 1))
-        num = den = 0.0
-        for k, value in enumerate(own):
-            part = rows & (seeds == value)
-            sums_om, sums_ct = _family_sums(codes[part], len(uniques), om_all[part], ct_all[part])
-            num = num + seed_weights[:, k] * (weights @ sums_om)
-            den = den + seed_weights[:, k] * (weights @ sums_ct)
+        num, den = _draw_sums(codes[rows], seeds[rows], weights, rng, om_all[rows], ct_all[rows])
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, j] = num / den
     return out
