@@ -154,7 +154,6 @@ class Split:
     sets: dict[str, list[str]]  # set name -> ids
     counts: dict = field(default_factory=dict)
     seed: int | None = None
-    draw: int = 0  # a control's draw of crystals (split_options.redraw_controls); 0 for every other split
 
     @property
     def held_out(self) -> list[str]:
@@ -169,8 +168,7 @@ def load_split(path) -> Split:
         if not isinstance(stored, dict) or not isinstance(stored.get("sets"), dict):
             raise ValueError("no `sets`")
         return Split(stored["name"], stored["kind"], stored.get("definition") or {}, list(stored.get("omitted_elements") or []),
-                     stored["sets"], stored.get("counts") or {}, stored.get("seed"),
-                     int(stored.get("draw", 0)))
+                     stored["sets"], stored.get("counts") or {}, stored.get("seed"))
     except (OSError, ValueError, KeyError) as exc:
         raise MatprobeError(f"{path}: not a readable split file ({type(exc).__name__}: {str(exc).splitlines()[0][:80]}); "
                             "delete it and run `snakemake splits` to make it again") from None
