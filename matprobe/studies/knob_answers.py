@@ -156,15 +156,12 @@ def held_out_responses(study: Path, dataset=None, model=None) -> pd.DataFrame:
         control_key = (keys["dataset"], keys["target"], keys["split"] + CONTROL_SUFFIX, keys["model"], keys["seed"])
         if control_key not in found:
             continue
-        summaries = [pd.read_parquet(p.with_name(RUN_FILES["knobs"]["summary"])) for p in (path, found[control_key][1])]
-        usable = None
-        for summary in summaries:
-            part = summary[(summary["set"] == "ood_test") & (summary["atoms"] == "all")]
-            ok = set(part.loc[part["knob_works"].astype(bool) & (part["agrees_with_crystal"] != "disagrees"), "attribute"])
-            usable = ok if usable is None else usable & ok
-        slopes = [atom_slopes(pd.read_parquet(p)) for p in (path, found[control_key][1])]
-        slopes = [frame[(frame["set"] == "ood_test") & (frame["atoms"] == "held_out")] for frame in slopes]
-        for attribute in sorted(usable or ()):
+        pair = (path, found[control_key][1])
+        summaries = [pd.read_parquet(p.with_name(RUN_FILES["knobs"]["summary"])).query("set == 'ood_test' and atoms == 'all'") for p in pair]
+        usable = set.intersection(*(set(part.loc[part["knob_works"].astype(bool) & (part["agrees_with_crystal"] != "disagrees"), "attribute"])
+                                    for part in summaries))
+        slopes = [atom_slopes(pd.read_parquet(p).query("set == 'ood_test' and atoms == 'held_out'")) for p in pair]
+        for attribute in sorted(usable):
             om, ct = (frame.loc[frame["attribute"] == attribute, "slope"].to_numpy(float) for frame in slopes)
             om, ct = om[np.isfinite(om)], ct[np.isfinite(ct)]
             if not (len(om) and len(ct)):
