@@ -192,7 +192,7 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
 # ---- paired scoring, the failure rule and the offset question (issue 36) -------------------------------------------
 
 
-OPTIONS = {"failure_threshold": 1.5, "min_paired": 20, "family": "chemical_system", "bootstrap_resamples": 500, "seed": 0,
+OPTIONS = {"failure_threshold": 1.5, "min_paired": 20, "min_families": 5, "family": "chemical_system", "bootstrap_resamples": 500, "seed": 0,
            "offset": {"k": [1, 3, 10, 30], "draws": 20, "small_k": 10, "partial": 0.5}}
 # the held-out elements of the synthetic omission, as its split file records them
 OMITTED = {"omit-Na": ["Na"]}
@@ -256,11 +256,13 @@ def test_near_duplicates_do_not_count_twice_in_the_interval():
 
 
 def test_the_failure_rule_reads_the_interval_against_the_declared_threshold():
-    assert failure_call(50, 1.6, 2.4, 1.5, 20) == "fails"
-    assert failure_call(50, 0.8, 1.4, 1.5, 20) == "passes"
-    assert failure_call(50, 1.2, 1.9, 1.5, 20) == "undecided"
-    assert failure_call(19, 3.0, 4.0, 1.5, 20) == "too few paired"  # sure-looking, but on too few crystals for a call
-    assert failure_call(50, np.nan, np.nan, 1.5, 20) == "too few paired"
+    assert failure_call(50, 30, 1.6, 2.4, 1.5, 20, 5) == "fails"
+    assert failure_call(50, 30, 0.8, 1.4, 1.5, 20, 5) == "passes"
+    assert failure_call(50, 30, 1.2, 1.9, 1.5, 20, 5) == "undecided"
+    assert failure_call(19, 19, 3.0, 4.0, 1.5, 20, 5) == "too few paired"  # sure-looking, but on too few crystals for a call
+    # enough crystals, but all of four chemical systems: the family bootstrap has four units to draw, too few to call
+    assert failure_call(200, 4, 3.0, 4.0, 1.5, 20, 5) == "too few paired"
+    assert failure_call(50, 30, np.nan, np.nan, 1.5, 20, 5) == "too few paired"
 
 
 def test_a_threshold_at_or_below_one_and_a_small_k_outside_k_are_refused_in_one_line():

@@ -282,10 +282,12 @@ def ratio_stats(om: np.ndarray, ct: np.ndarray, family: np.ndarray, rng: np.rand
             "control_mae_low": float(control_low), "control_mae_high": float(control_high)}
 
 
-def failure_call(n_paired: int, low: float, high: float, threshold: float, min_paired: int) -> str:
+def failure_call(n_paired: int, n_families: int, low: float, high: float, threshold: float, min_paired: int,
+                 min_families: int) -> str:
     """The declared rule: fails when the paired interval lies above the threshold, passes when it lies below it,
-    undecided when it straddles it; no call on fewer than min_paired paired crystals."""
-    if n_paired < min_paired or not (np.isfinite(low) and np.isfinite(high)):
+    undecided when it straddles it; no call on fewer than min_paired paired crystals or min_families families (the
+    bootstrap resamples families: a handful of them gives an interval that looks sure and is not)."""
+    if n_paired < min_paired or n_families < min_families or not (np.isfinite(low) and np.isfinite(high)):
         return "too few paired"
     return "fails" if low > threshold else "passes" if high < threshold else "undecided"
 
@@ -407,8 +409,9 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
     for column in ("n_paired", "n_scored", "n_families"):
         table[column] = table[column].fillna(0).astype(int) if column in table else 0
     records = table.to_dict("records")
-    table["call"] = [failure_call(r["n_paired"], r.get("ood_over_control_low", np.nan), r.get("ood_over_control_high", np.nan),
-                                  options["failure_threshold"], options["min_paired"]) for r in records]
+    table["call"] = [failure_call(r["n_paired"], r["n_families"], r.get("ood_over_control_low", np.nan),
+                                  r.get("ood_over_control_high", np.nan), options["failure_threshold"], options["min_paired"],
+                                  options["min_families"]) for r in records]
     table["offset_call"] = [offset_call(r, options["offset"]["small_k"], options["offset"]["partial"]) for r in records]
     table["failure_threshold"] = float(options["failure_threshold"])
     table["offset_small_k"] = int(options["offset"]["small_k"])  # the k whose recal_k{k} the offset call read
