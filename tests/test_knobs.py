@@ -39,6 +39,34 @@ def test_a_knob_recovers_the_one_attribute_the_head_reads():
     assert np.all(from_z < 0.3), from_z  # the adversary kept context and knobs out of z
 
 
+def test_the_batched_optimiser_updates_train_the_same_knob_model_as_the_per_tensor_loop(monkeypatch):
+    """foreach Adam (the speed-up) against the plain per-tensor Adam, on the knob model and its guide: equal weights."""
+    rng = np.random.default_rng(1)
+    h, context, knobs = rng.normal(size=(600, 6)), rng.normal(size=(600, 2)), rng.normal(size=(600, 3))
+
+    def fitted():
+        guide, _ = fit_regressor(h, knobs, seed=1, epochs=5)
+        return fit_knob_model(h, context, knobs, KnobTraining(max_steps=60, warmup=20, eval_every=20), guide)[0].state_dict()
+
+    fast = fitted()
+    adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda *args, **kwargs: adam(*args, **{**kwargs, "foreach": False}))
+    plain = fitted()
+    assert fast.keys() == plain.keys() and all(torch.equal(fast[k], plain[k]) for k in fast)
+
+
+def test_what_a_knob_holds_beyond_the_others_is_its_residual_from_them():
+    from matprobe.probes.knobs import beyond_the_others
+
+    rng = np.random.default_rng(0)
+    context, own = rng.normal(size=(500, 2)), rng.normal(size=500)
+    first = rng.normal(size=500)
+    knobs = np.column_stack([first, 2.0 * first - context[:, 0] + 0.1 * own])  # the second: the first, the context and a little of its own
+    residual = beyond_the_others(context, knobs)
+    assert np.corrcoef(residual[:, 1], own)[0, 1] > 0.99 and np.std(residual[:, 1]) < 0.11
+    assert np.allclose(residual.T @ np.column_stack([np.ones(500), context]), 0, atol=1e-8)  # nothing linear in the context left
+
+
 def test_environment_attributes_of_rocksalt(crystals):
     from matprobe.inputs.structures import crystal_from_pymatgen
 
@@ -72,7 +100,7 @@ def test_the_knobs_stage_writes_its_checks(small, tiny_model, tmp_path):
     assert saved["reconstruction_r2"] == checks["reconstruction_r2"]
     assert set(saved["attributes"]) <= set(KNOB_ATTRIBUTES) and "coordination" in saved["attributes"]
     assert "electronegativity" not in saved["attributes"]  # the element is context, not a knob
-    for key in ("fidelity_r2", "encoded_r2"):
+    for key in ("fidelity_r2", "guide_fidelity_r2", "encoded_r2", "encoded_beyond_others_r2"):
         assert set(saved[key]) == set(saved["attributes"])
     assert set(saved["disentanglement_r2"]) == set(saved["attributes"]) | set(saved["context"])
     assert saved["realism"]["ratio"] > 0 and saved["training"]["steps"] <= 400
