@@ -13,6 +13,10 @@
 4. What the working knobs show on the held-out element: per knob that works in both models and that the crystal's
    interventions do not contradict, the slope of the held-out element's atoms' contributions (OOD crystals) as the
    knob turns, omission beside control.
+5. What bounds fidelity: over every model's knobs, the range of the guide's reading of the sweeps (the regressor
+   the decoder was trained against) beside the checker's, and the Spearman correlation of the checker's fidelity
+   with the model's encoding of the knob (plain, and beyond the other attributes), its interval from resampling
+   models (a model's knobs come together).
 
 Intervals: percentile bootstrap over atoms (or crystals), 2,000 resamples, seed 0."""
 
@@ -82,6 +86,39 @@ def knob_checks(study: Path, dataset=None, model=None) -> pd.DataFrame:
                      "shell stretch": verdicts.get("shell_stretch", "–"), "substitution": verdicts.get("substitution", "–"),
                      "steps": checks["training"].get("steps"), "seconds": checks.get("seconds")})
     return pd.DataFrame(rows)
+
+
+def fidelity_bounds(study: Path, dataset=None, model=None, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
+    """One row per reading (5. above): the number of knob sweeps and models, the guide's and the checker's fidelity
+    ranges, and the Spearman correlations of fidelity with encoded_r2 and encoded_beyond_others_r2 with percentile
+    intervals over models resampled. Models without the guide's reading (checks made before it) are left out."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for number, (_, path) in enumerate(runs(study, "knobs", "checks", dataset, model)):
+        checks = json.loads(path.read_text())
+        if "guide_fidelity_r2" not in checks:
+            continue
+        rows += [{"model": number, "fidelity": checks["fidelity_r2"][a], "guide": checks["guide_fidelity_r2"][a],
+                  "encoded": checks["encoded_r2"][a], "beyond": checks["encoded_beyond_others_r2"][a]} for a in checks["attributes"]]
+    if not rows:
+        return pd.DataFrame()
+    knobs = pd.DataFrame(rows)
+    models = knobs["model"].unique()
+    members = {m: np.flatnonzero(knobs["model"].to_numpy() == m) for m in models}
+    rng = np.random.default_rng(seed)
+    draws = [np.concatenate([members[m] for m in rng.choice(models, len(models))]) for _ in range(resamples)]
+
+    def correlation(column: str) -> str:
+        estimate = spearmanr(knobs["fidelity"], knobs[column]).statistic
+        low, high = np.nanpercentile([spearmanr(knobs["fidelity"].iloc[d], knobs[column].iloc[d]).statistic for d in draws], [2.5, 97.5])
+        return f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
+
+    span = lambda column: f"{knobs[column].min():.2f} to {knobs[column].max():.2f}"  # noqa: E731
+    return pd.DataFrame([{"knob sweeps": len(knobs), "models": len(models), "guide's reading": span("guide"),
+                          "guide ≥ 0.9": f"{int((knobs['guide'] >= 0.9).sum())} of {len(knobs)}", "checker's reading (fidelity)": span("fidelity"),
+                          "encoded beyond the others": span("beyond"), "ρ(fidelity, encoded)": correlation("encoded"),
+                          "ρ(fidelity, encoded beyond the others)": correlation("beyond")}])
 
 
 def _pairs(study: Path, dataset=None, model=None) -> list[tuple[dict, pd.DataFrame, pd.DataFrame]]:
@@ -185,7 +222,8 @@ def main(argv=None) -> int:
     for title, table in (("Knob checks", knob_checks(args.study, args.dataset, args.model)),
                          ("Substitution into the held-out element", substitution_into_held_out(args.study, args.dataset, args.model)),
                          ("Energy-volume curves", energy_volume(args.study, args.dataset, args.model)),
-                         ("Working knobs on the held-out element's atoms", held_out_responses(args.study, args.dataset, args.model))):
+                         ("Working knobs on the held-out element's atoms", held_out_responses(args.study, args.dataset, args.model)),
+                         ("What bounds fidelity", fidelity_bounds(args.study, args.dataset, args.model))):
         print(f"### {title}\n")
         print(markdown_table(table.drop(columns=["dataset"], errors="ignore"), {}) if len(table) else "(no runs)")
         print()
