@@ -186,7 +186,7 @@ def test_a_sweeps_atlas_reaches_the_findings_and_the_interactive_periodic_table(
     paired = atlas.assign(paired_ood_mae=[1.1, 0.21, 0.5, 0.3], paired_control_mae=[0.28, 0.19, 0.25, 0.2],
                           n_paired=[490, 36, 12, 80], n_families=[443, 34, 11, 70], call="fails")
     text = {cell["symbol"]: cell["text"] for cell in _atlas_view(paired)["panels"][0]["cells"]}["O"]
-    assert "MAE over the 490 paired crystals (443 chemical systems): 1.100, control's 0.280" in text and "call: fails" in text
+    assert "MAE over the 490 paired crystals (443 families): 1.100, control's 0.280" in text and "call: fails" in text
 
 
 def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():

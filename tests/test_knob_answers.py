@@ -81,22 +81,22 @@ def test_held_out_responses_read_each_atoms_slope_of_the_knobs_both_models_can_t
     assert row["omission − control"] == "+1.000 [+1.000, +1.000]"
 
 
-def test_the_fidelity_bound_reads_the_guide_beside_the_checker_and_resamples_models(tmp_path):
-    from matprobe.studies.knob_answers import fidelity_bounds
+def test_fidelity_is_read_beside_the_guide_and_its_correlations_resample_whole_models(tmp_path):
+    from matprobe.studies.knob_answers import fidelity_follows
 
-    rng = np.random.default_rng(0)
-    for number in range(4):
-        folder = tmp_path / "knobs" / "demo" / "formation_energy_per_atom" / f"omit-X{number}" / "cgcnn" / "seed0"
+    def write(split: str, checks: dict):
+        folder = tmp_path / "knobs" / "demo" / "formation_energy_per_atom" / split / "cgcnn" / "seed0"
         folder.mkdir(parents=True)
-        encoded = rng.uniform(0.3, 0.95, 5)
-        checks = {"attributes": list("abcde"), "fidelity_r2": dict(zip("abcde", encoded - 0.1)),
-                  "guide_fidelity_r2": dict.fromkeys("abcde", 0.95), "encoded_r2": dict(zip("abcde", encoded)),
-                  "encoded_beyond_others_r2": dict(zip("abcde", rng.uniform(0, 0.5, 5)))}
         (folder / "checks.json").write_text(json.dumps(checks))
-    old = tmp_path / "knobs" / "demo" / "formation_energy_per_atom" / "omit-Y" / "cgcnn" / "seed0"
-    old.mkdir(parents=True)
-    (old / "checks.json").write_text(json.dumps({"attributes": ["a"], "fidelity_r2": {"a": 0.1}, "encoded_r2": {"a": 0.9}}))
-    row = fidelity_bounds(tmp_path, resamples=200).iloc[0]
-    assert row["knob sweeps"] == 20 and row["models"] == 4  # checks without the guide's reading are left out
-    assert row["guide ≥ 0.9"] == "20 of 20" and row["guide's reading"] == "0.95 to 0.95"
-    assert row["ρ(fidelity, encoded)"].startswith("1.00 [1.00, 1.00]")  # fidelity is encoded - 0.1 in every model
+
+    encoded = np.linspace(0.3, 0.95, 5)
+    for number, sign in enumerate((1, 1, -1)):  # two models whose fidelity rises with the encoding, one where it falls
+        write(f"omit-X{number}", {"attributes": list("abcde"), "fidelity_r2": dict(zip("abcde", sign * encoded)),
+                                  "guide_fidelity_r2": dict.fromkeys("abcde", 0.95), "encoded_r2": dict(zip("abcde", encoded)),
+                                  "encoded_beyond_others_r2": dict(zip("abcde", encoded / 2))})
+    write("omit-Y", {"attributes": ["a"], "fidelity_r2": {"a": 0.1}, "encoded_r2": {"a": 0.9}})  # made before the guide's reading
+    row = fidelity_follows(tmp_path, resamples=400).iloc[0]
+    assert row["knob sweeps"] == 15 and row["models"] == 3  # the checks without the guide's reading are left out
+    assert row["guide ≥ 0.9"] == "15 of 15" and row["guide's reading"] == "0.95 to 0.95"
+    # a draw of the two rising models alone gives exactly 1: only a resample of whole models can reach it
+    assert row["ρ(fidelity, encoded)"].endswith(", 1.00]")

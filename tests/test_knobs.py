@@ -40,7 +40,7 @@ def test_a_knob_recovers_the_one_attribute_the_head_reads():
 
 
 def test_the_batched_optimiser_updates_train_the_same_knob_model_as_the_per_tensor_loop(monkeypatch):
-    """foreach Adam (the speed-up) against the plain per-tensor Adam, on the knob model and its guide: equal weights."""
+    """foreach Adam against the plain per-tensor Adam, on the knob model and its guide: equal weights."""
     rng = np.random.default_rng(1)
     h, context, knobs = rng.normal(size=(600, 6)), rng.normal(size=(600, 2)), rng.normal(size=(600, 3))
 

@@ -190,8 +190,7 @@ def fit_knob_model(h: np.ndarray, context: np.ndarray, knobs: np.ndarray, settin
     hs, cs, ks = model.scaled("h", h_t), model.scaled("c", c_t), model.scaled("k", k_t)
     order = torch.randperm(len(h_t), generator=generator)
     validation, training = order[: max(1, len(order) // 10)], order[max(1, len(order) // 10):]
-    # foreach: one batched update over the parameter tensors, the same numbers as the per-tensor loop (a test), and
-    # about half the optimiser's time on these small networks, where that time is most of a step's
+    # foreach: one batched update over the parameter tensors, the same numbers as the per-tensor loop (a test)
     vae_optimizer = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=settings.lr, foreach=True)
     adversary_optimizer = torch.optim.Adam(model.adversary.parameters(), lr=settings.lr, foreach=True)
     if head is not None:
@@ -293,8 +292,9 @@ def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 100
 
 def beyond_the_others(context: np.ndarray, knobs: np.ndarray) -> np.ndarray:
     """Each knob less its least-squares fit on the context and the other knobs: the part of it that a sweep of that
-    knob alone, the others held, asks the decoder to change. h's R² for it (`encoded_beyond_others_r2`) bounds how
-    well any regressor can read such a sweep; the plain `encoded_r2` counts what the knob shares with the others."""
+    knob alone, the others held, changes and the others do not carry linearly. h's R² for it
+    (`encoded_beyond_others_r2`) is a diagnostic beside the plain `encoded_r2`, which counts what the knob shares
+    with the others; neither bounds fidelity (the checker reads the shared part too, and a nonlinear one)."""
     residual = np.empty_like(knobs, dtype=float)
     for j in range(knobs.shape[1]):
         others = np.column_stack([np.ones(len(knobs)), context, np.delete(knobs, j, axis=1)])

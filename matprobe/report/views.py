@@ -362,7 +362,7 @@ def _atlas_view(atlas: pd.DataFrame) -> dict:
                 text += f" ({record['ood_over_control_low']:.2f}–{record['ood_over_control_high']:.2f})"
             if "paired_ood_mae" in record:  # both models scored on the same held-out crystals (matprobe.studies.atlas)
                 pairs = f"{record.get('n_scored')} seed-crystal pairs of " if record.get("n_scored") else ""
-                text += (f"\nMAE over the {pairs}{record.get('n_paired')} paired crystals ({record.get('n_families')} chemical systems): "
+                text += (f"\nMAE over the {pairs}{record.get('n_paired')} paired crystals ({record.get('n_families')} families): "
                          f"{_fmt(record['paired_ood_mae'])}, control's {_fmt(record.get('paired_control_mae'))}")
             else:
                 text += f"\nheld-out MAE {_fmt(record.get('ood_mae'))}, control's {_fmt(record.get('control_ood_mae'))}"

@@ -13,10 +13,11 @@
 4. What the working knobs show on the held-out element: per knob that works in both models and that the crystal's
    interventions do not contradict, the slope of the held-out element's atoms' contributions (OOD crystals) as the
    knob turns, omission beside control.
-5. What bounds fidelity: over every model's knobs, the range of the guide's reading of the sweeps (the regressor
-   the decoder was trained against) beside the checker's, and the Spearman correlation of the checker's fidelity
-   with the model's encoding of the knob (plain, and beyond the other attributes), its interval from resampling
-   models (a model's knobs come together).
+5. What fidelity follows: per dataset and target, over every model's knobs, the range of the guide's reading of
+   the sweeps (the regressor the decoder was trained against) beside the checker's, and the Spearman correlation of
+   the checker's fidelity with the model's encoding of the knob (plain, and beyond the other attributes), its
+   interval from resampling models (a model's knobs come together; the models of one study share their data, so
+   they are not independent either).
 
 Intervals: percentile bootstrap over atoms (or crystals), 2,000 resamples, seed 0."""
 
@@ -88,22 +89,29 @@ def knob_checks(study: Path, dataset=None, model=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fidelity_bounds(study: Path, dataset=None, model=None, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
-    """One row per reading (5. above): the number of knob sweeps and models, the guide's and the checker's fidelity
-    ranges, and the Spearman correlations of fidelity with encoded_r2 and encoded_beyond_others_r2 with percentile
-    intervals over models resampled. Models without the guide's reading (checks made before it) are left out."""
-    from scipy.stats import spearmanr
-
+def fidelity_follows(study: Path, dataset=None, model=None, resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
+    """5. above, one row per dataset and target: the number of knob sweeps and models, the guide's and the checker's
+    fidelity ranges, and the Spearman correlations of fidelity with encoded_r2 and encoded_beyond_others_r2 with
+    percentile intervals over models resampled. Checks made before the guide's reading was recorded are left out
+    (rerun the knobs stage, `--forcerun knobs`, to include them)."""
     rows = []
-    for number, (_, path) in enumerate(runs(study, "knobs", "checks", dataset, model)):
+    for number, (keys, path) in enumerate(runs(study, "knobs", "checks", dataset, model)):
         checks = json.loads(path.read_text())
         if "guide_fidelity_r2" not in checks:
             continue
-        rows += [{"model": number, "fidelity": checks["fidelity_r2"][a], "guide": checks["guide_fidelity_r2"][a],
-                  "encoded": checks["encoded_r2"][a], "beyond": checks["encoded_beyond_others_r2"][a]} for a in checks["attributes"]]
+        rows += [{"dataset": keys["dataset"], "target": keys["target"], "model": number, "fidelity": checks["fidelity_r2"][a],
+                  "guide": checks["guide_fidelity_r2"][a], "encoded": checks["encoded_r2"][a],
+                  "beyond": checks["encoded_beyond_others_r2"][a]} for a in checks["attributes"]]
     if not rows:
         return pd.DataFrame()
-    knobs = pd.DataFrame(rows)
+    return pd.DataFrame([{"dataset": dataset_name, "target": target, **_fidelity_row(knobs, resamples, seed)}
+                         for (dataset_name, target), knobs in pd.DataFrame(rows).groupby(["dataset", "target"], sort=True)])
+
+
+def _fidelity_row(knobs: pd.DataFrame, resamples: int, seed: int) -> dict:
+    from scipy.stats import spearmanr
+
+    knobs = knobs.reset_index(drop=True)
     models = knobs["model"].unique()
     members = {m: np.flatnonzero(knobs["model"].to_numpy() == m) for m in models}
     rng = np.random.default_rng(seed)
@@ -115,10 +123,10 @@ def fidelity_bounds(study: Path, dataset=None, model=None, resamples: int = RESA
         return f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
 
     span = lambda column: f"{knobs[column].min():.2f} to {knobs[column].max():.2f}"  # noqa: E731
-    return pd.DataFrame([{"knob sweeps": len(knobs), "models": len(models), "guide's reading": span("guide"),
-                          "guide ≥ 0.9": f"{int((knobs['guide'] >= 0.9).sum())} of {len(knobs)}", "checker's reading (fidelity)": span("fidelity"),
-                          "encoded beyond the others": span("beyond"), "ρ(fidelity, encoded)": correlation("encoded"),
-                          "ρ(fidelity, encoded beyond the others)": correlation("beyond")}])
+    return {"knob sweeps": len(knobs), "models": len(models), "guide's reading": span("guide"),
+            "guide ≥ 0.9": f"{int((knobs['guide'] >= 0.9).sum())} of {len(knobs)}", "checker's reading (fidelity)": span("fidelity"),
+            "encoded beyond the others": span("beyond"), "ρ(fidelity, encoded)": correlation("encoded"),
+            "ρ(fidelity, encoded beyond the others)": correlation("beyond")}
 
 
 def _pairs(study: Path, dataset=None, model=None) -> list[tuple[dict, pd.DataFrame, pd.DataFrame]]:
@@ -223,7 +231,7 @@ def main(argv=None) -> int:
                          ("Substitution into the held-out element", substitution_into_held_out(args.study, args.dataset, args.model)),
                          ("Energy-volume curves", energy_volume(args.study, args.dataset, args.model)),
                          ("Working knobs on the held-out element's atoms", held_out_responses(args.study, args.dataset, args.model)),
-                         ("What bounds fidelity", fidelity_bounds(args.study, args.dataset, args.model))):
+                         ("What fidelity follows", fidelity_follows(args.study, args.dataset, args.model))):
         print(f"### {title}\n")
         print(markdown_table(table.drop(columns=["dataset"], errors="ignore"), {}) if len(table) else "(no runs)")
         print()
