@@ -329,7 +329,7 @@ def test_too_few_paired_crystals_and_too_large_a_k_are_counted_and_named_not_a_c
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f, n_paired=12)
     by_run, paired = paired_runs(runs, paths, materials_path, OPTIONS, OMITTED)
     row = _atlas_table(_seeds_for(runs, by_run), paired, OPTIONS).iloc[0]
-    assert row["n_paired"] == 12 and row["call"] == "too few paired"
+    assert row["n_paired"] == 12 and row["call"] == "too few paired" and row["offset_call"] == "too few crystals"
     # an omission whose control has no predictions: nothing paired, a call that says so
     by_run, paired = paired_runs(runs[:1], paths[:1], materials_path, OPTIONS, OMITTED)
     assert by_run.iloc[0]["n_paired"] == 0 and paired.empty

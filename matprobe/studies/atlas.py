@@ -412,7 +412,9 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
     table["call"] = [failure_call(r["n_paired"], r["n_families"], r.get("ood_over_control_low", np.nan),
                                   r.get("ood_over_control_high", np.nan), options["failure_threshold"], options["min_paired"],
                                   options["min_families"]) for r in records]
-    table["offset_call"] = [offset_call(r, options["offset"]["small_k"], options["offset"]["partial"]) for r in records]
+    # the offset call reads the same family bootstrap's control interval: on too few crystals or families, none either
+    table["offset_call"] = ["too few crystals" if call == "too few paired" else offset_call(r, options["offset"]["small_k"], options["offset"]["partial"])
+                            for r, call in zip(records, table["call"])]
     table["failure_threshold"] = float(options["failure_threshold"])
     table["offset_small_k"] = int(options["offset"]["small_k"])  # the k whose recal_k{k} the offset call read
     return table
