@@ -500,7 +500,7 @@ def check_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
     with torch.enable_grad():
         checker_atoms = fit[len(fit) // 2:]  # the half the guide was not fitted on
         from_h, encoded = fit_regressor(train.h[checker_atoms], train.knobs[checker_atoms], options["seed"])
-        _, encoded_alone = fit_regressor(train.h[checker_atoms], beyond_the_others(train.context[checker_atoms], train.knobs[checker_atoms]),
+        _, encoded_beyond = fit_regressor(train.h[checker_atoms], beyond_the_others(train.context[checker_atoms], train.knobs[checker_atoms]),
                                          options["seed"])
         z_all = model.encode(torch.as_tensor(train.h, dtype=torch.float32), torch.as_tensor(train.context, dtype=torch.float32))[0].detach().numpy()
         _, from_z = fit_regressor(z_all, np.concatenate([train.context, train.knobs], axis=1), options["seed"])
@@ -530,7 +530,7 @@ def check_knobs(knobs: KnobData, fitted: FittedKnobs, head, values: np.ndarray, 
         # learnt what that one regressor reads, not a representation another regressor of the same kind reads alike
         "guide_fidelity_r2": dict(zip(knobs.knobs, guide_fidelity)),
         "encoded_r2": dict(zip(knobs.knobs, map(float, encoded))), "encoded_threshold": ENCODED,
-        "encoded_beyond_others_r2": dict(zip(knobs.knobs, map(float, encoded_alone))),
+        "encoded_beyond_others_r2": dict(zip(knobs.knobs, map(float, encoded_beyond))),
         "not_encoded": [name for name, value in zip(knobs.knobs, encoded) if value < ENCODED],
         "knobs_failing_fidelity": [name for name, value, enc in zip(knobs.knobs, fidelity, encoded) if enc >= ENCODED and value < FIDELITY_GOAL],
         "disentanglement_r2": disentanglement, "disentanglement_goal": DISENTANGLEMENT_GOAL,
