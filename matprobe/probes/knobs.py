@@ -691,17 +691,17 @@ def compare_with_crystal(knobs: KnobData, fitted: FittedKnobs, trained: TrainedM
     return compared, crystal_agreement(compared, knobs.knobs)
 
 
-def crystal_bootstrap_spearman(part: pd.DataFrame, resamples: int = AGREEMENT_RESAMPLES, seed: int = 0) -> tuple[float | None, float | None]:
-    """The percentile 95 % interval of the Spearman correlation of knob and crystal slopes when crystals are
-    resampled with replacement (every judged edit of a drawn crystal comes along); draws without variation are left
-    out, and an interval of fewer than half the draws is None (as it is written to checks.json)."""
-    codes, uniques = pd.factorize(part["id"])
+def cluster_bootstrap_spearman(x, y, clusters, resamples: int = AGREEMENT_RESAMPLES, seed: int = 0) -> tuple[float | None, float | None]:
+    """The percentile 95 % interval of the Spearman correlation of x and y when clusters are resampled with
+    replacement (every row of a drawn cluster comes along: the edits of one crystal, the knobs of one model); draws
+    without variation are left out, and an interval of fewer than half the draws is None (as checks.json has it)."""
+    codes, uniques = pd.factorize(pd.Series(np.asarray(clusters, dtype=object)))
     members = [np.flatnonzero(codes == k) for k in range(len(uniques))]
-    knob, crystal = part["knob_slope"].to_numpy(float), part["crystal_slope"].to_numpy(float)
+    x, y = np.asarray(x, float), np.asarray(y, float)
     rng, draws = np.random.default_rng(seed), []
     for _ in range(resamples):
         rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        draws.append(spearmanr(knob[rows], crystal[rows]).statistic if np.ptp(knob[rows]) and np.ptp(crystal[rows]) else np.nan)
+        draws.append(spearmanr(x[rows], y[rows]).statistic if np.ptp(x[rows]) and np.ptp(y[rows]) else np.nan)
     draws = np.asarray(draws, float)
     if np.isfinite(draws).sum() < resamples / 2:
         return None, None
@@ -711,7 +711,7 @@ def crystal_bootstrap_spearman(part: pd.DataFrame, resamples: int = AGREEMENT_RE
 
 def crystal_agreement(compared: pd.DataFrame, knobs: list[str]) -> dict:
     """Per intervention and path (and all paths of an intervention together): over the judged curves, the Spearman
-    correlation of knob and crystal slopes with its crystal-bootstrap interval (`crystal_bootstrap_spearman`) and the
+    correlation of knob and crystal slopes with its crystal-bootstrap interval (`cluster_bootstrap_spearman`) and the
     number of crystals, the median of each slope, and the verdict: agrees, disagrees, too few curves,
     no variation (a slope constant over the curves), or not judged (no such edit, or none of its knobs in use);
     per knob judged, the verdict of its intervention over all paths."""
@@ -734,7 +734,7 @@ def crystal_agreement(compared: pd.DataFrame, knobs: list[str]) -> dict:
                     entry.update(verdict="no variation", knob_median=knob_median, crystal_median=crystal_median)
                 else:
                     agrees = rho >= AGREEMENT and np.sign(knob_median) == np.sign(crystal_median)
-                    low, high = crystal_bootstrap_spearman(part)
+                    low, high = cluster_bootstrap_spearman(part["knob_slope"], part["crystal_slope"], part["id"])
                     entry.update(spearman=float(rho), spearman_low=low, spearman_high=high, crystals=int(part["id"].nunique()),
                                  knob_median=knob_median, crystal_median=crystal_median, verdict="agrees" if agrees else "disagrees")
             per_path.append(entry)

@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from matprobe.layout import RUN_FILES
 from matprobe.prepare.splits import CONTROL_SUFFIX
 from matprobe.probes.interventions import ENERGY_TARGETS
+from matprobe.probes.knobs import cluster_bootstrap_spearman
 from matprobe.studies.summary import markdown_table
 
 RESAMPLES = 2000
@@ -109,21 +111,13 @@ def fidelity_follows(study: Path, dataset=None, model=None, resamples: int = RES
 
 
 def _fidelity_row(knobs: pd.DataFrame, resamples: int, seed: int) -> dict:
-    from scipy.stats import spearmanr
-
-    knobs = knobs.reset_index(drop=True)
-    models = knobs["model"].unique()
-    members = {m: np.flatnonzero(knobs["model"].to_numpy() == m) for m in models}
-    rng = np.random.default_rng(seed)
-    draws = [np.concatenate([members[m] for m in rng.choice(models, len(models))]) for _ in range(resamples)]
-
     def correlation(column: str) -> str:
         estimate = spearmanr(knobs["fidelity"], knobs[column]).statistic
-        low, high = np.nanpercentile([spearmanr(knobs["fidelity"].iloc[d], knobs[column].iloc[d]).statistic for d in draws], [2.5, 97.5])
-        return f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
+        low, high = cluster_bootstrap_spearman(knobs["fidelity"], knobs[column], knobs["model"], resamples, seed)
+        return f"{estimate:.2f} [{low:.2f}, {high:.2f}]" if low is not None else f"{estimate:.2f}"
 
     span = lambda column: f"{knobs[column].min():.2f} to {knobs[column].max():.2f}"  # noqa: E731
-    return {"knob sweeps": len(knobs), "models": len(models), "guide's reading": span("guide"),
+    return {"knob sweeps": len(knobs), "models": int(knobs["model"].nunique()), "guide's reading": span("guide"),
             "guide ≥ 0.9": f"{int((knobs['guide'] >= 0.9).sum())} of {len(knobs)}", "checker's reading (fidelity)": span("fidelity"),
             "encoded beyond the others": span("beyond"), "ρ(fidelity, encoded)": correlation("encoded"),
             "ρ(fidelity, encoded beyond the others)": correlation("beyond")}
