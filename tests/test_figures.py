@@ -206,3 +206,27 @@ def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():
     assert [panel["title"] for panel in view["panels"]] == ["coordination"]
     assert "mean bond length: disagrees with the crystal's interventions in omit-O" in view["note"]
     assert "h1 total persistence: fidelity R² 0.40 below its goal 0.8 in omit-O" in view["note"]
+
+
+
+
+# The stages that run a model (or need vesin's neighbour lists, which load torch); every other job starts without
+# torch and PyG, about 3 s of CPU less for each of the default run's ~80 figure, table and report jobs.
+TORCH_SCRIPTS = {"attribute_model", "build_graphs", "interventions", "knobs", "landscape_chunk", "landscape_directions",
+                 "landscape_hessian", "landscape_sensitivity", "path_homology", "probe_map", "topology", "train_model"}
+
+
+def test_figure_table_and_report_jobs_start_without_torch():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = [path for path in sorted(Path(__file__).parents[1].glob("workflow_scripts/*.py")) if path.stem not in TORCH_SCRIPTS]
+    # one interpreter imports each script's imports in turn and names the first after which torch is loaded
+    program = ["import sys"]
+    for script in scripts:
+        program += [line for line in script.read_text().splitlines() if re.match(r"(from \S+ import|import )", line)]
+        program.append(f"if 'torch' in sys.modules: sys.exit('{script.name} loads torch')")
+    assert len(scripts) >= 20
+    subprocess.run([sys.executable, "-c", "\n".join(program)], check=True)

@@ -11,7 +11,8 @@ import torch
 
 from matprobe.inputs.structures import Crystal, RejectedStructure, crystal_from_pymatgen
 from matprobe.models.architectures import build_model
-from matprobe.probes.interventions import (ENERGY_TARGETS, Clearance, energy_volume_summary, evaluate, first_shell, intervene,
+from matprobe.quantities import ENERGY_TARGETS
+from matprobe.probes.interventions import (Clearance, energy_volume_summary, evaluate, first_shell, intervene,
                                            neighbours_of, predictor, response_summary, shell_repeats, shell_stretched, strained,
                                            structure_problem, substituted, substitution_paths, supercell)
 

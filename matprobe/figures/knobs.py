@@ -12,11 +12,11 @@ import pandas as pd
 
 from matprobe.figures.style import SET_LABELS, save, set_colors, target_name, units
 from matprobe import MatprobeError
-from matprobe.probes.knobs import UNITS
+from matprobe.quantities import ATTRIBUTE_UNITS
 
 
 def _label(attribute: str) -> str:
-    unit = UNITS.get(attribute)
+    unit = ATTRIBUTE_UNITS.get(attribute)
     return attribute.replace("_", " ") + (f" ({unit})" if unit else "")
 
 

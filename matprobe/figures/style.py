@@ -20,16 +20,11 @@ import seaborn as sns  # noqa: E402
 from matprobe.inputs.features import element_properties  # noqa: E402
 
 from matprobe.io import atomic_path  # noqa: E402
-from matprobe.prepare.sets import SETS  # noqa: E402
+from matprobe.prepare.sets import SET_LABELS, SETS  # noqa: E402,F401 (SET_LABELS: the report's names, for the figures)
+from matprobe.quantities import target_units as units  # noqa: E402,F401 (the figures' units, the report's too)
 from matprobe.prepare.splits import split_base  # noqa: E402
 
 PALETTE = "colorblind"
-SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}
-UNITS = {"formation_energy_per_atom": "eV/atom", "band_gap": "eV", "band_gap_mbj": "eV", "e_above_hull": "eV/atom"}
-
-
-def units(target: str) -> str:
-    return UNITS.get(target, "target units")
 
 
 def split_order(splits) -> list[str]:

@@ -52,6 +52,7 @@ from matprobe.layout import run_paths
 from matprobe.models.seam import load_trained
 from matprobe.prepare.graphs import equivalent_atoms, neighbour_list
 from matprobe.prepare.splits import load_split
+from matprobe.quantities import ENERGY_TARGETS
 from matprobe.probes.environment import SEARCH, shell_mask  # bonds counted as the knobs count them
 from matprobe.runtime import Runtime
 
@@ -59,8 +60,6 @@ log = logging.getLogger("matprobe.probes.interventions")
 
 Predictor = Callable[[list[Crystal]], list[tuple[float, np.ndarray]]]
 
-# Targets whose value is an energy of the structure: their strain curve should have a minimum near the DFT cell.
-ENERGY_TARGETS = {"formation_energy_per_atom", "e_above_hull"}
 EV_PER_CUBIC_ANGSTROM_IN_GPA = 160.21766
 MIN_POINTS = 3  # a slope or a parabola from fewer valid points is reported missing
 CONSTANT = 1e-6  # a curve whose range is below this (relative to its size) is flat: float32 noise has no rank order

@@ -62,9 +62,6 @@ DIRECTED_ATTRIBUTES = ["ph_dir_b1_area", "ph_dir_b2_area"]  # directed (path hom
 # count of loops with their total persistence, and the directed β2 area is zero for most atoms.
 KNOB_ATTRIBUTES = ["coordination", "mean_bond_length", "bond_length_spread", "electronegativity_difference",
                    "h1_total_persistence", "h2_total_persistence", "ph_dir_b1_area"]
-UNITS = {"electronegativity": "Pauling", "covalent_radius": "Å", "mean_bond_length": "Å", "shortest_bond_length": "Å",
-         "bond_length_spread": "Å", "electronegativity_difference": "Pauling", "h1_total_persistence": "Å",
-         "h2_total_persistence": "Å", "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
 FIDELITY_GOAL, RECONSTRUCTION_GOAL, DISENTANGLEMENT_GOAL, REALISM_GOAL = 0.8, 0.95, 0.2, 1.3
 ENCODED = 0.5  # an attribute the real h predicts with R² below this is not encoded by the model: no knob can turn it
 # The crystal check: a knob agrees with an intervention when the rank correlation over atoms of their slopes is at
@@ -590,8 +587,7 @@ def knob_edits(model: KnobModel, head, atom: AtomArrays, edited_knobs: np.ndarra
                numbers: np.ndarray) -> np.ndarray:
     """The head's reading of one atom (`atom`: one row; z its own) decoded with each row of `edited_knobs` and
     `contexts` (the knobs and element properties the edit gives it), for atoms of elements `numbers`."""
-    c_t, k_t = torch.as_tensor(atom.context, dtype=torch.float32), torch.as_tensor(atom.knobs, dtype=torch.float32)
-    mu, _ = model.encode(torch.as_tensor(atom.h, dtype=torch.float32), c_t)
+    mu, _ = model.encode(torch.as_tensor(atom.h, dtype=torch.float32), torch.as_tensor(atom.context, dtype=torch.float32))
     n = len(edited_knobs)
     decoded = model.decode(mu.repeat(n, 1), torch.as_tensor(contexts, dtype=torch.float32), torch.as_tensor(edited_knobs, dtype=torch.float32))
     return head(decoded, torch.as_tensor(numbers, dtype=torch.int64)).numpy()

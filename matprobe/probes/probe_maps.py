@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from matprobe import MatprobeError
 from matprobe.inputs.features import element_properties
@@ -415,21 +414,3 @@ def map_summary(frame: pd.DataFrame, crystal: Crystal, chosen: dict, symbol: str
         (_,), (contributions,) = predict_atoms(trained, [crystal], graph)
         entry["contribution_at_own_sites"] = float(contributions[sites].mean())
     return entry
-
-
-def compare_maps(omission_maps, control_maps, out_path) -> dict:
-    """The omission's maps against its control's on the same crystals, probes and positions: rank correlation of the
-    probe contribution over the free positions, and the mean difference (omission minus control), per map."""
-    omission, control = pd.read_parquet(omission_maps), pd.read_parquet(control_maps)
-    keys = ["role", "id", "probe", "frac_x", "frac_y", "frac_z"]
-    merged = omission.merge(control, on=keys, suffixes=("_omission", "_control"))
-    merged = merged[~merged["masked_omission"]]
-    rows = []
-    for (role, crystal_id, probe), frame in merged.groupby(["role", "id", "probe"], sort=False):
-        a, b = frame["probe_contribution_omission"], frame["probe_contribution_control"]
-        rows.append({"role": role, "id": crystal_id, "probe": probe, "positions": int(len(frame)),
-                     "spearman_probe_contribution": float(a.corr(b, method="spearman")),
-                     "mean_difference_probe_contribution": float((a - b).mean()),
-                     "mean_difference_total_change": float((frame["total_change_omission"] - frame["total_change_control"]).mean())})
-    write_json({"maps": rows}, out_path)
-    return {"maps": rows}

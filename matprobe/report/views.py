@@ -20,11 +20,11 @@ import pandas as pd
 
 from matprobe import MatprobeError
 from matprobe.io import atomic_path
+from matprobe.prepare.sets import SET_LABELS
 from matprobe.prepare.splits import CONTROL_SUFFIX, split_base, split_kind
+from matprobe.quantities import target_units as units
 
-UNITS = {"formation_energy_per_atom": "eV/atom", "band_gap": "eV", "band_gap_mbj": "eV", "e_above_hull": "eV/atom"}
 MODEL_NAMES = {"cgcnn": "CGCNN", "schnet": "SchNet"}
-SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}
 # the figures' colour-blind-safe set colours (matprobe.figures.style.set_colors), as hex
 SET_COLOURS = {"train": "#0173b2", "val": "#cc78bc", "id_test": "#029e73", "ood_test": "#d55e00"}
 # crystals drawn in all parity views of a page together: the report shows the page from a data: URL, which Chromium
@@ -53,10 +53,6 @@ TABLE_STYLE = """
 
 def model_name(model: str) -> str:
     return MODEL_NAMES.get(model, model)
-
-
-def units(target: str) -> str:
-    return UNITS.get(target, "target units")
 
 
 # short names of targets for the report's folder names (the figures and their titles use the full name)
