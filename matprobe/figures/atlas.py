@@ -14,11 +14,12 @@ from matprobe.studies.atlas import LABELS as LABEL_USE, PREDICTORS
 from matprobe.inputs.features import element_properties
 from matprobe.figures.style import _periodic_position, periodic_table, save, target_name
 
-MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE ratio, same crystals", "rocket_r", None),
+# measure, title, colour-bar label, colour map, centre of a diverging map, upper bound of the measure
+MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE ratio, same crystals", "rocket_r", None, None),
         ("offset_share", "excess removed by an energy per held-out atom", "share of (ratio − 1) removed",
-         "crest", None),
-        ("ood_r2", "R² on the held-out materials", "R²", "vlag_r", 0.0),
-        ("basin_divergence", "ID/OOD basin divergence", "basin divergence", "mako_r", None)]
+         "crest", None, None),
+        ("ood_r2", "R² on the held-out materials", "R²", "vlag_r", 0.0, 1.0),
+        ("basin_divergence", "ID/OOD basin divergence", "basin divergence", "mako_r", None, None)]
 CALL_MARK = {"fails": "F", "passes": "P", "undecided": "?", "too few paired": "–"}
 OFFSET_MARK = {"only an offset": "offset", "partly": "partly", "not an offset": "not", "no gap": "no gap", "too few crystals": "–"}
 LABELS = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offset": "OOD grid-minimum offset (direction units)",
@@ -56,7 +57,7 @@ def atlas_maps(atlas_path, out_png) -> None:
         paired = "call" in frame
         threshold = float(frame["failure_threshold"].iloc[0]) if "failure_threshold" in frame else np.nan
         fails = frame.loc[frame["call"] == "fails", "held_out"].tolist() if paired else []
-        for k, (measure, label, bar, cmap, centre) in enumerate(MAPS):
+        for k, (measure, label, bar, cmap, centre, upper) in enumerate(MAPS):
             ax = axes[2 * row + k // 2, k % 2]
             if measure == "offset_share":
                 small_k = int(frame["offset_small_k"].iloc[0]) if "offset_small_k" in frame else None
@@ -83,7 +84,7 @@ def atlas_maps(atlas_path, out_png) -> None:
                 title += "\n(median over the seeds with landscapes; grey: not swept)"
             else:
                 title += f"\n(median over {seeds} seed{'s' if seeds > 1 else ''}; grey: not swept)"
-            periodic_table(values, [], title, bar, ax, cmap=cmap, center=centre, annotations=notes)
+            periodic_table(values, [], title, bar, ax, cmap=cmap, center=centre, annotations=notes, upper=upper)
             if measure == "ood_over_control":
                 _box(ax, fails)
     groups = atlas[atlas["held_out"].str.startswith(("group", "period"))]

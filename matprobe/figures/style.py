@@ -108,9 +108,10 @@ def _luminance(rgba) -> float:
 
 
 def periodic_table(values: dict[str, float], omitted: list[str], title: str, colorbar_label: str, ax, cmap="vlag", center=0.0,
-                   annotations: dict[str, str] | None = None):
+                   annotations: dict[str, str] | None = None, upper: float | None = None):
     """A periodic table on `ax`, each element's cell coloured by its value (grey: none), the omitted elements boxed;
-    `annotations` adds a small text under a symbol (a count, say)."""
+    `annotations` adds a small text under a symbol (a count, say). A diverging map is symmetric about `center`, or,
+    for a measure bounded above (`upper`: R² ≤ 1), runs from the lowest value through `center` to the bound."""
     props = element_properties()
     finite = [v for v in values.values() if np.isfinite(v)]
     if not finite:
@@ -118,6 +119,8 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
     if center is None:
         vmin, vmax = min(finite), max(finite)
         norm = matplotlib.colors.Normalize(vmin, vmax)
+    elif upper is not None:
+        norm = matplotlib.colors.TwoSlopeNorm(center, vmin=min(min(finite), center - 0.05 * (upper - center)), vmax=upper)
     else:
         span = max(abs(min(finite) - center), abs(max(finite) - center)) or 1.0
         norm = matplotlib.colors.Normalize(center - span, center + span)
