@@ -456,3 +456,19 @@ def test_a_bad_failure_rule_stops_the_plan_in_one_line(tmp_path, atlas, expected
                           text=True, timeout=600)
     lines = [line for line in plan.stderr.splitlines() if line.startswith("matprobe:")]
     assert plan.returncode != 0 and lines == [f"matprobe: config: {expected}"]
+
+
+def test_the_map_says_how_many_families_a_refused_call_had(tmp_path, monkeypatch):
+    from matprobe.figures import atlas as figures
+
+    atlas = pd.DataFrame({"target": "formation_energy_per_atom", "model": "cgcnn", "held_out": ["O", "Na", "Li"], "seeds": 1,
+                          "ood_over_control": [4.0, 2.0, 1.1], "ood_r2": [-1.0, 0.5, 0.9], "basin_divergence": [0.9, 0.2, 0.1],
+                          "n_paired": [400, 40, 5], "n_families": [300, 3, 5], "failure_threshold": 1.5,
+                          "call": ["fails", "too few paired", "too few paired"]})
+    atlas.to_parquet(tmp_path / "atlas.parquet")
+    notes = []
+    monkeypatch.setattr(figures, "periodic_table", lambda *args, annotations=None, **kwargs: notes.append(annotations))
+    monkeypatch.setattr(figures, "save", lambda fig, path: None)
+    figures.atlas_maps(tmp_path / "atlas.parquet", tmp_path / "maps.png")
+    # Na: enough crystals, too few families; Li: too few of both; O: a call, its crystals only
+    assert notes[0] == {"O": "F n=400", "Na": "– n=40 (3 fam.)", "Li": "– n=5 (5 fam.)"}

@@ -208,8 +208,6 @@ def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():
     assert "h1 total persistence: fidelity R² 0.40 below its goal 0.8 in omit-O" in view["note"]
 
 
-
-
 # The stages that run a model (or need vesin's neighbour lists, which load torch); every other job starts without
 # torch and PyG, about 3 s of CPU less for each of the default run's ~80 figure, table and report jobs.
 TORCH_SCRIPTS = {"attribute_model", "build_graphs", "interventions", "knobs", "landscape_chunk", "landscape_directions",

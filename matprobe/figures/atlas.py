@@ -71,13 +71,16 @@ def atlas_maps(atlas_path, out_png) -> None:
                 label = f"{label}, k={small_k}"
                 notes = {h: OFFSET_MARK.get(c, c) for h, c in zip(frame["held_out"], frame["offset_call"])}
             elif paired:
-                notes = {h: f"{CALL_MARK.get(c, c)} n={int(m)}" for h, c, m in zip(frame["held_out"], frame["call"], frame["n_paired"])}
+                # a call refused for too few families says how many (its crystals may be enough)
+                families = frame["n_families"] if "n_families" in frame else pd.Series(np.nan, index=frame.index)
+                notes = {h: f"{CALL_MARK.get(c, c)} n={int(m)}" + (f" ({int(f)} fam.)" if c == "too few paired" and np.isfinite(f) else "")
+                         for h, c, m, f in zip(frame["held_out"], frame["call"], frame["n_paired"], families.astype(float))}
             else:
                 notes = {h: f"n={int(m)}" for h, m in zip(frame["held_out"], frame["n_ood"]) if np.isfinite(m)}
             values = dict(zip(frame["held_out"], frame[measure].astype(float)))
             title = f"{target_name(target)}, {model}: {label}"
             if measure == "ood_over_control" and paired:
-                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided; n paired crystals"
+                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided, –: too few; n paired crystals (under –: families)"
             elif measure == "offset_share":
                 title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
             elif measure == "basin_divergence":  # a landscape quantity: of the seeds whose models were analysed
