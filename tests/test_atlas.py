@@ -386,7 +386,7 @@ def test_omissions_that_share_crystals_are_redrawn_together_in_the_hypothesis_bo
     assert np.std(draws[:, 0]) > 0 and np.isnan(draws[:, 2]).all()
 
 
-def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
+def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path, capsys):
     runs, paths, _, materials_path = _synthetic(tmp_path, lambda f, rng: 2.0 * f + rng.choice([-0.1, 0.1], len(f)))
     metrics = [_metrics(tmp_path, run["split"], 0, 0.5 if run["split"] == "omit-Na" else 0.1) for run in runs]
     out = {name: tmp_path / f"{name}.parquet" for name in ("atlas", "seeds", "hypothesis", "paired")}
@@ -405,6 +405,15 @@ def test_the_atlas_is_written_with_its_paired_crystals_and_calls(tmp_path):
     atlas_maps(out["atlas"], tmp_path / "maps.png")
     hypothesis_scatter(out["atlas"], out["hypothesis"], tmp_path / "hypothesis.png")
     assert (tmp_path / "maps.png").stat().st_size > 10_000 and (tmp_path / "hypothesis.png").stat().st_size > 10_000
+    # and the results pages' tables: the omission with its paired ratio, interval, call and offset call
+    from matprobe.studies.atlas_answers import main
+
+    main([str(tmp_path)])
+    printed = capsys.readouterr().out
+    ratio = f"{written['ood_over_control']:.2f} [{written['ood_over_control_low']:.2f}, {written['ood_over_control_high']:.2f}]"
+    assert f"| Na | {written['n_paired']} ({written['n_families']}) | {ratio} | fails |" in printed
+    assert f"| t | cgcnn | 1 | 0 | 0 | 0 | 0 of 1 | {written['ood_over_control']:.2f} | Na |" in printed  # fails, above the line
+    assert "| gain in \\|ρ\\| [95 %] |" in printed and "| \\|OOD bias\\| / OOD MAE |" in printed  # a | in a cell escaped
 
 
 def test_a_landscape_quantity_is_judged_against_the_best_baseline_of_its_own_kind():

@@ -10,7 +10,7 @@ from matplotlib.ticker import FormatStrFormatter
 import numpy as np
 import pandas as pd
 
-from matprobe.studies.atlas import LABELS as LABEL_USE, PREDICTORS
+from matprobe.studies.atlas import LABELS as LABEL_USE, PREDICTOR_NAMES, PREDICTORS
 from matprobe.inputs.features import element_properties
 from matprobe.figures.style import _periodic_position, periodic_table, save, target_name
 
@@ -22,13 +22,6 @@ MAPS = [("ood_over_control", "held-out MAE / control's, same crystals", "MAE rat
         ("basin_divergence", "ID/OOD basin divergence", "basin divergence", "mako_r", None, None)]
 CALL_MARK = {"fails": "F", "passes": "P", "undecided": "?", "too few paired": "–"}
 OFFSET_MARK = {"only an offset": "offset", "partly": "partly", "not an offset": "not", "no gap": "no gap", "too few crystals": "–"}
-LABELS = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offset": "OOD grid-minimum offset (direction units)",
-          "top_eigenvalue_ratio": "top Hessian eigenvalue, OOD / ID", "flat_radius_ratio": "flat radius, OOD / ID",
-          "latent_knn_distance": "latent kNN distance of OOD crystals", "n_ood": "OOD materials",
-          "latent_distance_ratio": "latent kNN distance, OOD / ID", "ood_over_id": "OOD MAE / ID MAE (trained weights)",
-          "bias_over_mae": "|OOD bias| / OOD MAE", "same_sign_share": "share of same-signed OOD residuals",
-          "output_sensitivity_ratio": "mean ||∇θ f||², OOD / ID", "gauss_newton_top_ratio": "top Gauss–Newton eigenvalue, OOD / ID",
-          "direction_spread_ratio": "output change along the directions, OOD / ID"}
 
 
 def _box(ax, symbols) -> None:
@@ -144,7 +137,7 @@ def hypothesis_scatter(atlas_path, hypothesis_path, out_png) -> None:
                 elif np.isfinite(s.get("gain_over_cheap", np.nan)):
                     title += f"\n|ρ| − |ρ(cheap)| = {s['gain_over_cheap']:+.2f} [{s['gain_ci_low']:+.2f}, {s['gain_ci_high']:+.2f}]"
                 ax.set_title(title, fontsize=7)
-            ax.set_xlabel(LABELS[predictor], fontsize=7)
+            ax.set_xlabel(PREDICTOR_NAMES[predictor], fontsize=7)
             ax.set_ylabel(f"OOD / control MAE, same crystals\n({target_name(target)}, {model})" if col == 0 else "", fontsize=7)
             ax.tick_params(which="both", labelsize=6)
     for row in range(len(pairs)):  # the empty panels of a last, short line

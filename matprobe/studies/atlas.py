@@ -49,6 +49,14 @@ LABELS = {"basin_divergence": "label-aware", "ood_grid_minimum_offset": "label-a
           "latent_distance_ratio": "label-free", "ood_over_id": "label-aware", "bias_over_mae": "label-aware",
           "same_sign_share": "label-aware", "output_sensitivity_ratio": "label-free", "gauss_newton_top_ratio": "label-free",
           "direction_spread_ratio": "label-free"}
+# Each predictor's name in a figure or a results table.
+PREDICTOR_NAMES = {"basin_divergence": "ID/OOD basin divergence", "ood_grid_minimum_offset": "OOD grid-minimum offset (direction units)",
+                   "top_eigenvalue_ratio": "top Hessian eigenvalue, OOD / ID", "flat_radius_ratio": "flat radius, OOD / ID",
+                   "latent_knn_distance": "latent kNN distance of OOD crystals", "n_ood": "OOD materials",
+                   "latent_distance_ratio": "latent kNN distance, OOD / ID", "ood_over_id": "OOD MAE / ID MAE (trained weights)",
+                   "bias_over_mae": "|OOD bias| / OOD MAE", "same_sign_share": "share of same-signed OOD residuals",
+                   "output_sensitivity_ratio": "mean ||∇θ f||², OOD / ID", "gauss_newton_top_ratio": "top Gauss–Newton eigenvalue, OOD / ID",
+                   "direction_spread_ratio": "output change along the directions, OOD / ID"}
 # The geometry whose worth the hypothesis test asks about, each against the best baseline of its own label use: the
 # landscape quantities (losses of the OOD set: label-aware) and the output sensitivities (matprobe.probes.sensitivity:
 # how far the OOD outputs move with the weights, from the inputs alone: label-free), each an OOD value over the

@@ -119,8 +119,9 @@ def markdown_table(frame: pd.DataFrame, decimals: dict[str, int]) -> str:
     def cell(column, value):
         if pd.isna(value):
             return "–"
-        return f"{value:.{decimals[column]}f}" if column in decimals else str(value)
+        # a | inside a cell (|bias|, ||∇f||) would end it
+        return (f"{value:.{decimals[column]}f}" if column in decimals else str(value)).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(str(c).replace("|", "\\|") for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
