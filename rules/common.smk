@@ -107,9 +107,15 @@ def omission_file(stage, name):
 
 
 def figure_code(family):
-    """The plotting modules of a figure family (matprobe/figures/{family}.py and the shared style): inputs of its
-    figure jobs, so that editing a plotting function re-runs that family's figures and nothing else."""
-    return [importlib.util.find_spec(f"matprobe.figures.{module}").origin for module in ("style", family)]
+    """The plotting modules of a figure family (matprobe/figures/{family}.py, the shared style and the vocabulary of
+    units and names): inputs of its figure jobs, so that editing a plotting function re-runs that family's figures
+    and nothing else."""
+    return [importlib.util.find_spec(module).origin for module in ("matprobe.vocabulary", "matprobe.figures.style", f"matprobe.figures.{family}")]
+
+
+def report_code():
+    """The report pages' code (matprobe.report.views and the vocabulary): inputs of their jobs, as figure_code is."""
+    return [importlib.util.find_spec(module).origin for module in ("matprobe.vocabulary", "matprobe.report.views")]
 
 
 def scaled(base, per_input_mb):

@@ -270,7 +270,7 @@ rule findings:
     input:
         headlines=expand(f"{L.dataset_summary}/headline.csv", dataset=DATASETS),
         atlases=lambda w: expand(f"{L.atlas_dir}/atlas.parquet", dataset=DATASETS) if SWEEPING else [],
-        code=importlib.util.find_spec("matprobe.report.views").origin,
+        code=report_code(),
     output:
         report(f"{L.summary}/findings.html", caption="../report/findings.rst", category="1 Headline",
                labels={"figure": "findings: errors against the controls"}),
@@ -290,7 +290,7 @@ rule findings:
 rule runs_table_page:
     input:
         csv=f"{L.summary}/runs.csv",
-        code=importlib.util.find_spec("matprobe.report.views").origin,
+        code=report_code(),
     output:
         report(f"{L.summary}/runs.html", caption="../report/summary.rst", category="1 Headline",
                labels={"figure": "every run's metrics (table)"}),
@@ -312,7 +312,7 @@ rule runs_table_page:
 rule worst_predictions_page:
     input:
         csv=f"{L.dataset_summary}/worst_predictions.csv",
-        code=importlib.util.find_spec("matprobe.report.views").origin,
+        code=report_code(),
     output:
         report(f"{L.dataset_summary}/worst_predictions.html", caption="../report/worst_predictions.rst", category="2 Training",
                subcategory="All runs", labels={"figure": "worst predictions of {dataset} (table)"}),
@@ -340,7 +340,7 @@ rule interactive_views:
         knob_responses=lambda w: run_files("knobs", "responses", analysed_runs(), w.dataset),
         knob_summaries=lambda w: run_files("knobs", "summary", analysed_runs(), w.dataset),
         atlas=lambda w: [f"{L.atlas_dir}/atlas.parquet".format(dataset=w.dataset)] if SWEEPING else [],
-        code=importlib.util.find_spec("matprobe.report.views").origin,
+        code=report_code(),
     output:
         report(f"{FIG_DIR}/interactive.html", caption="../report/interactive.rst", category="6 Interactive",
                labels={"figure": "interactive views of {dataset}"}),

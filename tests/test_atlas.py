@@ -472,12 +472,12 @@ def test_the_map_says_how_many_families_a_refused_call_had(tmp_path, monkeypatch
 
     atlas = pd.DataFrame({"target": "formation_energy_per_atom", "model": "cgcnn", "held_out": ["O", "Na", "Li"], "seeds": 1,
                           "ood_over_control": [4.0, 2.0, 1.1], "ood_r2": [-1.0, 0.5, 0.9], "basin_divergence": [0.9, 0.2, 0.1],
-                          "n_paired": [400, 40, 5], "n_families": [300, 3, 5], "failure_threshold": 1.5,
-                          "call": ["fails", "too few paired", "too few paired"]})
+                          "n_paired": [400, 40, 5], "n_families": [300, 3, 5], "failure_threshold": 1.5, "min_paired": 10,
+                          "min_families": 5, "call": ["fails", "too few paired", "too few paired"]})
     atlas.to_parquet(tmp_path / "atlas.parquet")
     notes = []
     monkeypatch.setattr(figures, "periodic_table", lambda *args, annotations=None, **kwargs: notes.append(annotations))
     monkeypatch.setattr(figures, "save", lambda fig, path: None)
     figures.atlas_maps(tmp_path / "atlas.parquet", tmp_path / "maps.png")
     # Na: enough crystals, too few families; Li: too few of both; O: a call, its crystals only
-    assert notes[0] == {"O": "F n=400", "Na": "– n=40 (3 fam.)", "Li": "– n=5 (5 fam.)"}
+    assert notes[0] == {"O": "F n=400", "Na": "– 3 fam.", "Li": "– n=5"}

@@ -209,7 +209,7 @@ def test_the_interactive_knob_view_leaves_out_failing_and_disagreeing_knobs():
 
 
 # The stages that run a model (or need vesin's neighbour lists, which load torch); every other job starts without
-# torch and PyG, about 3 s of CPU less for each of the default run's ~80 figure, table and report jobs.
+# torch and PyG at import (their cost per job: bench/RESULTS.md).
 TORCH_SCRIPTS = {"attribute_model", "build_graphs", "interventions", "knobs", "landscape_chunk", "landscape_directions",
                  "landscape_hessian", "landscape_sensitivity", "path_homology", "probe_map", "topology", "train_model"}
 
@@ -220,7 +220,9 @@ def test_figure_table_and_report_jobs_start_without_torch():
     import sys
     from pathlib import Path
 
-    scripts = [path for path in sorted(Path(__file__).parents[1].glob("workflow_scripts/*.py")) if path.stem not in TORCH_SCRIPTS]
+    every = sorted(Path(__file__).parents[1].glob("workflow_scripts/*.py"))
+    assert TORCH_SCRIPTS <= {path.stem for path in every}  # no stale name
+    scripts = [path for path in every if path.stem not in TORCH_SCRIPTS]
     # one interpreter imports each script's imports in turn and names the first after which torch is loaded
     program = ["import sys"]
     for script in scripts:
@@ -228,3 +230,17 @@ def test_figure_table_and_report_jobs_start_without_torch():
         program.append(f"if 'torch' in sys.modules: sys.exit('{script.name} loads torch')")
     assert len(scripts) >= 20
     subprocess.run([sys.executable, "-c", "\n".join(program)], check=True)
+
+
+@pytest.mark.parametrize("values, low", [({"O": -1.7, "Na": 0.9}, -1.7), ({"O": 1.0, "Na": 0.4}, -0.05), ({"O": np.nan}, -0.05)])
+def test_a_bounded_measure_is_coloured_up_to_its_bound(values, low):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    style.periodic_table(values, [], "R²", "R²", ax, cmap="vlag_r", center=0.0, upper=1.0)
+    bar = fig.axes[-1]
+    assert bar.get_ylim() == pytest.approx((low, 1.0))  # not symmetric about 0: R² never exceeds 1
+    assert bar.get_yscale() == "linear"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="upper"):
+        style.periodic_table(values, [], "R²", "R²", plt.subplots()[1], center=0.0, upper=0.0)

@@ -11,10 +11,10 @@ import torch
 
 from matprobe.inputs.structures import Crystal, RejectedStructure, crystal_from_pymatgen
 from matprobe.models.architectures import build_model
-from matprobe.quantities import ENERGY_TARGETS
 from matprobe.probes.interventions import (Clearance, energy_volume_summary, evaluate, first_shell, intervene,
                                            neighbours_of, predictor, response_summary, shell_repeats, shell_stretched, strained,
                                            structure_problem, substituted, substitution_paths, supercell)
+from matprobe.vocabulary import ENERGY_TARGETS
 
 GRAPH = {"cutoff": 8.0, "max_neighbors": 12}
 OPTIONS = {"edits": ["strain", "shell_stretch", "substitution"], "crystals": 4, "atoms_per_group": 2, "max_atoms": 40, "min_distance": 0.5,

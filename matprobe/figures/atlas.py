@@ -24,6 +24,14 @@ CALL_MARK = {"fails": "F", "passes": "P", "undecided": "?", "too few paired": "�
 OFFSET_MARK = {"only an offset": "offset", "partly": "partly", "not an offset": "not", "no gap": "no gap", "too few crystals": "–"}
 
 
+def _call_note(row: dict) -> str:
+    """Under an element: its call and paired crystals ("F n=944"), or, for a call refused with enough crystals but
+    too few families among them, those families ("– 3 fam.")."""
+    if row["call"] == "too few paired" and row["n_paired"] >= row.get("min_paired", np.inf):
+        return f"{CALL_MARK[row['call']]} {int(row['n_families'])} fam."
+    return f"{CALL_MARK.get(row['call'], row['call'])} n={int(row['n_paired'])}"
+
+
 def _box(ax, symbols) -> None:
     """A thick frame around each element's cell: the omissions that fail (the table's own mark for an omitted element
     crosses the cell out, which would hide the call and n written in it)."""
@@ -64,16 +72,13 @@ def atlas_maps(atlas_path, out_png) -> None:
                 label = f"{label}, k={small_k}"
                 notes = {h: OFFSET_MARK.get(c, c) for h, c in zip(frame["held_out"], frame["offset_call"])}
             elif paired:
-                # a call refused for too few families says how many (its crystals may be enough)
-                families = frame["n_families"] if "n_families" in frame else pd.Series(np.nan, index=frame.index)
-                notes = {h: f"{CALL_MARK.get(c, c)} n={int(m)}" + (f" ({int(f)} fam.)" if c == "too few paired" and np.isfinite(f) else "")
-                         for h, c, m, f in zip(frame["held_out"], frame["call"], frame["n_paired"], families.astype(float))}
+                notes = {h: _call_note(row) for h, row in zip(frame["held_out"], frame.to_dict("records"))}
             else:
                 notes = {h: f"n={int(m)}" for h, m in zip(frame["held_out"], frame["n_ood"]) if np.isfinite(m)}
             values = dict(zip(frame["held_out"], frame[measure].astype(float)))
             title = f"{target_name(target)}, {model}: {label}"
             if measure == "ood_over_control" and paired:
-                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided, –: too few; n paired crystals (under –: families)"
+                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided, –: too few; n paired crystals (or families)"
             elif measure == "offset_share":
                 title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
             elif measure == "basin_divergence":  # a landscape quantity: of the seeds whose models were analysed

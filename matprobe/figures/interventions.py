@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from matprobe.figures.style import PALETTE, SET_LABELS, save, target_name, units
-from matprobe.quantities import ENERGY_TARGETS
+from matprobe.vocabulary import ENERGY_TARGETS
 
 GROUP_LABELS = {"held_out": "the held-out element's atoms", "other": "other atoms", "neighbour_of_held_out": "its neighbours' atoms"}
 PAIR_KEYS = ["set", "id", "site", "path", "step"]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from matprobe.figures.style import SET_LABELS, save, set_colors, target_name, units
 from matprobe import MatprobeError
-from matprobe.quantities import ATTRIBUTE_UNITS
+from matprobe.vocabulary import ATTRIBUTE_UNITS
 
 
 def _label(attribute: str) -> str:

@@ -20,9 +20,9 @@ import seaborn as sns  # noqa: E402
 from matprobe.inputs.features import element_properties  # noqa: E402
 
 from matprobe.io import atomic_path  # noqa: E402
-from matprobe.prepare.sets import SET_LABELS, SETS  # noqa: E402,F401 (SET_LABELS: the report's names, for the figures)
-from matprobe.quantities import target_units as units  # noqa: E402,F401 (the figures' units, the report's too)
+from matprobe.prepare.sets import SETS  # noqa: E402
 from matprobe.prepare.splits import split_base  # noqa: E402
+from matprobe.vocabulary import SET_LABELS, target_units as units  # noqa: E402,F401 (the figures take them from here)
 
 PALETTE = "colorblind"
 
@@ -111,7 +111,9 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
                    annotations: dict[str, str] | None = None, upper: float | None = None):
     """A periodic table on `ax`, each element's cell coloured by its value (grey: none), the omitted elements boxed;
     `annotations` adds a small text under a symbol (a count, say). A diverging map is symmetric about `center`, or,
-    for a measure bounded above (`upper`: R² ≤ 1), runs from the lowest value through `center` to the bound."""
+    for a measure bounded above (`upper`: R² ≤ 1, with a `center` below it), runs from the lowest value (at least a
+    twentieth of the bound's distance below `center`, so that the centre's colour shows) through `center` to the
+    bound, each side with its own slope; the colour bar is drawn in the values' own, linear scale."""
     props = element_properties()
     finite = [v for v in values.values() if np.isfinite(v)]
     if not finite:
@@ -120,6 +122,8 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
         vmin, vmax = min(finite), max(finite)
         norm = matplotlib.colors.Normalize(vmin, vmax)
     elif upper is not None:
+        if upper <= center:
+            raise ValueError(f"periodic_table: upper {upper} must lie above center {center}")
         norm = matplotlib.colors.TwoSlopeNorm(center, vmin=min(min(finite), center - 0.05 * (upper - center)), vmax=upper)
     else:
         span = max(abs(min(finite) - center), abs(max(finite) - center)) or 1.0
@@ -151,4 +155,6 @@ def periodic_table(values: dict[str, float], omitted: list[str], title: str, col
     ax.set_ylabel("period (rows 8–9: lanthanides, actinides)")
     ax.set_title(title, fontsize=9)
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap)
-    plt.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.7)
+    bar = plt.colorbar(mappable, ax=ax, label=colorbar_label, shrink=0.7)
+    if isinstance(norm, matplotlib.colors.TwoSlopeNorm):
+        bar.ax.set_yscale("linear")  # the bar in the values' units, not halved at the centre (matplotlib's recipe)

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # torch is imported where graphs are built: split jobs, which
 # The four sets a split can have, in the order every table and figure lists them.
 SETS = ("train", "val", "id_test", "ood_test")
 TEST_SETS = ("id_test", "ood_test")
-SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}  # as figures and the report name them
 
 
 @dataclass

@@ -52,9 +52,9 @@ from matprobe.layout import run_paths
 from matprobe.models.seam import load_trained
 from matprobe.prepare.graphs import equivalent_atoms, neighbour_list
 from matprobe.prepare.splits import load_split
-from matprobe.quantities import ENERGY_TARGETS
 from matprobe.probes.environment import SEARCH, shell_mask  # bonds counted as the knobs count them
 from matprobe.runtime import Runtime
+from matprobe.vocabulary import ENERGY_TARGETS
 
 log = logging.getLogger("matprobe.probes.interventions")
 

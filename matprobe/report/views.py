@@ -20,9 +20,8 @@ import pandas as pd
 
 from matprobe import MatprobeError
 from matprobe.io import atomic_path
-from matprobe.prepare.sets import SET_LABELS
 from matprobe.prepare.splits import CONTROL_SUFFIX, split_base, split_kind
-from matprobe.quantities import target_units as units
+from matprobe.vocabulary import SET_LABELS, target_units as units
 
 MODEL_NAMES = {"cgcnn": "CGCNN", "schnet": "SchNet"}
 # the figures' colour-blind-safe set colours (matprobe.figures.style.set_colors), as hex

@@ -424,6 +424,7 @@ def atlas_table(seeds: pd.DataFrame, paired: pd.DataFrame | None = None, options
     table["offset_call"] = ["too few crystals" if call == "too few paired" else offset_call(r, options["offset"]["small_k"], options["offset"]["partial"])
                             for r, call in zip(records, table["call"])]
     table["failure_threshold"] = float(options["failure_threshold"])
+    table["min_paired"], table["min_families"] = int(options["min_paired"]), int(options["min_families"])  # the call's minimums
     table["offset_small_k"] = int(options["offset"]["small_k"])  # the k whose recal_k{k} the offset call read
     return table
 

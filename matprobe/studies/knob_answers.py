@@ -33,9 +33,9 @@ from scipy.stats import spearmanr
 
 from matprobe.layout import RUN_FILES
 from matprobe.prepare.splits import CONTROL_SUFFIX
-from matprobe.quantities import ENERGY_TARGETS
 from matprobe.probes.knobs import cluster_bootstrap_spearman
 from matprobe.studies.summary import markdown_table
+from matprobe.vocabulary import ENERGY_TARGETS
 
 RESAMPLES = 2000
 
