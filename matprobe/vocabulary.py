@@ -10,16 +10,11 @@ TARGET_UNITS = {"formation_energy_per_atom": "eV/atom", "band_gap": "eV", "band_
 # Targets whose value is an energy of the structure: their strain curve should have a minimum near the DFT cell.
 ENERGY_TARGETS = frozenset({"formation_energy_per_atom", "e_above_hull"})
 
-# The element properties of matprobe.inputs.features (node features, the knobs' element context, TRIM's space).
-ELEMENT_PROPERTY_UNITS = {
-    "group": "", "period": "", "electronegativity": "Pauling", "covalent_radius": "Å", "valence_electrons": "",
-    "first_ionisation_energy": "eV", "electron_affinity": "eV", "block": "", "atomic_volume": "cm³/mol",
-}
-# The attributes an atom is described by in the knob stage: its element's, its environment's and its topology's.
-ATTRIBUTE_UNITS = {**{name: ELEMENT_PROPERTY_UNITS[name] for name in ("electronegativity", "covalent_radius")},
-                   "mean_bond_length": "Å", "shortest_bond_length": "Å", "bond_length_spread": "Å",
-                   "electronegativity_difference": "Pauling", "h1_total_persistence": "Å", "h2_total_persistence": "Å",
-                   "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
+# The attributes an atom is described by in the knob stage (those with a unit): its element's, its environment's and
+# its topology's.
+ATTRIBUTE_UNITS = {"electronegativity": "Pauling", "covalent_radius": "Å", "mean_bond_length": "Å", "shortest_bond_length": "Å",
+                   "bond_length_spread": "Å", "electronegativity_difference": "Pauling", "h1_total_persistence": "Å",
+                   "h2_total_persistence": "Å", "ph_dir_b1_area": "Å", "ph_dir_b2_area": "Å"}
 
 # The four sets of a split as figures and the report name them (matprobe.prepare.sets.SETS in that order).
 SET_LABELS = {"train": "train", "val": "val", "id_test": "ID test", "ood_test": "OOD test"}

@@ -19,15 +19,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from matprobe.vocabulary import ELEMENT_PROPERTY_UNITS
-
 MAX_Z = 100  # pymatgen has property data up to fermium; crystals here stop well before that
 
 CONTINUOUS_BINS = 10
 CONTINUOUS = ["electronegativity", "covalent_radius", "first_ionisation_energy", "electron_affinity", "atomic_volume"]
 CATEGORICAL = {"group": list(range(1, 19)), "period": list(range(1, 8)), "valence_electrons": list(range(1, 13)), "block": ["s", "p", "d", "f"]}
 PROPERTY_ORDER = ["group", "period", "electronegativity", "covalent_radius", "valence_electrons", "first_ionisation_energy", "electron_affinity", "block", "atomic_volume"]
-PROPERTY_UNITS = ELEMENT_PROPERTY_UNITS
 
 
 @functools.lru_cache(maxsize=1)
