@@ -480,4 +480,4 @@ def test_the_map_says_how_many_families_a_refused_call_had(tmp_path, monkeypatch
     monkeypatch.setattr(figures, "save", lambda fig, path: None)
     figures.atlas_maps(tmp_path / "atlas.parquet", tmp_path / "maps.png")
     # Na: enough crystals, too few families; Li: too few of both; O: a call, its crystals only
-    assert notes[0] == {"O": "F n=400", "Na": "– 3 fam.", "Li": "– n=5"}
+    assert notes[0] == {"O": "F 400", "Na": "– 3 fam.", "Li": "– 5"}

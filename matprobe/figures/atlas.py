@@ -25,11 +25,11 @@ OFFSET_MARK = {"only an offset": "offset", "partly": "partly", "not an offset": 
 
 
 def _call_note(row: dict) -> str:
-    """Under an element: its call and paired crystals ("F n=944"), or, for a call refused with enough crystals but
-    too few families among them, those families ("– 3 fam.")."""
+    """Under an element: its call and paired crystals ("F 944": a cell holds no more at a legible size), or, for a call
+    refused with enough crystals but too few families among them, those families ("– 3 fam.")."""
     if row["call"] == "too few paired" and row["n_paired"] >= row.get("min_paired", np.inf):
         return f"{CALL_MARK[row['call']]} {int(row['n_families'])} fam."
-    return f"{CALL_MARK.get(row['call'], row['call'])} n={int(row['n_paired'])}"
+    return f"{CALL_MARK.get(row['call'], row['call'])} {int(row['n_paired'])}"
 
 
 def _box(ax, symbols) -> None:
@@ -78,7 +78,7 @@ def atlas_maps(atlas_path, out_png) -> None:
             values = dict(zip(frame["held_out"], frame[measure].astype(float)))
             title = f"{target_name(target)}, {model}: {label}"
             if measure == "ood_over_control" and paired:
-                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?: fails/passes/undecided, –: too few; n paired crystals (or families)"
+                title += f"\n{spread}; boxed: fails (95 % CI above {threshold:g});\nF/P/?/–: fails/passes/undecided/too few, paired crystals (or families)"
             elif measure == "offset_share":
                 title += "\n(share of ratio − 1; below each symbol the offset call:\noffset = only an offset, partly, not, no gap)"
             elif measure == "basin_divergence":  # a landscape quantity: of the seeds whose models were analysed
