@@ -22,15 +22,9 @@ import numpy as np
 import pandas as pd
 
 from matprobe.studies.atlas import PREDICTOR_NAMES
-from matprobe.studies.summary import markdown_table
+from matprobe.studies.summary import estimate_text, markdown_table
 
 CALLS = ("fails", "passes", "undecided", "too few paired")
-
-
-def _interval(value: float, low: float, high: float, decimals: int = 2) -> str:
-    if not np.isfinite(value):
-        return "–"
-    return f"{value:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]" if np.isfinite(low) else f"{value:.{decimals}f}"
 
 
 def _range(values: pd.Series, decimals: int = 0) -> str:
@@ -65,7 +59,7 @@ def omissions(atlas: pd.DataFrame) -> pd.DataFrame:
         recalibrated = row.get(f"recal_k{small_k}", np.nan) if small_k else np.nan
         rows.append({"target": row["target"], "model": row["model"], "element": row["held_out"],
                      "paired (families)": f"{int(row['n_paired'])} ({int(row['n_families'])})",
-                     "ratio [95 %]": _interval(row["ood_over_control"], row["ood_over_control_low"], row["ood_over_control_high"]),
+                     "ratio [95 %]": estimate_text(row["ood_over_control"], row["ood_over_control_low"], row["ood_over_control_high"]),
                      "call": row["call"], "OOD bias": f"{row['ood_bias']:+.3f}" if np.isfinite(row["ood_bias"]) else "–",
                      "offset call": row["offset_call"],
                      f"ratio after an energy per atom (k={small_k})": f"{recalibrated:.2f}" if np.isfinite(recalibrated) else "–"})
@@ -90,9 +84,9 @@ def hypothesis(table: pd.DataFrame) -> pd.DataFrame:
     for _, row in table.iterrows():
         geometric = isinstance(row.get("best_baseline"), str) and row["best_baseline"] != ""
         rows.append({"target": row["target"], "model": row["model"], "predictor": PREDICTOR_NAMES.get(row["predictor"], row["predictor"]),
-                     "kind": f"{row['kind']}, {row['labels']}", "omissions": int(row["omissions"]), "Spearman ρ [95 %]": _interval(row["spearman"], row["ci_low"], row["ci_high"]),
+                     "kind": f"{row['kind']}, {row['labels']}", "omissions": int(row["omissions"]), "Spearman ρ [95 %]": estimate_text(row["spearman"], row["ci_low"], row["ci_high"]),
                      "best baseline of its kind": PREDICTOR_NAMES.get(row["best_baseline"], row["best_baseline"]) if geometric else "",
-                     "gain in |ρ| [95 %]": _interval(row["gain_over_baselines"], row["baselines_ci_low"], row["baselines_ci_high"]) if geometric else "",
+                     "gain in |ρ| [95 %]": estimate_text(row["gain_over_baselines"], row["baselines_ci_low"], row["baselines_ci_high"]) if geometric else "",
                      "beats it": ("yes" if row["beats_baselines"] else "no") if geometric else ""})
     return pd.DataFrame(rows)
 

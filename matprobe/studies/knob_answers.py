@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 from matprobe.layout import RUN_FILES
 from matprobe.prepare.splits import CONTROL_SUFFIX
 from matprobe.probes.knobs import cluster_bootstrap_spearman
-from matprobe.studies.summary import markdown_table
+from matprobe.studies.summary import estimate_text, markdown_table
 from matprobe.vocabulary import ENERGY_TARGETS
 
 RESAMPLES = 2000
@@ -52,8 +52,7 @@ def median_interval(values, resamples: int = RESAMPLES, seed: int = 0) -> tuple[
 
 
 def _format(estimate: tuple[float, float, float], digits: int = 2) -> str:
-    middle, low, high = estimate
-    return "–" if not np.isfinite(middle) else f"{middle:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return estimate_text(*estimate, digits=digits, signed=True)
 
 
 def runs(study: Path, stage: str, name: str, dataset: str | None, model: str | None) -> list[tuple[dict, Path]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from matprobe.io import atomic_path, write_parquet
@@ -113,6 +114,15 @@ def worst_predictions(runs: list[dict], prediction_paths: list, materials_path, 
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def estimate_text(middle: float, low: float, high: float, digits: int = 2, signed: bool = False) -> str:
+    """An estimate with its interval for a results table, "1.37 [1.05, 1.76]" ("+0.12 [...]" signed); "–" for none,
+    the estimate alone where it has no interval."""
+    form = f"{'+' if signed else ''}.{digits}f"
+    if not np.isfinite(middle):
+        return "–"
+    return f"{middle:{form}} [{low:{form}}, {high:{form}}]" if np.isfinite(low) else f"{middle:{form}}"
 
 
 def markdown_table(frame: pd.DataFrame, decimals: dict[str, int]) -> str:
