@@ -106,16 +106,20 @@ def omission_file(stage, name):
     return lambda w: run_file(stage, name, Run(w.dataset, w.target, split_base(w.split)[0], w.model, int(w.seed)))
 
 
+def module_files(*modules):
+    """The source files of matprobe modules, as inputs of the jobs that run them: editing one re-runs those jobs."""
+    return [importlib.util.find_spec(module).origin for module in modules]
+
+
 def figure_code(family):
     """The plotting modules of a figure family (matprobe/figures/{family}.py, the shared style and the vocabulary of
-    units and names): inputs of its figure jobs, so that editing a plotting function re-runs that family's figures
-    and nothing else."""
-    return [importlib.util.find_spec(module).origin for module in ("matprobe.vocabulary", "matprobe.figures.style", f"matprobe.figures.{family}")]
+    units and names): editing a plotting function re-runs that family's figures and nothing else."""
+    return module_files("matprobe.vocabulary", "matprobe.figures.style", f"matprobe.figures.{family}")
 
 
 def report_code():
-    """The report pages' code (matprobe.report.views and the vocabulary): inputs of their jobs, as figure_code is."""
-    return [importlib.util.find_spec(module).origin for module in ("matprobe.vocabulary", "matprobe.report.views")]
+    """The report pages' code (matprobe.report.views and the vocabulary)."""
+    return module_files("matprobe.vocabulary", "matprobe.report.views")
 
 
 def scaled(base, per_input_mb):
