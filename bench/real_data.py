@@ -11,11 +11,11 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TAR = REPO.parent / "shared" / "datasets" / "mp_cgcnn_36k.tar.gz"
 
 
-def load_real_graph_data(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_column: int = 1):
-    """PyG Data objects with standardised formation energies (id_prop column 1) as `y`."""
+def load_real_stored(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_column: int = 1) -> tuple[dict, list[str], np.ndarray]:
+    """The stored graphs of the first n crystals (as the graph stage writes them), their ids and targets (id_prop
+    column `target_column`: 1 is the formation energy)."""
     from matprobe.prepare.graphs import build_graph, collate_graphs
     from matprobe.inputs.structures import check_crystal, parse_cif
-    from matprobe.prepare.sets import graph_data
 
     ids, graphs = [], []
     with tarfile.open(tar_path) as tar:
@@ -28,6 +28,12 @@ def load_real_graph_data(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_col
                 graphs.append(build_graph(crystal, 8.0, 12))
                 if len(ids) == n:
                     break
-    stored = collate_graphs(ids, graphs, {"cutoff": 8.0, "max_neighbors": 12})
-    y = np.array([targets[i] for i in ids])
+    return collate_graphs(ids, graphs, {"cutoff": 8.0, "max_neighbors": 12}), ids, np.array([targets[i] for i in ids])
+
+
+def load_real_graph_data(tar_path: Path = DEFAULT_TAR, n: int = 2000, target_column: int = 1):
+    """PyG Data objects with standardised formation energies (id_prop column 1) as `y`."""
+    from matprobe.prepare.sets import graph_data
+
+    stored, ids, y = load_real_stored(tar_path, n, target_column)
     return graph_data(stored, ids, (y - y.mean()) / y.std())
