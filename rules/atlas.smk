@@ -23,6 +23,8 @@ rule atlas_tables:
         # the split files, whose held-out elements the paired scoring reads (never parsed back from a split's name)
         splits=lambda w: sorted({str(L.split_file(run.dataset, run.split, run.seed)) for run in all_runs() if run.dataset == w.dataset}),
         materials=L.materials,
+        # the statistics themselves: a job of seconds, re-run when they change (paired scoring, calls, the hypothesis)
+        code=module_files("matprobe.studies.atlas"),
     output:
         atlas=f"{ATLAS_DIR}/atlas.parquet",
         seeds=f"{ATLAS_DIR}/atlas_seeds.parquet",

@@ -113,7 +113,7 @@ def module_files(*modules):
 
 def figure_code(family):
     """The plotting modules of a figure family (matprobe/figures/{family}.py, the shared style and the vocabulary of
-    units and names): editing a plotting function re-runs that family's figures and nothing else."""
+    units and names): editing matprobe/figures/{family}.py re-runs that family's figures only."""
     return module_files("matprobe.vocabulary", "matprobe.figures.style", f"matprobe.figures.{family}")
 
 

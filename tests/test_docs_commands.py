@@ -35,7 +35,7 @@ TEMPLATES = {
 HOW_TO_RUN = {
     "cores", "jobs", "set_threads", "set_resources", "resources", "profile", "report", "report_html_path",
     "nolock", "rerun_incomplete", "rerun_triggers", "touch", "forcerun", "forceall", "keep_going", "quiet", "dryrun",
-    "printshellcmds", "unlock", "containerize", "lint", "software_deployment_method", "executor",
+    "printshellcmds", "unlock", "containerize", "lint", "software_deployment_method", "executor", "list_changes",
 }
 # What a dry run of a group keeps.
 PLANNED = {"targets", "configfile", "config"}
