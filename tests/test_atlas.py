@@ -187,6 +187,9 @@ def test_a_dry_run_lists_the_sweep_once_the_data_exist(tmp_path):
     jobs = [job.split("\n\n")[0] for job in plan.stdout.split("rule make_control_draw:")[1:]]
     redrawn = {re.search(r"split=([^,\s]+)", job).group(1) for job in jobs if re.search(r"draw=1\b", job)}
     assert redrawn == {f"{name}-control" for name in expected} and "draw=0" not in plan.stdout
+    # the atlas tables read the statistics' module as an input: changing how the atlas scores re-runs its tables
+    tables = plan.stdout.split("rule atlas_tables:")[1].split("\n\n")[0]
+    assert "matprobe/studies/atlas.py" in tables.split("output:")[0]
 
 
 # ---- paired scoring, the failure rule and the offset question (issue 36) -------------------------------------------
